@@ -1,0 +1,74 @@
+"""Plumbing shared by the stage scripts: logging and one-line errors.
+
+Only I/O plumbing lives here, never results logic, because Snakemake reruns a
+stage when its own script changes but not when an imported module does.
+"""
+
+import sys
+import time
+
+
+class InputError(ValueError):
+    """A problem with the user's data, reported as one line naming the file(s)."""
+
+
+class Log:
+    """Writes to the job's log file; `say` also reaches the terminal."""
+
+    def __init__(self, stream=None, stage="embclust"):
+        self.stream = stream
+        self.stage = stage
+
+    def info(self, msg):
+        if self.stream is not None:
+            print(msg, file=self.stream, flush=True)
+
+    def say(self, msg):
+        self.info(msg)
+        print(f"embclust {self.stage}: {msg}", file=sys.__stderr__, flush=True)
+
+
+class Progress:
+    """Logs 'done/total' with a rate at most every `every` seconds."""
+
+    def __init__(self, log, total, what, every=5.0):
+        self.log, self.total, self.what, self.every = log, total, what, every
+        self.start = self.last = time.monotonic()
+
+    def update(self, done, nbytes=0):
+        now = time.monotonic()
+        if now - self.last >= self.every or done == self.total:
+            self.last = now
+            secs = max(now - self.start, 1e-9)
+            self.log.info(
+                f"{done}/{self.total} {self.what} in {secs:.1f} s "
+                f"({done / secs:.0f}/s, {nbytes / secs / 1e6:.0f} MB/s)"
+            )
+
+
+def write_ids(ids, paths, ids_path):
+    """The pooled matrix's row index: one id and source path per row."""
+    with open(ids_path, "w") as f:
+        f.write("id\tpath\n")
+        for i, p in zip(ids, paths):
+            f.write(f"{i}\t{p}\n")
+
+
+def read_ids(ids_path):
+    """(ids, paths) from the ids.tsv that the pool stage writes beside its matrix."""
+    with open(ids_path) as f:
+        rows = [line.rstrip("\n").split("\t") for line in f][1:]
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+def run(snakemake, main):
+    """Run main(snakemake, log) with stderr in the job log and InputError as one line."""
+    stage = snakemake.rule
+    with open(snakemake.log[0], "w") as stream:
+        sys.stderr = stream  # library warnings go to the log, not the terminal
+        log = Log(stream, stage)
+        try:
+            main(snakemake, log)
+        except InputError as e:
+            log.say(f"error: {e}")
+            sys.exit(1)

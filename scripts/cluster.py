@@ -1,0 +1,101 @@
+"""Cluster stage: hard labels, membership strengths and soft memberships.
+
+Cosine is computed as euclidean on L2-normalised vectors: the neighbour order
+is the same (|a-b|^2 = 2 - 2 cos(a, b) for unit vectors), and HDBSCAN's fast
+trees and prediction data work, so soft memberships are real probabilities.
+"""
+
+import numpy as np
+from _stage import InputError
+
+# Spectral clustering: neighbours in the affinity graph, also used for soft memberships.
+SPECTRAL_NEIGHBOURS = 10
+
+
+def prepare(matrix, metric):
+    """float64 vectors in which euclidean distance orders pairs as `metric` does."""
+    x = np.asarray(matrix, dtype=np.float64)
+    if metric == "cosine":
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        if (norms == 0).any():
+            raise InputError(f"{int((norms == 0).sum())} all-zero vectors have no cosine direction; use metric=euclidean")
+        x = x / norms
+    return x
+
+
+def hdbscan_clusters(x, min_cluster_size, min_samples):
+    """(labels, probabilities, soft) from hdbscan with prediction data."""
+    import hdbscan
+
+    if len(x) < min_cluster_size:
+        raise InputError(f"{len(x)} files are fewer than min_cluster_size={min_cluster_size}")
+    if len(x) <= min_samples:
+        raise InputError(f"{len(x)} files are too few for min_samples={min_samples}")
+    model = hdbscan.HDBSCAN(
+        min_cluster_size=min_cluster_size,
+        min_samples=min_samples,
+        metric="euclidean",
+        prediction_data=True,
+    ).fit(x)
+    labels = model.labels_.astype(np.int64)
+    n_clusters = int(labels.max()) + 1
+    if n_clusters == 0:
+        soft = np.zeros((len(x), 0))
+    else:
+        soft = np.asarray(hdbscan.all_points_membership_vectors(model), dtype=np.float64).reshape(len(x), n_clusters)
+    return labels, model.probabilities_.astype(np.float64), soft
+
+
+def neighbour_memberships(x, labels, n_clusters, k=SPECTRAL_NEIGHBOURS):
+    """Soft memberships for a partition: the share of each cluster among a point's
+    k nearest neighbours and the point itself (so each row sums to 1)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(k, len(x) - 1)
+    _, idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
+    soft = np.zeros((len(x), n_clusters))
+    for column in idx.T:  # idx[:, 0] is the point itself
+        soft[np.arange(len(x)), labels[column]] += 1
+    return soft / (k + 1)
+
+
+def spectral_clusters(x, n_clusters, seed):
+    from sklearn.cluster import SpectralClustering
+
+    if len(x) <= n_clusters:
+        raise InputError(f"{len(x)} files cannot make n_clusters={n_clusters} clusters")
+    model = SpectralClustering(
+        n_clusters=n_clusters,
+        affinity="nearest_neighbors",
+        n_neighbors=min(SPECTRAL_NEIGHBOURS, len(x) - 1),
+        eigen_solver="lobpcg",  # same labels as arpack, far faster and leaner
+        random_state=seed,
+    )
+    labels = model.fit_predict(x).astype(np.int64)
+    soft = neighbour_memberships(x, labels, n_clusters)
+    return labels, soft[np.arange(len(x)), labels], soft
+
+
+def cluster(matrix, params):
+    x = prepare(matrix, params["metric"])
+    if params["algorithm"] == "hdbscan":
+        return hdbscan_clusters(x, params["min_cluster_size"], params["min_samples"])
+    return spectral_clusters(x, params["n_clusters"], params["seed"])
+
+
+def main(snakemake, log):
+    matrix = np.load(snakemake.input.matrix)
+    params = snakemake.params.clusterer
+    log.info(f"{params} on {matrix.shape[0]} x {matrix.shape[1]}")
+    labels, probabilities, soft = cluster(matrix, params)
+    n_clusters, noise = soft.shape[1], float((labels < 0).mean())
+    log.info(f"{n_clusters} clusters, {noise:.1%} noise")
+    if n_clusters == 0:
+        log.say(f"no clusters found: all {len(labels)} files are noise (-1); try a smaller min_cluster_size")
+    np.savez(snakemake.output.clusters, labels=labels, probabilities=probabilities, soft=soft)
+
+
+if "snakemake" in globals():
+    from _stage import run
+
+    run(snakemake, main)  # noqa: F821

@@ -1,0 +1,149 @@
+"""Pool stage: one vector per .npy file, stacked into a float32 matrix.
+
+Every file is checked from its header first (cheap), so a bad directory fails
+with one line naming the bad files before any pooling work is done.
+"""
+
+import os
+
+import numpy as np
+from _stage import InputError, Progress, write_ids
+
+METHODS = ("mean", "max", "meanstd", "flatten")
+
+
+def _names(paths, limit=3):
+    shown = ", ".join(os.path.basename(p) for p in paths[:limit])
+    return shown + (f" (+{len(paths) - limit} more)" if len(paths) > limit else "")
+
+
+def read_header(path):
+    """(frames, width, dtype) of a .npy file, without reading its data.
+
+    Raises InputError naming the file for anything pooling cannot use.
+    """
+    name = os.path.basename(path)
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            shape, _, dtype = read.get(version, lambda f: np.lib.format._read_array_header(f, version))(f)
+            offset = f.tell()
+    except Exception as e:  # numpy raises several types for a damaged header
+        raise InputError(f"{name}: not a readable .npy file ({e})") from None
+    if dtype.hasobject:
+        raise InputError(f"{name}: holds Python objects (a pickled array); only float arrays are accepted")
+    if dtype not in (np.float16, np.float32, np.float64):
+        raise InputError(f"{name}: dtype {dtype} is not float16, float32 or float64")
+    if len(shape) == 3 and shape[0] == 1:
+        shape = shape[1:]
+    if len(shape) == 1:
+        shape = (1,) + shape
+    if len(shape) != 2:
+        raise InputError(f"{name}: shape {shape} is not (D,), (T, D) or (1, T, D)")
+    frames, width = shape
+    if frames == 0:
+        raise InputError(f"{name}: has 0 frames")
+    if width == 0:
+        raise InputError(f"{name}: has width 0")
+    need = offset + frames * width * dtype.itemsize
+    have = os.path.getsize(path)
+    if have < need:
+        raise InputError(f"{name}: truncated ({have} of {need} bytes)")
+    return frames, width, dtype
+
+
+def check_files(paths):
+    """Headers of all files: returns (width, longest frame count) or raises one InputError."""
+    bad, by_width, longest = [], {}, 0
+    for path in paths:
+        try:
+            frames, width, _ = read_header(path)
+        except InputError as e:
+            bad.append(str(e))
+            continue
+        by_width.setdefault(width, []).append(path)
+        longest = max(longest, frames)
+    if bad:
+        more = f" (+{len(bad) - 3} more bad files)" if len(bad) > 3 else ""
+        raise InputError("; ".join(bad[:3]) + more)
+    if len(by_width) > 1:
+        groups = sorted(by_width.items(), key=lambda kv: -len(kv[1]))
+        detail = "; ".join(f"width {w} in {len(ps)} files: {_names(ps)}" for w, ps in groups)
+        raise InputError(f"embedding widths differ: {detail}")
+    return next(iter(by_width)), longest
+
+
+def pooled_width(method, width, frames):
+    return {"mean": width, "max": width, "meanstd": 2 * width, "flatten": frames * width}[method]
+
+
+def pool_array(frames_by_width, method, frames=None):
+    """One float32 vector from a (T, D) array; None if it holds NaN or Inf."""
+    a = frames_by_width
+    if method == "mean":
+        # The sum is non-finite exactly when some value is: one pass, no extra check.
+        total = a.sum(axis=0, dtype=np.float32)
+        return total / a.shape[0] if np.isfinite(total).all() else None
+    if not np.isfinite(a).all():
+        return None
+    if method == "max":
+        return a.max(axis=0).astype(np.float32)
+    if method == "meanstd":
+        a64 = a.astype(np.float64)
+        return np.concatenate([a64.mean(axis=0), a64.std(axis=0)]).astype(np.float32)
+    # flatten: keep the first `frames` frames, zero-pad shorter files.
+    out = np.zeros((frames, a.shape[1]), dtype=np.float32)
+    keep = min(frames, a.shape[0])
+    out[:keep] = a[:keep]
+    return out.reshape(-1)
+
+
+def load_frames(path):
+    a = np.load(path, mmap_mode="r", allow_pickle=False)
+    return a.reshape(-1, a.shape[-1])
+
+
+def pool_files(paths, method, frames, matrix_path, log):
+    """Pool every file into a float32 .npy matrix at matrix_path (rows in paths order).
+
+    frames: frame count for method='flatten' (None = the longest file's).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown pooling {method!r}")
+    width, longest = check_files(paths)
+    frames = frames or longest
+    dim = pooled_width(method, width, frames)
+    log.info(f"pooling {len(paths)} files of width {width} by {method} -> {dim} dims")
+    # Written row by row to a memory map, so flatten never holds N x T*D in RAM.
+    matrix = np.lib.format.open_memmap(matrix_path, mode="w+", dtype=np.float32, shape=(len(paths), dim))
+    progress = Progress(log, len(paths), "files pooled")
+    nonfinite, nbytes = [], 0
+    for i, path in enumerate(paths):
+        a = load_frames(path)
+        vector = pool_array(a, method, frames)
+        if vector is None:
+            nonfinite.append(path)
+        else:
+            matrix[i] = vector
+        nbytes += a.nbytes
+        progress.update(i + 1, nbytes)
+    matrix.flush()
+    del matrix
+    if nonfinite:
+        os.remove(matrix_path)  # no partial output
+        raise InputError(f"NaN or Inf values in {len(nonfinite)} files: {_names(nonfinite)}")
+
+
+def main(snakemake, log):
+    paths = list(snakemake.input.embeddings)
+    ids = [os.path.basename(p)[: -len(".npy")] for p in paths]
+    params = snakemake.params.pooling
+    pool_files(paths, params["method"], params["frames"], snakemake.output.matrix, log)
+    write_ids(ids, paths, snakemake.output.ids)
+
+
+if "snakemake" in globals():
+    from _stage import run
+
+    run(snakemake, main)  # noqa: F821

@@ -1,0 +1,244 @@
+"""Configuration for the Snakefile: coercion, validation, sweeps and path slugs.
+
+A result's path names exactly the settings that made it, so this module is the
+single place that turns settings into path components (slugs) and back.
+"""
+
+import difflib
+import itertools
+import os
+import re
+
+import jsonschema
+import yaml
+
+PATH_KEYS = ("embedding_dir", "output_dir", "dataset")
+
+
+class ConfigError(ValueError):
+    """A bad setting or input directory, reported to the user as one line."""
+
+
+def load_schema(path):
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def sweep_keys(schema):
+    return [k for k, s in schema["properties"].items() if s.get("sweep")]
+
+
+def _coerce_scalar(value):
+    # `--config` values arrive as int/float/bool or, inside lists, as strings
+    # (YAML BaseLoader); read strings as YAML so "5" -> 5 and "null" -> None.
+    if isinstance(value, str):
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+    return value
+
+
+def coerce(config, schema):
+    """Return a copy of config with `--config` strings turned into typed values."""
+    out = {}
+    for key, value in config.items():
+        if key in PATH_KEYS:
+            # `--config embedding_dir=2024` arrives as an int; it is still a path.
+            out[key] = str(value) if isinstance(value, (int, float)) else value
+        elif isinstance(value, (list, tuple)):
+            out[key] = [_coerce_scalar(v) for v in value]
+        else:
+            value = _coerce_scalar(value)
+            # `--config reduce_dim='[10,20]'` can reach us as one string.
+            out[key] = [_coerce_scalar(v) for v in value] if isinstance(value, list) else value
+    return out
+
+
+def describe(prop):
+    """What a schema property allows, in words."""
+    if "enum" in prop:
+        text = "one of " + ", ".join(map(str, prop["enum"]))
+    else:
+        types = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
+        main = [t for t in types if t != "null"][0]
+        text = {"integer": "an integer", "string": "a string"}[main]
+        if "minimum" in prop:
+            text += f" >= {prop['minimum']}"
+        if "pattern" in prop:
+            text += f" matching {prop['pattern']}"
+        if "null" in types:
+            text += " or null"
+    if prop.get("sweep"):
+        text += " (or a list of these, to sweep)"
+    return text
+
+
+def validate(config, schema):
+    """Coerce, check and fill in defaults; raise ConfigError with one line."""
+    config = coerce(config, schema)
+    props = schema["properties"]
+    for key, value in config.items():
+        if key not in props:
+            close = difflib.get_close_matches(key, props, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown config key '{key}'{hint}")
+        prop = props[key]
+        values = value if isinstance(value, list) and prop.get("sweep") else [value]
+        if isinstance(value, list) and not values:
+            raise ConfigError(f"config key '{key}' is an empty list; allowed: {describe(prop)}")
+        for item in values:
+            check = {k: v for k, v in prop.items() if k not in ("sweep", "default", "description")}
+            try:
+                jsonschema.validate(item, check)
+            except jsonschema.ValidationError:
+                raise ConfigError(
+                    f"config key '{key}' has value {item!r}, which is not allowed; allowed: {describe(prop)}"
+                ) from None
+    full = {key: prop.get("default") for key, prop in props.items()}
+    full.update(config)
+    if not full["dataset"]:
+        full["dataset"] = os.path.basename(os.path.normpath(full["embedding_dir"])) or "dataset"
+    return full
+
+
+def combinations(config, schema):
+    """Every combination of the swept keys, as flat settings dicts."""
+    keys = sweep_keys(schema)
+    axes = [config[k] if isinstance(config[k], list) else [config[k]] for k in keys]
+    fixed = {k: v for k, v in config.items() if k not in keys}
+    return [dict(fixed, **dict(zip(keys, combo))) for combo in itertools.product(*axes)]
+
+
+# ---- slugs: settings -> path component, and back -------------------------
+
+SLUG_PATTERNS = {
+    "pooling": r"(?P<method>mean|max|meanstd)|flatten-(?P<frames>\d+|longest)",
+    "reducer": r"(?P<method>none)|(?P<pca>pca)-(?P<pca_dim>\d+)|umap-(?P<umap_dim>\d+)-(?P<metric>euclidean|cosine)-s(?P<seed>\d+)",
+    "clusterer": (
+        r"hdbscan-mcs(?P<mcs>\d+)-ms(?P<ms>\d+)-(?P<h_metric>euclidean|cosine)"
+        r"|spectral-k(?P<k>\d+)-(?P<s_metric>euclidean|cosine)-s(?P<s_seed>\d+)"
+    ),
+    "layout": r"(?P<pca>pca)|umap-(?P<metric>euclidean|cosine)-s(?P<seed>\d+)",
+}
+
+
+# The same patterns without group names, for Snakemake's wildcard_constraints.
+WILDCARD_PATTERNS = {kind: re.sub(r"\(\?P<\w+>", "(?:", p) for kind, p in SLUG_PATTERNS.items()}
+
+
+def pooling_slug(s):
+    if s["pooling"] == "flatten":
+        return f"flatten-{s['flatten_frames'] or 'longest'}"
+    return s["pooling"]
+
+
+def reducer_slug(s):
+    if s["reduce"] == "none":
+        return "none"
+    if s["reduce"] == "pca":
+        # PCA is deterministic here (see scripts/reduce.py): no seed in its name.
+        return f"pca-{s['reduce_dim']}"
+    return f"umap-{s['reduce_dim']}-{s['metric']}-s{s['seed']}"
+
+
+def clusterer_slug(s):
+    if s["algorithm"] == "hdbscan":
+        ms = s["min_samples"] if s["min_samples"] is not None else s["min_cluster_size"]
+        return f"hdbscan-mcs{s['min_cluster_size']}-ms{ms}-{s['metric']}"
+    return f"spectral-k{s['n_clusters']}-{s['metric']}-s{s['seed']}"
+
+
+def layout_slug(s):
+    """None when no plot is asked for."""
+    if s["plot"] == "none":
+        return None
+    if s["plot"] == "pca":
+        return "pca"
+    # The layout shares the clustering's geometry (metric) but never its
+    # cluster settings, so recolouring after a min_cluster_size change is free.
+    return f"umap-{s['metric']}-s{s['seed']}"
+
+
+def _match(kind, slug):
+    m = re.fullmatch(SLUG_PATTERNS[kind], slug)
+    if not m:
+        raise ValueError(f"not a {kind} name: {slug!r}")
+    return m.groupdict()
+
+
+def parse_pooling(slug):
+    g = _match("pooling", slug)
+    if g["method"]:
+        return {"method": g["method"], "frames": None}
+    return {"method": "flatten", "frames": None if g["frames"] == "longest" else int(g["frames"])}
+
+
+def parse_reducer(slug):
+    g = _match("reducer", slug)
+    if g["method"]:
+        return {"method": "none"}
+    if g["pca"]:
+        return {"method": "pca", "dim": int(g["pca_dim"])}
+    return {"method": "umap", "dim": int(g["umap_dim"]), "metric": g["metric"], "seed": int(g["seed"])}
+
+
+def parse_clusterer(slug):
+    g = _match("clusterer", slug)
+    if g["mcs"]:
+        return {
+            "algorithm": "hdbscan",
+            "min_cluster_size": int(g["mcs"]),
+            "min_samples": int(g["ms"]),
+            "metric": g["h_metric"],
+        }
+    return {"algorithm": "spectral", "n_clusters": int(g["k"]), "metric": g["s_metric"], "seed": int(g["s_seed"])}
+
+
+def parse_layout(slug):
+    g = _match("layout", slug)
+    if g["pca"]:
+        return {"method": "pca"}
+    return {"method": "umap", "metric": g["metric"], "seed": int(g["seed"])}
+
+
+# ---- inputs and targets ------------------------------------------------------
+
+
+def list_embeddings(directory):
+    """Sorted (id, path) pairs of the .npy files in directory; other files are ignored."""
+    if not os.path.isdir(directory):
+        raise ConfigError(f"embedding_dir '{directory}' does not exist or is not a directory")
+    with os.scandir(directory) as entries:
+        names = sorted(e.name for e in entries if e.name.endswith(".npy") and e.is_file())
+    if not names:
+        raise ConfigError(f"embedding_dir '{directory}' holds no .npy files")
+    return [(name[: -len(".npy")], os.path.join(directory, name)) for name in names]
+
+
+def result_dir(root, s):
+    return f"{root}/{pooling_slug(s)}/{reducer_slug(s)}/{clusterer_slug(s)}"
+
+
+def targets(root, combos):
+    """Final files for every combination, deduplicated, in a stable order."""
+    paths = []
+    for s in combos:
+        d = result_dir(root, s)
+        paths += [f"{d}/clusters_hard.json", f"{d}/clusters_soft.json"]
+        if layout_slug(s):
+            paths.append(f"{d}/plot-{layout_slug(s)}.png")
+    return list(dict.fromkeys(paths))
+
+
+def check_sizes(n_files, combos):
+    """Refuse, before any job runs, settings that cannot work for n_files."""
+    for s in combos:
+        if s["algorithm"] == "hdbscan" and n_files < s["min_cluster_size"]:
+            raise ConfigError(
+                f"only {n_files} .npy files in '{s['embedding_dir']}', fewer than min_cluster_size={s['min_cluster_size']}"
+            )
+        if s["algorithm"] == "spectral" and n_files <= s["n_clusters"]:
+            raise ConfigError(
+                f"only {n_files} .npy files in '{s['embedding_dir']}', need more than n_clusters={s['n_clusters']}"
+            )

@@ -1,0 +1,86 @@
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+WORKFLOW_FILES = ("Snakefile", "workflow", "scripts", "config", "environment.yml", "requirements.txt")
+
+
+def make_blobs(directory, n_per_cluster=30, centres=3, width=64, frames=(3, 9), seed=0, dtype=np.float32):
+    """Frame-level files around `centres` well-separated points; ids sort by cluster."""
+    rng = np.random.default_rng(seed)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    means = rng.normal(0, 10, size=(centres, width))
+    truth = {}
+    for c in range(centres):
+        for j in range(n_per_cluster):
+            t = int(rng.integers(frames[0], frames[1] + 1))
+            a = means[c] + rng.normal(0, 1, size=(t, width))
+            np.save(directory / f"c{c}_{j:03d}.npy", a.astype(dtype))
+            truth[f"c{c}_{j:03d}"] = c
+    return truth
+
+
+class Workflow:
+    """A copy of the workflow in a temporary directory, run with real snakemake."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.root.mkdir(parents=True)
+        for name in WORKFLOW_FILES:
+            src = REPO / name
+            if src.is_dir():
+                shutil.copytree(src, self.root / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(src, self.root / name)
+
+    def run(self, *args, check=True, cores=2):
+        cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), *args]
+        env = dict(os.environ, PYTHONWARNINGS="ignore")
+        proc = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, env=env)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        proc.jobs = executed_jobs(proc.stdout + proc.stderr)
+        return proc
+
+    def files(self, under="results"):
+        """{path: (mtime_ns, bytes)} of every file under `under`, logs excluded."""
+        out = {}
+        for p in (self.root / under).rglob("*"):
+            if p.is_file() and "/logs/" not in str(p):
+                out[str(p.relative_to(self.root))] = (p.stat().st_mtime_ns, p.read_bytes())
+        return out
+
+
+def executed_jobs(output):
+    """{rule: count} from the 'Job stats' table snakemake prints before running."""
+    m = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal", output, re.S)
+    if not m:
+        return {}
+    jobs = {}
+    for line in m.group(1).splitlines():
+        rule, count = line.split()
+        jobs[rule] = int(count)
+    jobs.pop("all", None)
+    return jobs
+
+
+@pytest.fixture
+def workflow(tmp_path):
+    return Workflow(tmp_path / "wf")
+
+
+@pytest.fixture
+def blobs(tmp_path):
+    """90 frame-level files in 3 clusters; returns (directory, {id: true cluster})."""
+    directory = tmp_path / "emb"
+    return directory, make_blobs(directory)

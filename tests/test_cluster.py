@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+from _stage import InputError
+from cluster import cluster, hdbscan_clusters, neighbour_memberships, prepare
+from sklearn.metrics import adjusted_rand_score
+
+
+def blobs(n=40, centres=3, width=8, seed=0, spread=1.0):
+    rng = np.random.default_rng(seed)
+    means = rng.normal(0, 10, size=(centres, width))
+    truth = np.repeat(np.arange(centres), n)
+    return (means[truth] + rng.normal(0, spread, size=(len(truth), width))).astype(np.float32), truth
+
+
+def hdbscan_params(metric="euclidean", mcs=5, ms=5):
+    return {"algorithm": "hdbscan", "min_cluster_size": mcs, "min_samples": ms, "metric": metric}
+
+
+def test_hdbscan_finds_the_blobs_with_real_soft_memberships():
+    x, truth = blobs(spread=3.0)
+    labels, probabilities, soft = cluster(x, hdbscan_params())
+    assert adjusted_rand_score(truth, labels) > 0.9
+    assert soft.shape == (len(x), labels.max() + 1)
+    # hdbscan's rows sum to the chance of being in any cluster at all.
+    assert ((soft.sum(1) > 0) & (soft.sum(1) <= 1 + 1e-9)).all()
+    assert ((soft > 0.01) & (soft < 0.99)).any()  # not one-hot
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+
+
+def test_cosine_is_euclidean_on_unit_vectors_with_real_memberships():
+    import hdbscan
+
+    # Directions carry the clusters; lengths vary wildly and must not matter.
+    x, truth = blobs(spread=2.0, seed=1)
+    x = x * np.random.default_rng(2).uniform(0.1, 10, size=(len(x), 1)).astype(np.float32)
+    labels, _, soft = cluster(x, hdbscan_params("cosine"))
+    assert adjusted_rand_score(truth, labels) > 0.9
+    # The seed's generic cosine path: same clusters, but no soft memberships there.
+    generic = hdbscan.HDBSCAN(min_cluster_size=5, min_samples=5, metric="cosine", algorithm="generic")
+    assert adjusted_rand_score(generic.fit(x.astype(np.float64)).labels_, labels) > 0.95
+    assert ((soft > 0.01) & (soft < 0.99)).any()
+    np.testing.assert_allclose(np.linalg.norm(prepare(x, "cosine"), axis=1), 1)
+
+
+def test_cosine_refuses_zero_vectors():
+    x, _ = blobs()
+    x[3] = 0
+    with pytest.raises(InputError, match="all-zero"):
+        prepare(x, "cosine")
+
+
+def test_only_noise_gives_empty_memberships():
+    x = np.random.default_rng(0).normal(size=(10, 4))
+    labels, probabilities, soft = hdbscan_clusters(x, min_cluster_size=6, min_samples=6)
+    assert (labels == -1).all() and (probabilities == 0).all()
+    assert soft.shape == (10, 0)
+
+
+def test_too_few_files():
+    with pytest.raises(InputError, match="fewer than min_cluster_size=20"):
+        hdbscan_clusters(np.zeros((10, 3)), 20, 20)
+    with pytest.raises(InputError, match="too few for min_samples=15"):
+        hdbscan_clusters(np.zeros((10, 3)), 5, 15)
+
+
+def test_spectral_partitions_with_neighbour_memberships():
+    x, truth = blobs(spread=2.0)
+    labels, probabilities, soft = cluster(x, {"algorithm": "spectral", "n_clusters": 3, "metric": "euclidean", "seed": 0})
+    assert adjusted_rand_score(truth, labels) > 0.95
+    assert set(labels) == {0, 1, 2}
+    np.testing.assert_allclose(soft.sum(1), 1)
+    np.testing.assert_array_equal(probabilities, soft[np.arange(len(x)), labels])
+    again = cluster(x, {"algorithm": "spectral", "n_clusters": 3, "metric": "euclidean", "seed": 0})[0]
+    np.testing.assert_array_equal(labels, again)
+
+
+def test_neighbour_memberships_count_the_point_and_its_neighbours():
+    x = np.array([[0.0], [1.0], [2.0], [10.0], [11.0]])
+    labels = np.array([0, 0, 1, 1, 1])
+    soft = neighbour_memberships(x, labels, 2, k=2)
+    # Point 2 (label 1): itself plus its two nearest, points 1 and 0 (label 0).
+    np.testing.assert_allclose(soft[2], [2 / 3, 1 / 3])
+    np.testing.assert_allclose(soft[4], [0, 1])

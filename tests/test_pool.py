@@ -1,0 +1,120 @@
+import numpy as np
+import pytest
+from _stage import InputError, Log
+from pool import check_files, pool_array, pool_files, read_header
+
+
+def save(tmp_path, name, array):
+    path = tmp_path / name
+    np.save(path, array)
+    return str(path)
+
+
+def pool(paths, method="mean", frames=None, tmp_path=None):
+    out = tmp_path / "pooled.npy"
+    pool_files(paths, method, frames, str(out), Log())
+    return np.load(out)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(6,), (4, 6), (1, 4, 6)])
+def test_accepted_shapes_and_dtypes(tmp_path, shape, dtype):
+    a = np.arange(np.prod(shape), dtype=np.float64).reshape(shape).astype(dtype)
+    frames = a.reshape(-1, 6).astype(np.float32)
+    m = pool([save(tmp_path, "x.npy", a)], "mean", tmp_path=tmp_path)
+    assert m.dtype == np.float32 and m.shape == (1, 6)
+    np.testing.assert_allclose(m[0], frames.mean(0), rtol=1e-3)
+
+
+def test_methods():
+    a = np.array([[1.0, -2.0], [3.0, 4.0], [5.0, 0.0]], dtype=np.float32)
+    np.testing.assert_allclose(pool_array(a, "mean"), [3.0, 2 / 3], rtol=1e-6)
+    np.testing.assert_allclose(pool_array(a, "max"), [5.0, 4.0])
+    np.testing.assert_allclose(pool_array(a, "meanstd"), np.r_[a.mean(0), a.std(0)], rtol=1e-6)
+    # flatten pads short files with zero frames and truncates long ones
+    np.testing.assert_array_equal(pool_array(a, "flatten", frames=4), np.r_[a.ravel(), 0, 0])
+    np.testing.assert_array_equal(pool_array(a, "flatten", frames=2), a[:2].ravel())
+
+
+def test_flatten_defaults_to_the_longest_file(tmp_path):
+    paths = [save(tmp_path, "a.npy", np.ones((2, 3))), save(tmp_path, "b.npy", np.ones((5, 3)))]
+    m = pool(paths, "flatten", tmp_path=tmp_path)
+    assert m.shape == (2, 15)
+    assert m[0, :6].sum() == 6 and m[0, 6:].sum() == 0
+
+
+def test_rows_follow_path_order(tmp_path):
+    paths = [save(tmp_path, f"{i}.npy", np.full((2, 3), i, dtype=np.float32)) for i in range(4)]
+    np.testing.assert_array_equal(pool(paths, tmp_path=tmp_path)[:, 0], [0, 1, 2, 3])
+
+
+def error_for(paths, method="mean", tmp_path=None):
+    with pytest.raises(InputError) as e:
+        pool(paths, method, tmp_path=tmp_path)
+    message = str(e.value)
+    assert "\n" not in message
+    return message
+
+
+def test_corrupt_file(tmp_path):
+    path = tmp_path / "bad.npy"
+    path.write_bytes(b"this is not numpy")
+    assert "bad.npy: not a readable .npy file" in error_for([str(path)], tmp_path=tmp_path)
+
+
+def test_truncated_file(tmp_path):
+    path = save(tmp_path, "cut.npy", np.ones((10, 8), dtype=np.float32))
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:-40])
+    assert "cut.npy: truncated" in error_for([path], tmp_path=tmp_path)
+
+
+def test_pickled_object_array(tmp_path):
+    path = tmp_path / "obj.npy"
+    np.save(path, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    assert "obj.npy: holds Python objects" in error_for([str(path)], tmp_path=tmp_path)
+
+
+def test_zero_frames(tmp_path):
+    path = save(tmp_path, "empty.npy", np.zeros((0, 8), dtype=np.float32))
+    assert "empty.npy: has 0 frames" in error_for([path], tmp_path=tmp_path)
+
+
+def test_integer_and_bad_shapes(tmp_path):
+    assert "int64 is not float" in error_for([save(tmp_path, "i.npy", np.ones((2, 3), dtype=np.int64))], tmp_path=tmp_path)
+    assert "is not (D,), (T, D) or (1, T, D)" in error_for([save(tmp_path, "b.npy", np.ones((2, 2, 3)))], tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize("method", ["mean", "max", "meanstd", "flatten"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf(tmp_path, method, bad):
+    good = save(tmp_path, "good.npy", np.ones((3, 4), dtype=np.float32))
+    a = np.ones((3, 4), dtype=np.float32)
+    a[1, 2] = bad
+    message = error_for([good, save(tmp_path, "nan.npy", a)], method, tmp_path=tmp_path)
+    assert "NaN or Inf values in 1 files: nan.npy" in message
+    assert not (tmp_path / "pooled.npy").exists()
+
+
+def test_different_widths_name_a_few_files_of_each(tmp_path):
+    paths = [save(tmp_path, f"w8_{i}.npy", np.ones((2, 8))) for i in range(5)]
+    paths += [save(tmp_path, "w4_0.npy", np.ones((2, 4)))]
+    message = error_for(paths, tmp_path=tmp_path)
+    assert message.startswith("embedding widths differ")
+    assert "width 8 in 5 files: w8_0.npy, w8_1.npy, w8_2.npy (+2 more)" in message
+    assert "width 4 in 1 files: w4_0.npy" in message
+
+
+def test_all_bad_files_are_reported_before_any_pooling(tmp_path):
+    paths = [str(tmp_path / f"bad{i}.npy") for i in range(5)]
+    for p in paths:
+        open(p, "wb").write(b"junk")
+    message = error_for(paths, tmp_path=tmp_path)
+    assert "bad0.npy" in message and "bad2.npy" in message and "(+2 more bad files)" in message
+    assert not (tmp_path / "pooled.npy").exists()
+
+
+def test_header_reading_does_not_load_data(tmp_path):
+    path = save(tmp_path, "big.npy", np.zeros((1, 7, 5), dtype=np.float16))
+    assert read_header(path) == (7, 5, np.dtype(np.float16))
+    assert check_files([path]) == (5, 7)

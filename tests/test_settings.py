@@ -1,0 +1,131 @@
+import itertools
+
+import pytest
+import settings
+from conftest import REPO
+
+SCHEMA = settings.load_schema(REPO / "workflow/schemas/config.schema.yaml")
+
+
+def valid(**config):
+    return settings.validate(config, SCHEMA)
+
+
+def test_defaults_fill_every_key():
+    full = valid()
+    assert full["pooling"] == "mean" and full["reduce"] == "pca" and full["reduce_dim"] == 50
+    assert full["min_samples"] is None and full["plot"] == "umap" and full["dataset"] == "digits"
+
+
+def test_config_file_matches_schema_defaults():
+    import yaml
+
+    with open(REPO / "config/config.yaml") as f:
+        file_config = yaml.safe_load(f)
+    assert set(file_config) == set(SCHEMA["properties"])
+    assert valid(**file_config) == valid()
+
+
+def test_command_line_strings_are_coerced():
+    # `--config min_cluster_size='[5,10,20]'` arrives as a list of strings.
+    full = valid(min_cluster_size=["5", "10", "20"], min_samples="null", reduce_dim="[10, 20]")
+    assert full["min_cluster_size"] == [5, 10, 20]
+    assert full["min_samples"] is None
+    assert full["reduce_dim"] == [10, 20]
+
+
+def test_path_keys_stay_strings():
+    assert valid(embedding_dir=123, output_dir="out")["embedding_dir"] == "123"
+
+
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [
+        ("pooling", "median", "one of mean, max, meanstd, flatten"),
+        ("min_cluster_size", 1, "an integer >= 2"),
+        ("min_cluster_size", [5, "x"], "an integer >= 2"),
+        ("reduce_dim", 2.5, "an integer >= 2"),
+        ("metric", "manhattan", "one of euclidean, cosine"),
+        ("min_samples", 0, "an integer >= 1 or null"),
+    ],
+)
+def test_bad_values_are_one_line_naming_key_value_and_allowed(key, value, allowed):
+    with pytest.raises(settings.ConfigError) as e:
+        valid(**{key: value})
+    message = str(e.value)
+    assert "\n" not in message
+    assert f"'{key}'" in message and allowed in message
+
+
+def test_unknown_key_suggests_the_right_one():
+    with pytest.raises(settings.ConfigError, match="did you mean 'min_cluster_size'"):
+        valid(min_cluster_sise=5)
+
+
+def test_lists_only_for_sweep_keys():
+    with pytest.raises(settings.ConfigError, match="embedding_dir"):
+        valid(embedding_dir=["a", "b"])
+
+
+def test_sweep_is_the_cartesian_product():
+    combos = settings.combinations(valid(min_cluster_size=[5, 10], metric=["euclidean", "cosine"]), SCHEMA)
+    assert len(combos) == 4
+    assert {(c["min_cluster_size"], c["metric"]) for c in combos} == set(
+        itertools.product([5, 10], ["euclidean", "cosine"])
+    )
+
+
+def test_slugs_name_only_settings_that_matter():
+    base = valid()
+    assert settings.clusterer_slug(base) == "hdbscan-mcs5-ms5-euclidean"
+    # min_samples=null means min_cluster_size: both share one cached result.
+    assert settings.clusterer_slug(dict(base, min_samples=5)) == settings.clusterer_slug(base)
+    # n_clusters does not touch HDBSCAN; min_cluster_size does not touch spectral.
+    assert settings.clusterer_slug(dict(base, n_clusters=3)) == settings.clusterer_slug(base)
+    spectral = dict(base, algorithm="spectral")
+    assert settings.clusterer_slug(dict(spectral, min_cluster_size=9)) == settings.clusterer_slug(spectral)
+    # Clustering settings never reach the layout or the reduction.
+    changed = dict(base, min_cluster_size=20, algorithm="spectral")
+    assert settings.layout_slug(changed) == settings.layout_slug(base)
+    assert settings.reducer_slug(changed) == settings.reducer_slug(base)
+    assert settings.pooling_slug(dict(base, pooling="flatten")) == "flatten-longest"
+    assert settings.pooling_slug(dict(base, pooling="flatten", flatten_frames=100)) == "flatten-100"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"reduce": "umap", "metric": "cosine", "seed": 3},
+        {"reduce": "none", "algorithm": "spectral", "n_clusters": 4},
+        {"pooling": "flatten", "flatten_frames": 12, "min_samples": 2},
+        {"plot": "pca"},
+    ],
+)
+def test_slugs_parse_back_to_their_settings(overrides):
+    s = valid(**overrides)
+    pooling = settings.parse_pooling(settings.pooling_slug(s))
+    assert pooling["method"] == s["pooling"]
+    reducer = settings.parse_reducer(settings.reducer_slug(s))
+    assert reducer["method"] == s["reduce"]
+    if s["reduce"] != "none":
+        assert reducer["dim"] == s["reduce_dim"]
+    clusterer = settings.parse_clusterer(settings.clusterer_slug(s))
+    assert clusterer["algorithm"] == s["algorithm"] and clusterer["metric"] == s["metric"]
+    if s["algorithm"] == "hdbscan":
+        assert clusterer["min_samples"] == (s["min_samples"] or s["min_cluster_size"])
+    assert settings.parse_layout(settings.layout_slug(s))["method"] == s["plot"]
+
+
+def test_list_embeddings_ignores_other_files_and_sorts(tmp_path):
+    for name in ["b.npy", "a.npy", "notes.txt", "c.npy.bak"]:
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub.npy").mkdir()
+    assert [i for i, _ in settings.list_embeddings(str(tmp_path))] == ["a", "b"]
+
+
+def test_missing_and_empty_directories(tmp_path):
+    with pytest.raises(settings.ConfigError, match="does not exist"):
+        settings.list_embeddings(str(tmp_path / "nope"))
+    with pytest.raises(settings.ConfigError, match="holds no .npy files"):
+        settings.list_embeddings(str(tmp_path))

@@ -1,0 +1,14 @@
+rule pool:
+    input:
+        embeddings=[path for _, path in EMBEDDINGS],
+    output:
+        matrix=POOLED,
+        ids=POOLED_IDS,
+    params:
+        pooling=lambda wildcards: settings.parse_pooling(wildcards.pooling),
+    log:
+        log_path("pool", "pooling"),
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/pool.py"
