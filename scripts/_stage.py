@@ -61,6 +61,16 @@ def read_ids(ids_path):
     return [r[0] for r in rows], [r[1] for r in rows]
 
 
+def read_labels(path):
+    """(label column names, {id: {column: value}}) from a labels CSV with an `id` column."""
+    import csv
+
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        columns = [c for c in reader.fieldnames if c != "id"]
+        return columns, {row["id"]: {c: row[c] for c in columns} for row in reader}
+
+
 def run(snakemake, main):
     """Run main(snakemake, log) with stderr in the job log and InputError as one line."""
     stage = snakemake.rule

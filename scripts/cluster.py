@@ -5,11 +5,24 @@ is the same (|a-b|^2 = 2 - 2 cos(a, b) for unit vectors), and HDBSCAN's fast
 trees and prediction data work, so soft memberships are real probabilities.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from _stage import InputError
 
 # Spectral clustering: neighbours in the affinity graph, also used for soft memberships.
 SPECTRAL_NEIGHBOURS = 10
+
+# hdbscan's condensed tree as a structured array; spectral clustering has none.
+NO_TREE = np.zeros(0, dtype=[("parent", np.intp), ("child", np.intp), ("lambda_val", float), ("child_size", np.intp)])
+
+
+class Clustering(NamedTuple):
+    labels: np.ndarray  # int, -1 = noise
+    probabilities: np.ndarray  # membership strength in the point's own cluster, 0..1
+    soft: np.ndarray  # N x n_clusters soft memberships
+    outlier_scores: np.ndarray  # 0..1, higher = more outlying (GLOSH for HDBSCAN)
+    condensed_tree: np.ndarray  # hdbscan's condensed tree (empty for spectral)
 
 
 def prepare(matrix, metric):
@@ -43,7 +56,9 @@ def hdbscan_clusters(x, min_cluster_size, min_samples):
         soft = np.zeros((len(x), 0))
     else:
         soft = np.asarray(hdbscan.all_points_membership_vectors(model), dtype=np.float64).reshape(len(x), n_clusters)
-    return labels, model.probabilities_.astype(np.float64), soft
+    # GLOSH is undefined (NaN) for exact duplicates: they are as inlying as it gets.
+    outlier_scores = np.nan_to_num(model.outlier_scores_.astype(np.float64), nan=0.0)
+    return Clustering(labels, model.probabilities_.astype(np.float64), soft, outlier_scores, model.condensed_tree_.to_numpy())
 
 
 def neighbour_memberships(x, labels, n_clusters, k=SPECTRAL_NEIGHBOURS):
@@ -73,7 +88,9 @@ def spectral_clusters(x, n_clusters, seed):
     )
     labels = model.fit_predict(x).astype(np.int64)
     soft = neighbour_memberships(x, labels, n_clusters)
-    return labels, soft[np.arange(len(x)), labels], soft
+    probabilities = soft[np.arange(len(x)), labels]
+    # Outlier score: the share of a point's neighbourhood that lies in other clusters.
+    return Clustering(labels, probabilities, soft, 1.0 - probabilities, NO_TREE)
 
 
 def cluster(matrix, params):
@@ -87,12 +104,12 @@ def main(snakemake, log):
     matrix = np.load(snakemake.input.matrix)
     params = snakemake.params.clusterer
     log.info(f"{params} on {matrix.shape[0]} x {matrix.shape[1]}")
-    labels, probabilities, soft = cluster(matrix, params)
-    n_clusters, noise = soft.shape[1], float((labels < 0).mean())
+    result = cluster(matrix, params)
+    n_clusters, noise = result.soft.shape[1], float((result.labels < 0).mean())
     log.info(f"{n_clusters} clusters, {noise:.1%} noise")
     if n_clusters == 0:
-        log.say(f"no clusters found: all {len(labels)} files are noise (-1); try a smaller min_cluster_size")
-    np.savez(snakemake.output.clusters, labels=labels, probabilities=probabilities, soft=soft)
+        log.say(f"no clusters found: all {len(result.labels)} files are noise (-1); try a smaller min_cluster_size")
+    np.savez(snakemake.output.clusters, **result._asdict())
 
 
 if "snakemake" in globals():

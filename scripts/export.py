@@ -8,10 +8,16 @@ from _stage import read_ids
 DECIMALS = 6  # probabilities are rounded so the JSON is stable and compact
 
 
-def hard_entries(ids, paths, labels, probabilities):
+def hard_entries(ids, paths, labels, probabilities, outlier_scores):
     return [
-        {"id": i, "path": p, "cluster": int(c), "probability": round(float(q), DECIMALS)}
-        for i, p, c, q in zip(ids, paths, labels, probabilities)
+        {
+            "id": i,
+            "path": p,
+            "cluster": int(c),
+            "probability": round(float(q), DECIMALS),
+            "outlier_score": round(float(o), DECIMALS),
+        }
+        for i, p, c, q, o in zip(ids, paths, labels, probabilities, outlier_scores)
     ]
 
 
@@ -33,7 +39,8 @@ def main(snakemake, log):
     clusters = np.load(snakemake.input.clusters)
     if len(ids) != len(clusters["labels"]):
         raise RuntimeError(f"{len(ids)} ids but {len(clusters['labels'])} labels")
-    write_json_array(hard_entries(ids, paths, clusters["labels"], clusters["probabilities"]), snakemake.output.hard)
+    hard = hard_entries(ids, paths, clusters["labels"], clusters["probabilities"], clusters["outlier_scores"])
+    write_json_array(hard, snakemake.output.hard)
     write_json_array(soft_entries(ids, paths, clusters["soft"]), snakemake.output.soft)
     log.info(f"wrote {len(ids)} entries")
 

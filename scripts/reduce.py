@@ -1,5 +1,7 @@
 """Reduce stage: PCA or UMAP of the pooled matrix to `dim` dimensions."""
 
+import json
+
 import numpy as np
 from _stage import InputError
 
@@ -35,17 +37,22 @@ def umap(matrix, dim, metric, seed):
 
 
 def reduce_matrix(matrix, params, log):
+    """(reduced matrix, summary dict); PCA's summary has the explained variance per component."""
+    summary = dict(params, input_shape=list(matrix.shape))
     if params["method"] == "pca":
         reduced, ratio = pca(matrix, params["dim"])
         log.info(f"PCA to {params['dim']} dims keeps {ratio.sum():.1%} of the variance")
-        return reduced
-    return umap(matrix, params["dim"], params["metric"], params["seed"])
+        return reduced, dict(summary, explained_variance_ratio=[round(float(r), 8) for r in ratio])
+    return umap(matrix, params["dim"], params["metric"], params["seed"]), summary
 
 
 def main(snakemake, log):
     matrix = np.load(snakemake.input.matrix)
-    reduced = reduce_matrix(matrix, snakemake.params.reducer, log)
+    reduced, summary = reduce_matrix(matrix, snakemake.params.reducer, log)
     np.save(snakemake.output.matrix, reduced)
+    with open(snakemake.output.summary, "w") as f:
+        json.dump(summary, f, indent=1)
+        f.write("\n")
 
 
 if "snakemake" in globals():

@@ -4,6 +4,7 @@ A result's path names exactly the settings that made it, so this module is the
 single place that turns settings into path components (slugs) and back.
 """
 
+import csv
 import difflib
 import itertools
 import os
@@ -12,7 +13,7 @@ import re
 import jsonschema
 import yaml
 
-PATH_KEYS = ("embedding_dir", "output_dir", "dataset")
+PATH_KEYS = ("embedding_dir", "output_dir", "dataset", "labels", "audio_dir")
 
 
 class ConfigError(ValueError):
@@ -214,6 +215,23 @@ def list_embeddings(directory):
     if not names:
         raise ConfigError(f"embedding_dir '{directory}' holds no .npy files")
     return [(name[: -len(".npy")], os.path.join(directory, name)) for name in names]
+
+
+def check_labels(path):
+    """Refuse a labels CSV without an `id` column and at least one label column."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"labels file '{path}' does not exist")
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+    if "id" not in header or len(header) < 2:
+        raise ConfigError(f"labels file '{path}' needs an 'id' column and at least one label column; it has {header}")
+
+
+def check_paths(config):
+    if config["labels"] is not None:
+        check_labels(config["labels"])
+    if config["audio_dir"] is not None and not os.path.isdir(config["audio_dir"]):
+        raise ConfigError(f"audio_dir '{config['audio_dir']}' does not exist or is not a directory")
 
 
 def result_dir(root, s):

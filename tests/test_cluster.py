@@ -18,13 +18,19 @@ def hdbscan_params(metric="euclidean", mcs=5, ms=5):
 
 def test_hdbscan_finds_the_blobs_with_real_soft_memberships():
     x, truth = blobs(spread=3.0)
-    labels, probabilities, soft = cluster(x, hdbscan_params())
+    result = cluster(x, hdbscan_params())
+    labels, probabilities, soft = result.labels, result.probabilities, result.soft
     assert adjusted_rand_score(truth, labels) > 0.9
     assert soft.shape == (len(x), labels.max() + 1)
     # hdbscan's rows sum to the chance of being in any cluster at all.
     assert ((soft.sum(1) > 0) & (soft.sum(1) <= 1 + 1e-9)).all()
     assert ((soft > 0.01) & (soft < 0.99)).any()  # not one-hot
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
+    # GLOSH: the far-out point is the most outlying one.
+    x_out = np.vstack([x, x.mean(0) + 200])
+    scores = cluster(x_out, hdbscan_params()).outlier_scores
+    assert scores.argmax() == len(x) and ((scores >= 0) & (scores <= 1)).all()
+    assert len(result.condensed_tree) > 0
 
 
 def test_cosine_is_euclidean_on_unit_vectors_with_real_memberships():
@@ -33,7 +39,7 @@ def test_cosine_is_euclidean_on_unit_vectors_with_real_memberships():
     # Directions carry the clusters; lengths vary wildly and must not matter.
     x, truth = blobs(spread=2.0, seed=1)
     x = x * np.random.default_rng(2).uniform(0.1, 10, size=(len(x), 1)).astype(np.float32)
-    labels, _, soft = cluster(x, hdbscan_params("cosine"))
+    labels, _, soft, _, _ = cluster(x, hdbscan_params("cosine"))
     assert adjusted_rand_score(truth, labels) > 0.9
     # The seed's generic cosine path: same clusters, but no soft memberships there.
     generic = hdbscan.HDBSCAN(min_cluster_size=5, min_samples=5, metric="cosine", algorithm="generic")
@@ -51,7 +57,7 @@ def test_cosine_refuses_zero_vectors():
 
 def test_only_noise_gives_empty_memberships():
     x = np.random.default_rng(0).normal(size=(10, 4))
-    labels, probabilities, soft = hdbscan_clusters(x, min_cluster_size=6, min_samples=6)
+    labels, probabilities, soft, _, _ = hdbscan_clusters(x, min_cluster_size=6, min_samples=6)
     assert (labels == -1).all() and (probabilities == 0).all()
     assert soft.shape == (10, 0)
 
@@ -65,11 +71,15 @@ def test_too_few_files():
 
 def test_spectral_partitions_with_neighbour_memberships():
     x, truth = blobs(spread=2.0)
-    labels, probabilities, soft = cluster(x, {"algorithm": "spectral", "n_clusters": 3, "metric": "euclidean", "seed": 0})
+    labels, probabilities, soft, outlier_scores, tree = cluster(
+        x, {"algorithm": "spectral", "n_clusters": 3, "metric": "euclidean", "seed": 0}
+    )
     assert adjusted_rand_score(truth, labels) > 0.95
     assert set(labels) == {0, 1, 2}
     np.testing.assert_allclose(soft.sum(1), 1)
     np.testing.assert_array_equal(probabilities, soft[np.arange(len(x)), labels])
+    np.testing.assert_allclose(outlier_scores, 1 - probabilities)
+    assert len(tree) == 0
     again = cluster(x, {"algorithm": "spectral", "n_clusters": 3, "metric": "euclidean", "seed": 0})[0]
     np.testing.assert_array_equal(labels, again)
 

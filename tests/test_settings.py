@@ -129,3 +129,17 @@ def test_missing_and_empty_directories(tmp_path):
         settings.list_embeddings(str(tmp_path / "nope"))
     with pytest.raises(settings.ConfigError, match="holds no .npy files"):
         settings.list_embeddings(str(tmp_path))
+
+
+def test_labels_file_needs_id_and_a_label_column(tmp_path):
+    good = tmp_path / "labels.csv"
+    good.write_text("id,speaker\na,s1\n")
+    settings.check_paths(valid(labels=str(good)))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,speaker\na,s1\n")
+    with pytest.raises(settings.ConfigError, match="needs an 'id' column"):
+        settings.check_paths(valid(labels=str(bad)))
+    with pytest.raises(settings.ConfigError, match="does not exist"):
+        settings.check_paths(valid(labels=str(tmp_path / "nope.csv")))
+    with pytest.raises(settings.ConfigError, match="audio_dir"):
+        settings.check_paths(valid(audio_dir=str(tmp_path / "nope")))

@@ -25,6 +25,7 @@ def check_contract(result_dir, ids, embedding_dir):
     assert all(e["path"] == os.path.join(embedding_dir, e["id"] + ".npy") for e in hard + soft)
     n_clusters = max(e["cluster"] for e in hard) + 1
     assert all(-1 <= e["cluster"] < n_clusters and 0 <= e["probability"] <= 1 for e in hard)
+    assert all(0 <= e["outlier_score"] <= 1 for e in hard)
     assert all(len(e["probabilities"]) == n_clusters for e in soft)
     assert all(0 <= p <= 1 for e in soft for p in e["probabilities"])
     return hard, soft

@@ -10,6 +10,7 @@ SCHEMA = settings.load_schema(os.path.join(workflow.basedir, "workflow/schemas/c
 
 try:
     _validated = settings.validate(config, SCHEMA)
+    settings.check_paths(_validated)
     EMBEDDINGS = settings.list_embeddings(_validated["embedding_dir"])
     COMBOS = settings.combinations(_validated, SCHEMA)
     settings.check_sizes(len(EMBEDDINGS), COMBOS)
@@ -23,6 +24,7 @@ TARGETS = settings.targets(OUT, COMBOS)
 POOLED = f"{OUT}/pooled/{{pooling}}.npy"
 POOLED_IDS = f"{OUT}/pooled/{{pooling}}.ids.tsv"
 REDUCED = f"{OUT}/{{pooling}}/{{reducer}}/reduced.npy"
+REDUCE_SUMMARY = f"{OUT}/{{pooling}}/{{reducer}}/reduce.json"
 LAYOUT = f"{OUT}/{{pooling}}/{{reducer}}/layout-{{layout}}.npy"
 RESULT = f"{OUT}/{{pooling}}/{{reducer}}/{{clusterer}}"
 CLUSTERS = f"{RESULT}/clusters.npz"

@@ -3,6 +3,7 @@ rule reduce:
         matrix=POOLED,
     output:
         matrix=REDUCED,
+        summary=REDUCE_SUMMARY,
     params:
         reducer=lambda wildcards: settings.parse_reducer(wildcards.reducer),
     log:
