@@ -13,6 +13,8 @@ include: "workflow/rules/layout.smk"
 include: "workflow/rules/cluster.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/plot.smk"
+include: "workflow/rules/metrics.smk"
+include: "workflow/rules/summary.smk"
 
 
 rule all:

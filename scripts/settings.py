@@ -239,14 +239,48 @@ def result_dir(root, s):
 
 
 def targets(root, combos):
-    """Final files for every combination, deduplicated, in a stable order."""
+    """Final files for every combination and for the dataset, deduplicated, in a stable order."""
     paths = []
     for s in combos:
         d = result_dir(root, s)
-        paths += [f"{d}/clusters_hard.json", f"{d}/clusters_soft.json"]
+        paths += [f"{d}/{name}" for name in ("clusters_hard.json", "clusters_soft.json", "metrics.json", "provenance.json")]
         if layout_slug(s):
             paths.append(f"{d}/plot-{layout_slug(s)}.png")
+    # A sweep is summarised (and its best picked) at the dataset level. A single result is
+    # not, so that switching one setting back and forth leaves every file as it was.
+    if len(results(root, combos)) > 1:
+        paths += [f"{root}/summary.tsv", f"{root}/summary.png"]
+        if combos[0]["selection"] == "auto":
+            paths.append(f"{root}/best/selection.json")
     return list(dict.fromkeys(paths))
+
+
+def relevant_settings(s):
+    """The settings that shape one result, by config key (what its path names)."""
+    out = {"pooling": s["pooling"]}
+    if s["pooling"] == "flatten":
+        out["flatten_frames"] = s["flatten_frames"]
+    out["reduce"] = s["reduce"]
+    if s["reduce"] != "none":
+        out["reduce_dim"] = s["reduce_dim"]
+    out["algorithm"] = s["algorithm"]
+    if s["algorithm"] == "hdbscan":
+        out["min_cluster_size"] = s["min_cluster_size"]
+        out["min_samples"] = s["min_samples"] if s["min_samples"] is not None else s["min_cluster_size"]
+    else:
+        out["n_clusters"] = s["n_clusters"]
+    out["metric"] = s["metric"]
+    if s["reduce"] == "umap" or s["algorithm"] == "spectral":
+        out["seed"] = s["seed"]
+    return out
+
+
+def results(root, combos):
+    """One entry per distinct result: {"dir": path, "name": path under root, "settings": ...}."""
+    seen = {}
+    for s in combos:
+        seen.setdefault(result_dir(root, s), relevant_settings(s))
+    return [{"dir": d, "name": os.path.relpath(d, root), "settings": v} for d, v in seen.items()]
 
 
 def check_sizes(n_files, combos):

@@ -4,12 +4,16 @@ import csv
 import json
 import os
 
+import shutil
+
 import numpy as np
 import pytest
-from conftest import REPO, make_blobs
+from conftest import REPO, Workflow, make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 DEFAULT_RESULT = "results/emb/mean/pca-50/hdbscan-mcs5-ms5-euclidean"
+# The jobs of one full run with a single result.
+STAGES = {"pool": 1, "reduce": 1, "layout": 1, "cluster": 1, "export": 1, "plot": 1, "metrics": 1, "provenance": 1}
 
 
 def read_json(path):
@@ -48,17 +52,40 @@ def test_demo_run_clusters_the_digits(workflow):
     png = (result / "plot-umap-euclidean-s0.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
 
+    # A sweep with labels: metrics per result, a summary, a selection and a report.
+    sweep = workflow.run("--config", "min_cluster_size=[5,10,20]", "labels=demo/digits/labels.csv")
+    assert sweep.jobs["cluster"] == 2 and "layout" not in sweep.jobs  # mcs=5 and the layout are cached
+    dataset = workflow.root / "results/digits"
+    rows = (dataset / "summary.tsv").read_text().splitlines()
+    assert len(rows) == 4 and rows[0].startswith("result\tpooling")
+    assert "digit_ari_all" in rows[0].split("\t")
+    metrics = read_json(result / "metrics.json")
+    assert metrics["n_clusters"] == max(e["cluster"] for e in hard) + 1
+    assert metrics["labels"]["digit"]["clustered"]["ari"] == pytest.approx(ari, abs=1e-5)
+    selection = read_json(dataset / "best/selection.json")
+    chosen = selection["chosen"]
+    assert len(selection["candidates"]) == 3
+    assert max(c["dbcv"] for c in selection["candidates"]) == read_json(dataset / chosen / "metrics.json")["internal"]["dbcv"]
+    assert (dataset / "best/clusters_hard.json").read_bytes() == (dataset / chosen / "clusters_hard.json").read_bytes()
+    assert (dataset / "summary.png").read_bytes()[:4] == b"\x89PNG"
+    provenance = read_json(result / "provenance.json")
+    assert provenance["n_inputs"] == 1797 and provenance["settings"]["min_cluster_size"] == 5
+
+    workflow.run("--report", "report.html", "--config", "min_cluster_size=[5,10,20]", "labels=demo/digits/labels.csv")
+    report = (workflow.root / "report.html").read_text(errors="replace")
+    assert "summary.tsv" in report and "metrics.json" in report and "plot-umap-euclidean-s0.png" in report
+
 
 def test_cache_reruns_only_the_stages_below_a_change(workflow, blobs):
     directory, truth = blobs
     base = ["--config", f"embedding_dir={directory}"]
     first = workflow.run(*base)
-    assert first.jobs == {"pool": 1, "reduce": 1, "layout": 1, "cluster": 1, "export": 1, "plot": 1}
+    assert first.jobs == STAGES
     check_contract(workflow.root / DEFAULT_RESULT, truth, str(directory))
     before = workflow.files()
 
     changed = workflow.run(*base, "min_cluster_size=7")
-    assert changed.jobs == {"cluster": 1, "export": 1, "plot": 1}
+    assert changed.jobs == {"cluster": 1, "export": 1, "plot": 1, "metrics": 1, "provenance": 1}
     after = workflow.files()
     assert all(after[p] == before[p] for p in before), "an existing file was rewritten"
     assert (workflow.root / "results/emb/mean/pca-50/hdbscan-mcs7-ms7-euclidean/clusters_hard.json").exists()
@@ -79,13 +106,16 @@ def test_cache_reruns_only_the_stages_below_a_change(workflow, blobs):
     assert workflow.run(*base).jobs == {}
     # ...while changed content re-pools, and everything below follows.
     np.save(first_file, np.load(first_file) + 1)
-    assert workflow.run(*base).jobs == {"pool": 1, "reduce": 1, "layout": 1, "cluster": 1, "export": 1, "plot": 1}
+    assert workflow.run(*base).jobs == STAGES
 
 
 def test_sweep_from_the_command_line(workflow, blobs):
     directory, _ = blobs
     run = workflow.run("--config", f"embedding_dir={directory}", "min_cluster_size=[5,10,20]", "plot=pca")
-    assert run.jobs == {"pool": 1, "reduce": 1, "layout": 1, "cluster": 3, "export": 3, "plot": 3}
+    assert run.jobs == {
+        "pool": 1, "reduce": 1, "layout": 1, "cluster": 3, "export": 3, "plot": 3,
+        "metrics": 3, "provenance": 3, "summary": 1, "select_best": 1,
+    }  # fmt: skip
     for mcs in (5, 10, 20):
         result = workflow.root / f"results/emb/mean/pca-50/hdbscan-mcs{mcs}-ms{mcs}-euclidean"
         assert (result / "clusters_hard.json").exists() and (result / "plot-pca.png").exists()
@@ -246,3 +276,17 @@ def test_lint_is_clean(workflow):
     os.symlink(REPO / "demo", workflow.root / "demo")
     run = workflow.run("--lint")
     assert "Lints for" not in run.stdout + run.stderr
+
+
+def test_two_runs_from_scratch_give_identical_bytes(tmp_path, blobs):
+    """Determinism: JSONs, plots and metrics match byte for byte across directories."""
+    directory, _ = blobs
+    outputs = []
+    for name in ("a", "b"):
+        wf = Workflow(tmp_path / name)
+        shutil.copytree(directory, wf.root / "emb")
+        wf.run("--config", "embedding_dir=emb", "reduce=[pca,umap]", "reduce_dim=5", "algorithm=[hdbscan,spectral]", "n_clusters=3")
+        outputs.append({p: v[1] for p, v in wf.files().items() if p.endswith((".json", ".png", ".tsv"))})
+    assert len(outputs[0]) > 20 and outputs[0].keys() == outputs[1].keys()
+    different = [p for p in outputs[0] if outputs[0][p] != outputs[1][p]]
+    assert different == []

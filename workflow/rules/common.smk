@@ -20,6 +20,7 @@ config.update(_validated)
 
 OUT = f"{config['output_dir']}/{config['dataset']}"
 TARGETS = settings.targets(OUT, COMBOS)
+RESULTS = settings.results(OUT, COMBOS)
 
 POOLED = f"{OUT}/pooled/{{pooling}}.npy"
 POOLED_IDS = f"{OUT}/pooled/{{pooling}}.ids.tsv"
@@ -31,6 +32,11 @@ CLUSTERS = f"{RESULT}/clusters.npz"
 HARD_JSON = f"{RESULT}/clusters_hard.json"
 SOFT_JSON = f"{RESULT}/clusters_soft.json"
 PLOT = f"{RESULT}/plot-{{layout}}.png"
+METRICS = f"{RESULT}/metrics.json"
+PROVENANCE = f"{RESULT}/provenance.json"
+SUMMARY_TABLE = f"{OUT}/summary.tsv"
+SUMMARY_FIGURE = f"{OUT}/summary.png"
+BEST = f"{OUT}/best"
 
 
 def log_path(stage, *wildcard_names):
@@ -50,6 +56,18 @@ def reduced_matrix(wildcards):
     if wildcards.reducer == "none":
         return POOLED.format(pooling=wildcards.pooling)
     return REDUCED.format(pooling=wildcards.pooling, reducer=wildcards.reducer)
+
+
+def result_settings(wildcards):
+    """The settings behind one result directory, for its provenance."""
+    directory = RESULT.format(**wildcards)
+    found = next(r["settings"] for r in RESULTS if r["dir"] == directory)
+    return dict(found, embedding_dir=config["embedding_dir"], dataset=config["dataset"], labels=config["labels"])
+
+
+def every_result(name):
+    """The file `name` of every result of this run, in summary order."""
+    return [f"{r['dir']}/{name}" for r in RESULTS]
 
 
 def plot_title(wildcards):

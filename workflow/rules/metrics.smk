@@ -1,0 +1,40 @@
+rule metrics:
+    input:
+        matrix=reduced_matrix,
+        clusters=CLUSTERS,
+        ids=POOLED_IDS,
+        labels=lambda wildcards: config["labels"] or [],
+    output:
+        metrics=report(
+            METRICS,
+            caption="../report/metrics.rst",
+            category="Metrics",
+            subcategory="{pooling} / {reducer}",
+            labels={"clustering": "{clusterer}", "file": "metrics.json"},
+        ),
+    params:
+        clusterer=lambda wildcards: settings.parse_clusterer(wildcards.clusterer),
+    log:
+        log_path("metrics", "pooling", "reducer", "clusterer"),
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/metrics.py"
+
+
+rule provenance:
+    input:
+        pooled=POOLED,
+        ids=POOLED_IDS,
+        clusters=CLUSTERS,
+    output:
+        provenance=PROVENANCE,
+    params:
+        settings=result_settings,
+    log:
+        log_path("provenance", "pooling", "reducer", "clusterer"),
+    localrule: True
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/provenance.py"

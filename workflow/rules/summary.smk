@@ -1,0 +1,37 @@
+rule summary:
+    input:
+        metrics=every_result("metrics.json"),
+    output:
+        table=report(SUMMARY_TABLE, caption="../report/summary.rst", category="Summary"),
+        figure=report(SUMMARY_FIGURE, caption="../report/summary.rst", category="Summary"),
+    params:
+        results=RESULTS,
+        dataset=config["dataset"],
+    log:
+        os.path.join(OUT, "logs", "summary.log"),
+    localrule: True
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/summary.py"
+
+
+rule select_best:
+    input:
+        metrics=every_result("metrics.json"),
+        hard=every_result("clusters_hard.json"),
+        soft=every_result("clusters_soft.json"),
+    output:
+        selection=report(f"{BEST}/selection.json", caption="../report/selection.rst", category="Summary"),
+        hard=f"{BEST}/clusters_hard.json",
+        soft=f"{BEST}/clusters_soft.json",
+        metrics=f"{BEST}/metrics.json",
+    params:
+        results=RESULTS,
+    log:
+        os.path.join(OUT, "logs", "select_best.log"),
+    localrule: True
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/select_best.py"
