@@ -4,6 +4,7 @@ Every file is checked from its header first (cheap), so a bad directory fails
 with one line naming the bad files before any pooling work is done.
 """
 
+import math
 import os
 
 import numpy as np
@@ -104,10 +105,22 @@ def load_frames(path):
     return a.reshape(-1, a.shape[-1])
 
 
-def pool_files(paths, method, frames, matrix_path, log):
+def audio_frames(wav_path, frames_per_second):
+    """Embedding frames that cover the audio: ceil(duration x frames_per_second), at least 1."""
+    import soundfile
+
+    try:
+        duration = soundfile.info(wav_path).duration
+    except Exception as e:  # soundfile raises its own error types for unreadable audio
+        raise InputError(f"{os.path.basename(wav_path)}: cannot read its duration ({e})") from None
+    return max(1, math.ceil(duration * frames_per_second - 1e-9))
+
+
+def pool_files(paths, method, frames, matrix_path, log, keep_frames=None):
     """Pool every file into a float32 .npy matrix at matrix_path (rows in paths order).
 
     frames: frame count for method='flatten' (None = the longest file's).
+    keep_frames: per file, pool only its first n frames (None = all), e.g. to drop padding.
     """
     if method not in METHODS:
         raise ValueError(f"unknown pooling {method!r}")
@@ -119,8 +132,9 @@ def pool_files(paths, method, frames, matrix_path, log):
     matrix = np.lib.format.open_memmap(matrix_path, mode="w+", dtype=np.float32, shape=(len(paths), dim))
     progress = Progress(log, len(paths), "files pooled")
     nonfinite, nbytes = [], 0
+    keep_frames = keep_frames or [None] * len(paths)
     for i, path in enumerate(paths):
-        a = load_frames(path)
+        a = load_frames(path)[: keep_frames[i]]
         vector = pool_array(a, method, frames)
         if vector is None:
             nonfinite.append(path)
@@ -139,7 +153,13 @@ def main(snakemake, log):
     paths = list(snakemake.input.embeddings)
     ids = [os.path.basename(p)[: -len(".npy")] for p in paths]
     params = snakemake.params.pooling
-    pool_files(paths, params["method"], params["frames"], snakemake.output.matrix, log)
+    keep_frames = None
+    if params["frames_per_second"]:
+        wavs = {os.path.basename(w)[: -len(".wav")]: w for w in snakemake.input.wavs}
+        keep_frames = [audio_frames(wavs[i], params["frames_per_second"]) if i in wavs else None for i in ids]
+        if len(wavs) < len(ids):
+            log.say(f"{len(ids) - len(wavs)} of {len(ids)} files have no <id>.wav in audio_dir: pooling all their frames")
+    pool_files(paths, params["method"], params["frames"], snakemake.output.matrix, log, keep_frames)
     write_ids(ids, paths, snakemake.output.ids)
 
 

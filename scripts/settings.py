@@ -58,12 +58,16 @@ def coerce(config, schema):
 
 def describe(prop):
     """What a schema property allows, in words."""
-    if "enum" in prop:
+    if "anyOf" in prop:
+        text = " or ".join(describe(option) for option in prop["anyOf"])
+    elif "const" in prop:
+        text = repr(prop["const"])
+    elif "enum" in prop:
         text = "one of " + ", ".join(map(str, prop["enum"]))
     else:
         types = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
         main = [t for t in types if t != "null"][0]
-        text = {"integer": "an integer", "string": "a string"}[main]
+        text = {"integer": "an integer", "string": "a string", "boolean": "true or false"}[main]
         if "minimum" in prop:
             text += f" >= {prop['minimum']}"
         if "pattern" in prop:
@@ -114,11 +118,11 @@ def combinations(config, schema):
 # ---- slugs: settings -> path component, and back -------------------------
 
 SLUG_PATTERNS = {
-    "pooling": r"(?P<method>mean|max|meanstd)|flatten-(?P<frames>\d+|longest)",
+    "pooling": r"(?:(?P<method>mean|max|meanstd)|flatten-(?P<frames>\d+|longest))(?:-trim(?P<fps>\d+))?",
     "reducer": r"(?P<method>none)|(?P<pca>pca)-(?P<pca_dim>\d+)|umap-(?P<umap_dim>\d+)-(?P<metric>euclidean|cosine)-s(?P<seed>\d+)",
     "clusterer": (
         r"hdbscan-mcs(?P<mcs>\d+)-ms(?P<ms>\d+)-(?P<h_metric>euclidean|cosine)"
-        r"|spectral-k(?P<k>\d+)-(?P<s_metric>euclidean|cosine)-s(?P<s_seed>\d+)"
+        r"|spectral-k(?P<k>\d+|auto)-(?P<s_metric>euclidean|cosine)-s(?P<s_seed>\d+)"
     ),
     "layout": r"(?P<pca>pca)|umap-(?P<metric>euclidean|cosine)-s(?P<seed>\d+)",
 }
@@ -129,9 +133,8 @@ WILDCARD_PATTERNS = {kind: re.sub(r"\(\?P<\w+>", "(?:", p) for kind, p in SLUG_P
 
 
 def pooling_slug(s):
-    if s["pooling"] == "flatten":
-        return f"flatten-{s['flatten_frames'] or 'longest'}"
-    return s["pooling"]
+    slug = f"flatten-{s['flatten_frames'] or 'longest'}" if s["pooling"] == "flatten" else s["pooling"]
+    return slug + (f"-trim{s['frames_per_second']}" if s["trim_padding"] else "")
 
 
 def reducer_slug(s):
@@ -170,9 +173,12 @@ def _match(kind, slug):
 
 def parse_pooling(slug):
     g = _match("pooling", slug)
-    if g["method"]:
-        return {"method": g["method"], "frames": None}
-    return {"method": "flatten", "frames": None if g["frames"] == "longest" else int(g["frames"])}
+    out = {"method": g["method"] or "flatten", "frames": None, "frames_per_second": None}
+    if g["frames"] and g["frames"] != "longest":
+        out["frames"] = int(g["frames"])
+    if g["fps"]:
+        out["frames_per_second"] = int(g["fps"])  # set = trim padding by audio duration
+    return out
 
 
 def parse_reducer(slug):
@@ -193,7 +199,8 @@ def parse_clusterer(slug):
             "min_samples": int(g["ms"]),
             "metric": g["h_metric"],
         }
-    return {"algorithm": "spectral", "n_clusters": int(g["k"]), "metric": g["s_metric"], "seed": int(g["s_seed"])}
+    k = g["k"] if g["k"] == "auto" else int(g["k"])
+    return {"algorithm": "spectral", "n_clusters": k, "metric": g["s_metric"], "seed": int(g["s_seed"])}
 
 
 def parse_layout(slug):
@@ -227,11 +234,21 @@ def check_labels(path):
         raise ConfigError(f"labels file '{path}' needs an 'id' column and at least one label column; it has {header}")
 
 
+def list_audio(audio_dir, ids):
+    """{id: path} of the <id>.wav files in audio_dir for the given ids."""
+    with os.scandir(audio_dir) as entries:
+        wavs = {e.name[: -len(".wav")] for e in entries if e.name.endswith(".wav")}
+    return {i: os.path.join(audio_dir, f"{i}.wav") for i in ids if i in wavs}
+
+
 def check_paths(config):
     if config["labels"] is not None:
         check_labels(config["labels"])
     if config["audio_dir"] is not None and not os.path.isdir(config["audio_dir"]):
         raise ConfigError(f"audio_dir '{config['audio_dir']}' does not exist or is not a directory")
+    trims = config["trim_padding"] if isinstance(config["trim_padding"], list) else [config["trim_padding"]]
+    if any(trims) and config["audio_dir"] is None:
+        raise ConfigError("trim_padding needs audio_dir: the directory holding <id>.wav, for each clip's duration")
 
 
 def result_dir(root, s):
@@ -260,6 +277,9 @@ def relevant_settings(s):
     out = {"pooling": s["pooling"]}
     if s["pooling"] == "flatten":
         out["flatten_frames"] = s["flatten_frames"]
+    if s["trim_padding"]:
+        out["trim_padding"] = True
+        out["frames_per_second"] = s["frames_per_second"]
     out["reduce"] = s["reduce"]
     if s["reduce"] != "none":
         out["reduce_dim"] = s["reduce_dim"]
@@ -290,7 +310,7 @@ def check_sizes(n_files, combos):
             raise ConfigError(
                 f"only {n_files} .npy files in '{s['embedding_dir']}', fewer than min_cluster_size={s['min_cluster_size']}"
             )
-        if s["algorithm"] == "spectral" and n_files <= s["n_clusters"]:
+        if s["algorithm"] == "spectral" and s["n_clusters"] != "auto" and n_files <= s["n_clusters"]:
             raise ConfigError(
                 f"only {n_files} .npy files in '{s['embedding_dir']}', need more than n_clusters={s['n_clusters']}"
             )

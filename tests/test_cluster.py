@@ -91,3 +91,14 @@ def test_neighbour_memberships_count_the_point_and_its_neighbours():
     # Point 2 (label 1): itself plus its two nearest, points 1 and 0 (label 0).
     np.testing.assert_allclose(soft[2], [2 / 3, 1 / 3])
     np.testing.assert_allclose(soft[4], [0, 1])
+
+
+@pytest.mark.parametrize("n", [40, 200])  # dense and sparse eigensolver paths
+def test_eigengap_picks_the_number_of_blobs(n):
+    from cluster import affinity_graph, eigengap_k
+
+    x, truth = blobs(n=n, centres=4, spread=1.0, seed=3)
+    k, values = eigengap_k(affinity_graph(x))
+    assert k == 4 and values[0] == pytest.approx(0, abs=1e-6)
+    labels = cluster(x, {"algorithm": "spectral", "n_clusters": "auto", "metric": "euclidean", "seed": 0}).labels
+    assert adjusted_rand_score(truth, labels) == 1.0

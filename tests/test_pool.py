@@ -118,3 +118,34 @@ def test_header_reading_does_not_load_data(tmp_path):
     path = save(tmp_path, "big.npy", np.zeros((1, 7, 5), dtype=np.float16))
     assert read_header(path) == (7, 5, np.dtype(np.float16))
     assert check_files([path]) == (5, 7)
+
+
+def write_wav(path, seconds, rate=16000):
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\0\0" * int(seconds * rate))
+
+
+def test_audio_frames_round_up_duration_times_rate(tmp_path):
+    from pool import audio_frames
+
+    write_wav(tmp_path / "a.wav", 0.1)
+    write_wav(tmp_path / "b.wav", 0.105)
+    assert audio_frames(str(tmp_path / "a.wav"), 50) == 5
+    assert audio_frames(str(tmp_path / "b.wav"), 50) == 6
+    (tmp_path / "bad.wav").write_bytes(b"RIFF nonsense")
+    with pytest.raises(InputError, match="bad.wav: cannot read its duration"):
+        audio_frames(str(tmp_path / "bad.wav"), 50)
+
+
+def test_keep_frames_drops_padding(tmp_path):
+    padded = np.zeros((20, 3), dtype=np.float32)
+    padded[:5] = 2.0
+    path = save(tmp_path, "p.npy", padded)
+    out = tmp_path / "pooled.npy"
+    pool_files([path, path], "mean", None, str(out), Log(), keep_frames=[5, None])
+    np.testing.assert_allclose(np.load(out), [[2, 2, 2], [0.5, 0.5, 0.5]])

@@ -47,6 +47,8 @@ def test_path_keys_stay_strings():
         ("reduce_dim", 2.5, "an integer >= 2"),
         ("metric", "manhattan", "one of euclidean, cosine"),
         ("min_samples", 0, "an integer >= 1 or null"),
+        ("n_clusters", 1, "an integer >= 2 or 'auto'"),
+        ("trim_padding", "maybe", "true or false"),
     ],
 )
 def test_bad_values_are_one_line_naming_key_value_and_allowed(key, value, allowed):
@@ -100,12 +102,15 @@ def test_slugs_name_only_settings_that_matter():
         {"reduce": "none", "algorithm": "spectral", "n_clusters": 4},
         {"pooling": "flatten", "flatten_frames": 12, "min_samples": 2},
         {"plot": "pca"},
+        {"algorithm": "spectral", "n_clusters": "auto"},
+        {"trim_padding": True, "frames_per_second": 25, "audio_dir": "wav"},
     ],
 )
 def test_slugs_parse_back_to_their_settings(overrides):
     s = valid(**overrides)
     pooling = settings.parse_pooling(settings.pooling_slug(s))
     assert pooling["method"] == s["pooling"]
+    assert pooling["frames_per_second"] == (s["frames_per_second"] if s["trim_padding"] else None)
     reducer = settings.parse_reducer(settings.reducer_slug(s))
     assert reducer["method"] == s["reduce"]
     if s["reduce"] != "none":
@@ -114,6 +119,8 @@ def test_slugs_parse_back_to_their_settings(overrides):
     assert clusterer["algorithm"] == s["algorithm"] and clusterer["metric"] == s["metric"]
     if s["algorithm"] == "hdbscan":
         assert clusterer["min_samples"] == (s["min_samples"] or s["min_cluster_size"])
+    else:
+        assert clusterer["n_clusters"] == s["n_clusters"]
     assert settings.parse_layout(settings.layout_slug(s))["method"] == s["plot"]
 
 
@@ -143,3 +150,8 @@ def test_labels_file_needs_id_and_a_label_column(tmp_path):
         settings.check_paths(valid(labels=str(tmp_path / "nope.csv")))
     with pytest.raises(settings.ConfigError, match="audio_dir"):
         settings.check_paths(valid(audio_dir=str(tmp_path / "nope")))
+
+
+def test_trim_padding_needs_audio_dir():
+    with pytest.raises(settings.ConfigError, match="trim_padding needs audio_dir"):
+        settings.check_paths(valid(trim_padding=[False, True]))

@@ -290,3 +290,24 @@ def test_two_runs_from_scratch_give_identical_bytes(tmp_path, blobs):
     assert len(outputs[0]) > 20 and outputs[0].keys() == outputs[1].keys()
     different = [p for p in outputs[0] if outputs[0][p] != outputs[1][p]]
     assert different == []
+
+
+def test_trim_padding_pools_only_the_audio_frames(workflow, tmp_path):
+    from test_pool import write_wav
+
+    embeddings, audio = tmp_path / "padded", tmp_path / "audio"
+    truth = make_blobs(embeddings, n_per_cluster=10, frames=(4, 4))
+    audio.mkdir()
+    for i, clip in enumerate(sorted(truth)):
+        path = embeddings / f"{clip}.npy"
+        np.save(path, np.vstack([np.load(path), np.full((40, 64), 50.0, dtype=np.float32)]))  # padding
+        if i > 0:  # the first clip has no wav: it keeps all its frames
+            write_wav(audio / f"{clip}.wav", 4 / 50)
+    args = ["--config", f"embedding_dir={embeddings}", f"audio_dir={audio}", "reduce=none", "plot=none"]
+    run = workflow.run(*args, "trim_padding=true")
+    assert "1 of 30 files have no <id>.wav in audio_dir: pooling all their frames" in run.stderr
+    pooled = np.load(workflow.root / "results/padded/pooled/mean-trim50.npy")
+    raw = {c: np.load(embeddings / f"{c}.npy") for c in sorted(truth)}
+    expected = [raw[c].mean(0) if i == 0 else raw[c][:4].mean(0) for i, c in enumerate(sorted(truth))]
+    np.testing.assert_allclose(pooled, expected, rtol=1e-5)
+    check_contract(workflow.root / "results/padded/mean-trim50/none/hdbscan-mcs5-ms5-euclidean", truth, str(embeddings))

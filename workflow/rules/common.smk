@@ -58,6 +58,13 @@ def reduced_matrix(wildcards):
     return REDUCED.format(pooling=wildcards.pooling, reducer=wildcards.reducer)
 
 
+def trim_audio(wildcards):
+    """The clips' wav files when this pooling trims padding by audio duration."""
+    if not settings.parse_pooling(wildcards.pooling)["frames_per_second"]:
+        return []
+    return list(settings.list_audio(config["audio_dir"], [i for i, _ in EMBEDDINGS]).values())
+
+
 def result_settings(wildcards):
     """The settings behind one result directory, for its provenance."""
     directory = RESULT.format(**wildcards)

@@ -1,6 +1,7 @@
 rule pool:
     input:
         embeddings=[path for _, path in EMBEDDINGS],
+        wavs=trim_audio,
     output:
         matrix=POOLED,
         ids=POOLED_IDS,
