@@ -1,9 +1,11 @@
-"""Pool stage: one vector per .npy file, stacked into a float32 matrix.
+"""Pool stage: one vector per .npy file, stacked into a float32 matrix, for one
+shard of the files (scripts/merge_pool.py joins the shards).
 
 Every file is checked from its header first (cheap), so a bad directory fails
 with one line naming the bad files before any pooling work is done.
 """
 
+import json
 import math
 import os
 
@@ -69,10 +71,15 @@ def check_files(paths):
         more = f" (+{len(bad) - 3} more bad files)" if len(bad) > 3 else ""
         raise InputError("; ".join(bad[:3]) + more)
     if len(by_width) > 1:
-        groups = sorted(by_width.items(), key=lambda kv: -len(kv[1]))
-        detail = "; ".join(f"width {w} in {len(ps)} files: {_names(ps)}" for w, ps in groups)
-        raise InputError(f"embedding widths differ: {detail}")
+        raise widths_differ(by_width)
     return next(iter(by_width)), longest
+
+
+def widths_differ(paths_by_width):
+    """The error for files of several widths, naming a few of each."""
+    groups = sorted(paths_by_width.items(), key=lambda kv: -len(kv[1]))
+    detail = "; ".join(f"width {w} in {len(ps)} files: {_names(ps)}" for w, ps in groups)
+    return InputError(f"embedding widths differ: {detail}")
 
 
 def pooled_width(method, width, frames):
@@ -121,6 +128,7 @@ def pool_files(paths, method, frames, matrix_path, log, keep_frames=None):
 
     frames: frame count for method='flatten' (None = the longest file's).
     keep_frames: per file, pool only its first n frames (None = all), e.g. to drop padding.
+    Returns {"width": D, "frames": frames used by flatten, "dim": pooled width}.
     """
     if method not in METHODS:
         raise ValueError(f"unknown pooling {method!r}")
@@ -147,6 +155,7 @@ def pool_files(paths, method, frames, matrix_path, log, keep_frames=None):
     if nonfinite:
         os.remove(matrix_path)  # no partial output
         raise InputError(f"NaN or Inf values in {len(nonfinite)} files: {_names(nonfinite)}")
+    return {"width": int(width), "frames": int(frames), "dim": int(dim)}
 
 
 def main(snakemake, log):
@@ -159,8 +168,10 @@ def main(snakemake, log):
         keep_frames = [audio_frames(wavs[i], params["frames_per_second"]) if i in wavs else None for i in ids]
         if len(wavs) < len(ids):
             log.say(f"{len(ids) - len(wavs)} of {len(ids)} files have no <id>.wav in audio_dir: pooling all their frames")
-    pool_files(paths, params["method"], params["frames"], snakemake.output.matrix, log, keep_frames)
+    info = pool_files(paths, params["method"], params["frames"], snakemake.output.matrix, log, keep_frames)
     write_ids(ids, paths, snakemake.output.ids)
+    with open(snakemake.output.info, "w") as f:
+        json.dump(dict(info, method=params["method"], files=len(paths)), f)
 
 
 if "snakemake" in globals():

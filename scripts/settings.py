@@ -9,6 +9,7 @@ import difflib
 import itertools
 import os
 import re
+import zlib
 
 import jsonschema
 import yaml
@@ -218,7 +219,7 @@ def list_embeddings(directory):
     if not os.path.isdir(directory):
         raise ConfigError(f"embedding_dir '{directory}' does not exist or is not a directory")
     with os.scandir(directory) as entries:
-        names = sorted(e.name for e in entries if e.name.endswith(".npy") and e.is_file())
+        names = sorted((e.name for e in entries if e.name.endswith(".npy") and e.is_file()), key=lambda n: n[:-4])
     if not names:
         raise ConfigError(f"embedding_dir '{directory}' holds no .npy files")
     return [(name[: -len(".npy")], os.path.join(directory, name)) for name in names]
@@ -249,6 +250,20 @@ def check_paths(config):
     trims = config["trim_padding"] if isinstance(config["trim_padding"], list) else [config["trim_padding"]]
     if any(trims) and config["audio_dir"] is None:
         raise ConfigError("trim_padding needs audio_dir: the directory holding <id>.wav, for each clip's duration")
+
+
+def shard_of(clip_id, n_shards):
+    """Stable shard of an id (crc32, the same on every machine and run), so adding
+    files re-pools only the shards they fall in."""
+    return zlib.crc32(clip_id.encode()) % n_shards
+
+
+def shards(embeddings, n_shards):
+    """{shard name: [(id, path), ...]} for the non-empty shards, names like '3-of-8'."""
+    out = {}
+    for clip_id, path in embeddings:
+        out.setdefault(shard_of(clip_id, n_shards), []).append((clip_id, path))
+    return {f"{i}-of-{n_shards}": out[i] for i in sorted(out)}
 
 
 def result_dir(root, s):

@@ -149,3 +149,38 @@ def test_keep_frames_drops_padding(tmp_path):
     out = tmp_path / "pooled.npy"
     pool_files([path, path], "mean", None, str(out), Log(), keep_frames=[5, None])
     np.testing.assert_allclose(np.load(out), [[2, 2, 2], [0.5, 0.5, 0.5]])
+
+
+def pool_shard(tmp_path, name, arrays, method="mean"):
+    """Pool {id: array} as one shard; returns (matrix path, ids path, info)."""
+    from _stage import write_ids
+
+    paths = [save(tmp_path, f"{i}.npy", a) for i, a in arrays.items()]
+    matrix, ids = tmp_path / f"shard-{name}.npy", tmp_path / f"shard-{name}.ids.tsv"
+    info = pool_files(paths, method, None, str(matrix), Log())
+    write_ids(list(arrays), paths, str(ids))
+    return str(matrix), str(ids), dict(info, method=method)
+
+
+def test_merge_sorts_rows_by_id_and_pads_flatten(tmp_path):
+    from _stage import read_ids
+    from merge_pool import merge_shards
+
+    shard_a = pool_shard(tmp_path, "a", {"b": np.full((1, 2), 2.0), "d": np.full((3, 2), 4.0)}, "flatten")
+    shard_b = pool_shard(tmp_path, "b", {"a": np.full((1, 2), 1.0), "c": np.full((2, 2), 3.0)}, "flatten")
+    shards = [shard_a, shard_b]
+    out, out_ids = tmp_path / "m.npy", tmp_path / "m.ids.tsv"
+    merge_shards([s[0] for s in shards], [s[1] for s in shards], [s[2] for s in shards], str(out), str(out_ids))
+    assert read_ids(str(out_ids))[0] == ["a", "b", "c", "d"]
+    m = np.load(out)
+    assert m.shape == (4, 6)  # the longest file has 3 frames of width 2
+    np.testing.assert_array_equal(m[2], [3, 3, 3, 3, 0, 0])
+    np.testing.assert_array_equal(m[0], [1, 1, 0, 0, 0, 0])
+
+
+def test_merge_names_files_when_shards_differ_in_width(tmp_path):
+    from merge_pool import merge_shards
+
+    shards = [pool_shard(tmp_path, "a", {"x": np.ones((2, 4))}), pool_shard(tmp_path, "b", {"y": np.ones((2, 3))})]
+    with pytest.raises(InputError, match=r"embedding widths differ: width 4 in 1 files: x.npy; width 3 in 1 files: y.npy"):
+        merge_shards([s[0] for s in shards], [s[1] for s in shards], [s[2] for s in shards], str(tmp_path / "m.npy"), str(tmp_path / "m.tsv"))

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 
 import shutil
 
@@ -12,8 +13,8 @@ from conftest import REPO, Workflow, make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 DEFAULT_RESULT = "results/emb/mean/pca-50/hdbscan-mcs5-ms5-euclidean"
-# The jobs of one full run with a single result.
-STAGES = {"pool": 1, "reduce": 1, "layout": 1, "cluster": 1, "export": 1, "plot": 1, "metrics": 1, "provenance": 1}
+# The jobs of one full run with a single result, on the 90 blob files (all 8 shards used).
+STAGES = {"pool": 8, "merge_pool": 1, "reduce": 1, "layout": 1, "cluster": 1, "export": 1, "plot": 1, "metrics": 1, "provenance": 1}
 
 
 def read_json(path):
@@ -104,16 +105,16 @@ def test_cache_reruns_only_the_stages_below_a_change(workflow, blobs):
     first_file = sorted(directory.iterdir())[0]
     os.utime(first_file)
     assert workflow.run(*base).jobs == {}
-    # ...while changed content re-pools, and everything below follows.
+    # ...while changed content re-pools its shard, and everything below follows.
     np.save(first_file, np.load(first_file) + 1)
-    assert workflow.run(*base).jobs == STAGES
+    assert workflow.run(*base).jobs == dict(STAGES, pool=1)
 
 
 def test_sweep_from_the_command_line(workflow, blobs):
     directory, _ = blobs
     run = workflow.run("--config", f"embedding_dir={directory}", "min_cluster_size=[5,10,20]", "plot=pca")
     assert run.jobs == {
-        "pool": 1, "reduce": 1, "layout": 1, "cluster": 3, "export": 3, "plot": 3,
+        "pool": 8, "merge_pool": 1, "reduce": 1, "layout": 1, "cluster": 3, "export": 3, "plot": 3,
         "metrics": 3, "provenance": 3, "summary": 1, "select_best": 1,
     }  # fmt: skip
     for mcs in (5, 10, 20):
@@ -250,12 +251,15 @@ def test_bad_file_fails_in_one_line_and_keeps_earlier_results(workflow, blobs, d
     directory, _ = blobs
     args = ["--config", f"embedding_dir={directory}", "plot=none"]
     workflow.run(*args)
-    before = {p: v for p, v in workflow.files().items() if p.endswith(".json")}
+    before = {p: v for p, v in workflow.files().items() if p.endswith(("clusters_hard.json", "clusters_soft.json"))}
+    assert len(before) == 2
     damage(directory / "zz_bad.npy")
     run = workflow.run(*args, check=False)
     line = one_line_error(run, message)
-    assert line.startswith("embclust pool: error:")
-    assert not (workflow.root / "results/emb/pooled/mean.npy").exists()  # no partial matrix
+    assert line.startswith(("embclust pool: error:", "embclust merge_pool: error:"))
+    # No output holds the bad file, and earlier results are untouched.
+    pooled = workflow.root / "results/emb/pooled"
+    assert not any("zz_bad" in p.read_text() for p in pooled.rglob("*.ids.tsv"))
     after = workflow.files()
     assert all(after[p] == v for p, v in before.items())
 
@@ -305,9 +309,32 @@ def test_trim_padding_pools_only_the_audio_frames(workflow, tmp_path):
             write_wav(audio / f"{clip}.wav", 4 / 50)
     args = ["--config", f"embedding_dir={embeddings}", f"audio_dir={audio}", "reduce=none", "plot=none"]
     run = workflow.run(*args, "trim_padding=true")
-    assert "1 of 30 files have no <id>.wav in audio_dir: pooling all their frames" in run.stderr
+    # The clip without a wav is named by count, in its shard's message.
+    assert re.search(r"embclust pool: 1 of \d+ files have no <id>.wav in audio_dir: pooling all their frames", run.stderr)
     pooled = np.load(workflow.root / "results/padded/pooled/mean-trim50.npy")
     raw = {c: np.load(embeddings / f"{c}.npy") for c in sorted(truth)}
     expected = [raw[c].mean(0) if i == 0 else raw[c][:4].mean(0) for i, c in enumerate(sorted(truth))]
     np.testing.assert_allclose(pooled, expected, rtol=1e-5)
     check_contract(workflow.root / "results/padded/mean-trim50/none/hdbscan-mcs5-ms5-euclidean", truth, str(embeddings))
+
+
+def test_added_files_repool_only_their_shards(workflow, blobs):
+    import settings
+
+    directory, truth = blobs
+    args = ["--config", f"embedding_dir={directory}", "plot=none"]
+    workflow.run(*args)
+    shard_files = workflow.root / "results/emb/pooled/mean.shards"
+    before = {p.name: p.stat().st_mtime_ns for p in shard_files.iterdir()}
+    rng = np.random.default_rng(9)
+    new = [f"new{i}" for i in range(3)]
+    for clip in new:
+        np.save(directory / f"{clip}.npy", rng.normal(size=(4, 64)).astype(np.float32))
+    touched = {f"{settings.shard_of(clip, 8)}-of-8" for clip in new}
+    run = workflow.run(*args)
+    assert run.jobs["pool"] == len(touched) < 8 and run.jobs["merge_pool"] == 1
+    after = {p.name: p.stat().st_mtime_ns for p in shard_files.iterdir()}
+    changed = {name.split(".")[0] for name in before if after[name] != before[name]}
+    assert changed == touched
+    ids = [line.split("\t")[0] for line in (workflow.root / "results/emb/pooled/mean.ids.tsv").read_text().splitlines()[1:]]
+    assert ids == sorted(list(truth) + new)

@@ -19,11 +19,13 @@ except settings.ConfigError as e:
 config.update(_validated)
 
 OUT = f"{config['output_dir']}/{config['dataset']}"
+SHARDS = settings.shards(EMBEDDINGS, config["pool_shards"])
 TARGETS = settings.targets(OUT, COMBOS)
 RESULTS = settings.results(OUT, COMBOS)
 
 POOLED = f"{OUT}/pooled/{{pooling}}.npy"
 POOLED_IDS = f"{OUT}/pooled/{{pooling}}.ids.tsv"
+SHARD = f"{OUT}/pooled/{{pooling}}.shards/{{shard}}"
 REDUCED = f"{OUT}/{{pooling}}/{{reducer}}/reduced.npy"
 REDUCE_SUMMARY = f"{OUT}/{{pooling}}/{{reducer}}/reduce.json"
 LAYOUT = f"{OUT}/{{pooling}}/{{reducer}}/layout-{{layout}}.npy"
@@ -49,6 +51,7 @@ wildcard_constraints:
     reducer=settings.WILDCARD_PATTERNS["reducer"],
     clusterer=settings.WILDCARD_PATTERNS["clusterer"],
     layout=settings.WILDCARD_PATTERNS["layout"],
+    shard=r"\d+-of-\d+",
 
 
 def reduced_matrix(wildcards):
@@ -58,11 +61,19 @@ def reduced_matrix(wildcards):
     return REDUCED.format(pooling=wildcards.pooling, reducer=wildcards.reducer)
 
 
-def trim_audio(wildcards):
-    """The clips' wav files when this pooling trims padding by audio duration."""
+def shard_embeddings(wildcards):
+    return [path for _, path in SHARDS[wildcards.shard]]
+
+
+def shard_audio(wildcards):
+    """The shard's wav files when this pooling trims padding by audio duration."""
     if not settings.parse_pooling(wildcards.pooling)["frames_per_second"]:
         return []
-    return list(settings.list_audio(config["audio_dir"], [i for i, _ in EMBEDDINGS]).values())
+    return list(settings.list_audio(config["audio_dir"], [i for i, _ in SHARDS[wildcards.shard]]).values())
+
+
+def every_shard(suffix):
+    return lambda wildcards: [SHARD.format(pooling=wildcards.pooling, shard=name) + suffix for name in SHARDS]
 
 
 def result_settings(wildcards):
