@@ -1,4 +1,4 @@
-"""profiles/slurm on a real single-node SLURM cluster (tests/slurm/cluster.py).
+"""profiles/slurm on a real single-node SLURM cluster (tests/slurm/slurm_cluster.py).
 
 The cluster runs slurmctld, slurmd, slurmdbd (with mariadb) and munge from Debian's
 slurm-wlm packages, which the fixture installs with apt-get when they are missing;
@@ -19,7 +19,7 @@ import pytest
 from conftest import REPO, Workflow, executed_jobs
 
 sys.path.insert(0, str(REPO / "tests/slurm"))
-import cluster as slurm  # noqa: E402
+import slurm_cluster as slurm  # noqa: E402
 
 RESULT = "results/digits/mean/pca-50/hdbscan-mcs5-ms5-euclidean"
 # The plugin's defaults wait 40 s before the first status check (sane on a busy

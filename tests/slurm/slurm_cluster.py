@@ -14,8 +14,8 @@ is up and fails at once when there is no slurm.conf; it is slow only with a slur
 and no controller, which this module never leaves behind. An /etc/slurm/slurm.conf that
 this module did not write is never touched: the cluster then refuses to start.
 
-    python tests/slurm/cluster.py up STATE_DIR     # install if needed, start
-    python tests/slurm/cluster.py down STATE_DIR   # remove the config, stop the daemons
+    python tests/slurm/slurm_cluster.py up STATE_DIR     # install if needed, start
+    python tests/slurm/slurm_cluster.py down STATE_DIR   # remove the config, stop the daemons
 """
 
 import json
@@ -35,7 +35,7 @@ PORTS = {"slurmctld": 16817, "slurmd": 16818, "slurmdbd": 16819, "mariadb": 1330
 MUNGE_SOCKET = "/run/munge/munge.socket.2"
 MUNGE_KEY = "/etc/munge/munge.key"
 CONF_DIR = Path("/etc/slurm")
-MARK = "# written by embclust tests/slurm/cluster.py; removed when its cluster stops\n"
+MARK = "# written by embclust tests/slurm/slurm_cluster.py; removed when its cluster stops\n"
 
 
 def sbin(name):
@@ -49,6 +49,8 @@ def cannot_run():
     conf = CONF_DIR / "slurm.conf"
     if conf.exists() and not conf.read_text().startswith(MARK):
         return f"{conf} belongs to a SLURM installation on this machine, which the test leaves alone"
+    if conf.exists() and port_open(PORTS["slurmctld"]):
+        return f"another test run's cluster is up ({conf}); one at a time"
     if all(sbin(b) for b in BINARIES):
         return None
     if not shutil.which("apt-get"):
