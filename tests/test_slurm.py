@@ -8,6 +8,7 @@ before the other tests go on.
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -107,10 +108,19 @@ def test_demo_on_slurm_matches_a_local_run_and_resumes_after_a_failed_job(cluste
     # reduce and cluster went through sbatch; export ran where snakemake runs.
     assert output.count("has been submitted with SLURM jobid") == 2
     assert "localrule export:" in output
-    jobs = subprocess.run(
-        ["sacct", "-X", "-P", "-n", "--starttime=2020-01-01", "--format=JobName,State"], env=env, capture_output=True, text=True, check=True
+    # What SLURM was asked for and did: each rule's threads, mem_mb (2048 = 2G) and runtime.
+    rules = dict(re.findall(r"SLURM jobid (\d+) \(log: \S+/rule_(\w+)/", failed.stdout + failed.stderr + output))
+    accounting = subprocess.run(
+        ["sacct", "-X", "-P", "-n", "--starttime=2020-01-01", "--format=JobIdRaw,State,AllocCPUS,ReqMem,Timelimit"],
+        env=env, capture_output=True, text=True, check=True,
     ).stdout.split()
-    assert sorted(state for _, state in (j.split("|") for j in jobs)) == ["COMPLETED"] * 3 + ["FAILED"]
+    done = sorted((rules[job], state, *request) for job, state, *request in (j.split("|") for j in accounting))
+    assert done == [
+        ("cluster", "COMPLETED", "2", "2G", "00:30:00"),
+        ("pool", "COMPLETED", "1", "1G", "00:10:00"),
+        ("reduce", "COMPLETED", "2", "2G", "00:20:00"),
+        ("reduce", "FAILED", "2", "2G", "00:20:00"),
+    ]
 
     local = demo_workflow(tmp_path / "local")
     run = snakemake(local, "--cores", "2", "--config", "plot=none", env=env)
