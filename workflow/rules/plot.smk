@@ -12,6 +12,10 @@ rule plot:
         ),
     params:
         title=plot_title,
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input: 1024 + 4 * int(input.size_mb),
+        runtime=lambda wc, input: 10 + int(input.size_mb / 50),
     log:
         log_path("plot", "pooling", "reducer", "clusterer", "layout"),
     conda:
