@@ -11,7 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-WORKFLOW_FILES = ("Snakefile", "workflow", "scripts", "config", "environment.yml", "requirements.txt")
+WORKFLOW_FILES = ("Snakefile", "workflow", "scripts", "config", "profiles", "environment.yml", "requirements.txt")
 
 
 def make_blobs(directory, n_per_cluster=30, centres=3, width=64, frames=(3, 9), seed=0, dtype=np.float32):

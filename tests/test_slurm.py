@@ -24,7 +24,7 @@ import slurm_cluster as slurm  # noqa: E402
 
 RESULT = "results/digits/mean/pca-50/hdbscan-mcs5-ms5-euclidean"
 # The plugin's defaults wait 40 s before the first status check (sane on a busy
-# cluster); here each of the 4 jobs would cost that.
+# cluster); here each of the 6 jobs would cost that.
 FAST_POLLING = ["--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1"]
 TIMEOUT = 300  # s per snakemake run: a cluster that cannot answer makes the plugin wait forever
 
@@ -70,7 +70,6 @@ def snakemake(wf, *args, env):
 
 def demo_workflow(root):
     wf = Workflow(root)
-    shutil.copytree(REPO / "profiles", wf.root / "profiles")
     os.symlink(REPO / "demo", wf.root / "demo")
     return wf
 
@@ -80,13 +79,16 @@ def test_demo_on_slurm_matches_a_local_run_and_resumes_after_a_failed_job(cluste
     env = cluster.env(dict(os.environ, PYTHONWARNINGS="ignore"))
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
     wf = demo_workflow(tmp_path / "slurm")
-    on_slurm = ["--profile", "profiles/slurm", *FAST_POLLING, "--config", "plot=none"]
+    # One pooling shard: every SLURM job costs ~12 s of status polling.
+    on_slurm = ["--profile", "profiles/slurm", *FAST_POLLING, "--config", "plot=none", "pool_shards=1"]
 
     # The demo is 64 wide: PCA to 80 dims fails in the reduce job, after pool succeeded.
     failed = snakemake(wf, *on_slurm, "reduce_dim=80", env=env)
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0
-    assert failed.jobs == {"pool": 1, "reduce": 1, "cluster": 1, "export": 1}
+    assert failed.jobs == {
+        "pool": 1, "merge_pool": 1, "reduce": 1, "cluster": 1, "export": 1, "metrics": 1, "provenance": 1,
+    }  # fmt: skip
     assert "Error in rule reduce:" in output and "SLURM status is: 'FAILED'" in output
     # The failure names both logs: the stage's own and the SLURM job's.
     stage_log = "results/digits/logs/reduce/mean/pca-80.log"
@@ -103,11 +105,11 @@ def test_demo_on_slurm_matches_a_local_run_and_resumes_after_a_failed_job(cluste
     # Fixed and rerun: pooling is not done again.
     rerun = snakemake(wf, *on_slurm, env=env)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
-    assert rerun.jobs == {"reduce": 1, "cluster": 1, "export": 1}
+    assert rerun.jobs == {"reduce": 1, "cluster": 1, "export": 1, "metrics": 1, "provenance": 1}
     output = rerun.stdout + rerun.stderr
-    # reduce and cluster went through sbatch; export ran where snakemake runs.
-    assert output.count("has been submitted with SLURM jobid") == 2
-    assert "localrule export:" in output
+    # reduce, cluster and metrics went through sbatch; export and provenance ran where snakemake runs.
+    assert output.count("has been submitted with SLURM jobid") == 3
+    assert "localrule export:" in output and "localrule provenance:" in output
     # What SLURM was asked for and did: each rule's threads, mem_mb (2048 = 2G) and runtime.
     rules = dict(re.findall(r"SLURM jobid (\d+) \(log: \S+/rule_(\w+)/", failed.stdout + failed.stderr + output))
     accounting = subprocess.run(
@@ -117,13 +119,15 @@ def test_demo_on_slurm_matches_a_local_run_and_resumes_after_a_failed_job(cluste
     done = sorted((rules[job], state, *request) for job, state, *request in (j.split("|") for j in accounting))
     assert done == [
         ("cluster", "COMPLETED", "2", "2G", "00:30:00"),
+        ("merge_pool", "COMPLETED", "1", "1G", "00:10:00"),
+        ("metrics", "COMPLETED", "1", "2G", "00:10:00"),
         ("pool", "COMPLETED", "1", "1G", "00:10:00"),
         ("reduce", "COMPLETED", "2", "2G", "00:20:00"),
         ("reduce", "FAILED", "2", "2G", "00:20:00"),
     ]
 
     local = demo_workflow(tmp_path / "local")
-    run = snakemake(local, "--cores", "2", "--config", "plot=none", env=env)
+    run = snakemake(local, "--cores", "2", "--config", "plot=none", "pool_shards=1", env=env)
     assert run.returncode == 0, run.stderr[-4000:]
-    for name in ("clusters_hard.json", "clusters_soft.json", "clusters.npz"):
+    for name in ("clusters_hard.json", "clusters_soft.json", "clusters.npz", "metrics.json", "provenance.json"):
         assert (wf.root / RESULT / name).read_bytes() == (local.root / RESULT / name).read_bytes(), name

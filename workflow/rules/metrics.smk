@@ -14,6 +14,11 @@ rule metrics:
         ),
     params:
         clusterer=lambda wildcards: settings.parse_clusterer(wildcards.clusterer),
+    threads: 1
+    resources:
+        # Silhouette and DBCV see at most 5,000 points (pairwise distances ~200 MB).
+        mem_mb=lambda wc, input: 2048 + 4 * int(input.size_mb),
+        runtime=lambda wc, input: 10 + int(input.size_mb / 10),
     log:
         log_path("metrics", "pooling", "reducer", "clusterer"),
     conda:
@@ -31,6 +36,10 @@ rule provenance:
         provenance=PROVENANCE,
     params:
         settings=result_settings,
+    threads: 1
+    resources:
+        mem_mb=512,
+        runtime=10,
     log:
         log_path("provenance", "pooling", "reducer", "clusterer"),
     localrule: True

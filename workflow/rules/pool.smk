@@ -30,6 +30,11 @@ rule merge_pool:
     output:
         matrix=POOLED,
         ids=POOLED_IDS,
+    threads: 1
+    resources:
+        # Streams shard by shard into a memory-mapped output.
+        mem_mb=lambda wc, input: 1024 + int(input.size_mb),
+        runtime=lambda wc, input: 10 + int(input.size_mb / 3000),
     log:
         log_path("merge_pool", "pooling"),
     conda:

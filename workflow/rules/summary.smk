@@ -7,6 +7,10 @@ rule summary:
     params:
         results=RESULTS,
         dataset=config["dataset"],
+    threads: 1
+    resources:
+        mem_mb=512,
+        runtime=10,
     log:
         os.path.join(OUT, "logs", "summary.log"),
     localrule: True
@@ -28,6 +32,10 @@ rule select_best:
         metrics=f"{BEST}/metrics.json",
     params:
         results=RESULTS,
+    threads: 1
+    resources:
+        mem_mb=512,
+        runtime=10,
     log:
         os.path.join(OUT, "logs", "select_best.log"),
     localrule: True
