@@ -245,8 +245,21 @@ def targets(root, combos):
         d = result_dir(root, s)
         paths += [f"{d}/clusters_hard.json", f"{d}/clusters_soft.json"]
         if layout_slug(s):
-            paths.append(f"{d}/plot-{layout_slug(s)}.png")
+            paths += figure_targets(root, s)
     return list(dict.fromkeys(paths))
+
+
+def figure_targets(root, s):
+    """Figures (PNG and SVG) and the interactive map of one combination; plot=none draws none."""
+    d, layout = result_dir(root, s), layout_slug(s)
+    paths = [f"{d}/plot-{layout}.{ext}" for ext in ("png", "svg")]
+    paths += [f"{d}/sizes.{ext}" for ext in ("png", "svg")]
+    if s["algorithm"] == "hdbscan":
+        paths += [f"{d}/tree.{ext}" for ext in ("png", "svg")]
+    if s["reduce"] == "pca":
+        paths += [f"{root}/{pooling_slug(s)}/{reducer_slug(s)}/variance.{ext}" for ext in ("png", "svg")]
+    paths.append(f"{d}/map-{layout}.html")
+    return paths
 
 
 def check_sizes(n_files, combos):
