@@ -13,6 +13,7 @@ include: "workflow/rules/layout.smk"
 include: "workflow/rules/cluster.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/plot.smk"
+include: "workflow/rules/map.smk"
 
 
 rule all:
