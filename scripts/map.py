@@ -156,8 +156,8 @@ def colourings(labels, probabilities, columns, table, ids):
 
 def figure(layout, labels, probabilities, outlier_scores, ids, columns, table, links):
     customdata = [
-        [i, int(c), round(float(p), 4), round(float(o), 4), links.get(i, "")]
-        + [table.get(i, {}).get(col, "") for col in columns]
+        [i, "noise (-1)" if c < 0 else str(int(c)), round(float(p), 4), round(float(o), 4), links.get(i, "")]
+        + [table.get(i, {}).get(col) or NO_LABEL for col in columns]
         for i, c, p, o in zip(ids, labels, probabilities, outlier_scores)
     ]
     hover = (
@@ -196,8 +196,8 @@ def figure(layout, labels, probabilities, outlier_scores, ids, columns, table, l
         template="plotly_white", hovermode="closest", updatemenus=menus,
         legend=dict(title=dict(text="cluster"), itemsizing="constant"),
         margin=dict(l=10, r=10, t=40 if menus else 10, b=10),
-        xaxis=dict(showticklabels=False, zeroline=False, title=None),
-        yaxis=dict(showticklabels=False, zeroline=False, title=None),
+        xaxis=dict(showticklabels=False, showgrid=False, zeroline=False, title=None),
+        yaxis=dict(showticklabels=False, showgrid=False, zeroline=False, title=None),
     )
     return fig
 

@@ -47,18 +47,19 @@ def test_demo_run_clusters_the_digits(workflow):
     assert any(0.05 < p < 0.95 for e in soft for p in e["probabilities"])
     png = (result / "plot-umap-euclidean-s0.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    assert all((result / name).exists() for name in ("sizes.svg", "tree.png", "map-umap-euclidean-s0.html"))
 
 
 def test_cache_reruns_only_the_stages_below_a_change(workflow, blobs):
     directory, truth = blobs
     base = ["--config", f"embedding_dir={directory}"]
     first = workflow.run(*base)
-    assert first.jobs == {"pool": 1, "reduce": 1, "layout": 1, "cluster": 1, "export": 1, "plot": 1}
+    assert first.jobs == {"pool": 1, "reduce": 1, "layout": 1, "cluster": 1, "export": 1, "plot": 1, "sizes": 1, "tree": 1, "variance": 1, "map": 1}
     check_contract(workflow.root / DEFAULT_RESULT, truth, str(directory))
     before = workflow.files()
 
     changed = workflow.run(*base, "min_cluster_size=7")
-    assert changed.jobs == {"cluster": 1, "export": 1, "plot": 1}
+    assert changed.jobs == {"cluster": 1, "export": 1, "plot": 1, "sizes": 1, "tree": 1, "map": 1}
     after = workflow.files()
     assert all(after[p] == before[p] for p in before), "an existing file was rewritten"
     assert (workflow.root / "results/emb/mean/pca-50/hdbscan-mcs7-ms7-euclidean/clusters_hard.json").exists()
@@ -79,13 +80,13 @@ def test_cache_reruns_only_the_stages_below_a_change(workflow, blobs):
     assert workflow.run(*base).jobs == {}
     # ...while changed content re-pools, and everything below follows.
     np.save(first_file, np.load(first_file) + 1)
-    assert workflow.run(*base).jobs == {"pool": 1, "reduce": 1, "layout": 1, "cluster": 1, "export": 1, "plot": 1}
+    assert workflow.run(*base).jobs == {"pool": 1, "reduce": 1, "layout": 1, "cluster": 1, "export": 1, "plot": 1, "sizes": 1, "tree": 1, "variance": 1, "map": 1}
 
 
 def test_sweep_from_the_command_line(workflow, blobs):
     directory, _ = blobs
     run = workflow.run("--config", f"embedding_dir={directory}", "min_cluster_size=[5,10,20]", "plot=pca")
-    assert run.jobs == {"pool": 1, "reduce": 1, "layout": 1, "cluster": 3, "export": 3, "plot": 3}
+    assert run.jobs == {"pool": 1, "reduce": 1, "layout": 1, "cluster": 3, "export": 3, "plot": 3, "sizes": 3, "tree": 3, "variance": 1, "map": 3}
     for mcs in (5, 10, 20):
         result = workflow.root / f"results/emb/mean/pca-50/hdbscan-mcs{mcs}-ms{mcs}-euclidean"
         assert (result / "clusters_hard.json").exists() and (result / "plot-pca.png").exists()
