@@ -113,6 +113,24 @@ def test_map_is_self_contained_with_relative_audio_links(plots_run):
     assert "colour by speaker" in text and "colour by blob" in text and "(no label)" in text
 
 
+def test_new_clips_or_labels_redraw_only_the_maps(plots_run):
+    wf, root, config = plots_run["wf"], plots_run["root"], plots_run["config"]
+    clip = root / "audio" / f"{NO_AUDIO}.wav"
+    write_wav(clip)
+    try:
+        assert wf.run(*config, "-n").jobs == {"map": 2}
+    finally:
+        clip.unlink()
+    assert wf.run(*config, "-n").jobs == {}
+    labels = root / "labels.csv"
+    original = labels.read_text()
+    labels.write_text(original.replace("spk1", "spk9"))
+    try:
+        assert wf.run(*config, "-n").jobs == {"map": 2}
+    finally:
+        labels.write_text(original)
+
+
 def test_report_holds_the_figures(plots_run):
     wf = plots_run["wf"]
     wf.run(*plots_run["config"], "--report", "report.html")

@@ -75,3 +75,14 @@ def figure_settings(wildcards):
     out = {"dataset": config["dataset"]}
     out.update({k: parse[k](v) for k, v in wildcards.items() if k in parse})
     return out
+
+
+def audio_ids(audio_dir):
+    """Ids that have <audio_dir>/<id>.wav, read once when the workflow starts."""
+    if not audio_dir:
+        return []
+    wavs = {name[: -len(".wav")] for name in os.listdir(audio_dir) if name.endswith(".wav")}
+    return [i for i, _ in EMBEDDINGS if i in wavs]
+
+
+AUDIO_IDS = audio_ids(config["audio_dir"])

@@ -1,27 +1,12 @@
 # The interactive map of each result: scripts/map.py, colours from scripts/plot.py.
 
-# Ids that have <audio_dir>/<id>.wav, read once when the workflow starts; a param, so
-# adding clips redraws the maps.
-def audio_ids(audio_dir):
-    if not audio_dir:
-        return []
-    wavs = {name[: -len(".wav")] for name in os.listdir(audio_dir) if name.endswith(".wav")}
-    return [i for i, _ in EMBEDDINGS if i in wavs]
-
-
-AUDIO_IDS = audio_ids(config["audio_dir"])
-
-
-def map_labels(wildcards):
-    return [config["labels"]] if config["labels"] else []
-
 
 rule map:
     input:
         clusters=CLUSTERS,
         layout=LAYOUT,
         ids=POOLED_IDS,
-        labels=map_labels,
+        labels=lambda wildcards: [config["labels"]] if config["labels"] else [],
         # map.py takes its palette from plot.py: a change there redraws the maps.
         palette=os.path.join(workflow.basedir, "scripts", "plot.py"),
     output:
@@ -34,6 +19,7 @@ rule map:
         ),
     params:
         settings=figure_settings,
+        # A param, so adding or removing clips redraws the maps.
         audio={"dir": config["audio_dir"], "clips": AUDIO_IDS},
     log:
         log_path("map", "pooling", "reducer", "clusterer", "layout"),
