@@ -264,7 +264,9 @@ def variance(ratio, title):
     right.set_ylim(0, 100)
     right.spines[["top"]].set_visible(False)
     total = float(ratio.sum()) * 100
-    ax.set_title(f"{title}\n{len(ratio)} components keep {total:.1f}% of the variance", fontsize=9)
+    # Never round up to a 100% that was not kept.
+    kept = f"{total:.1f}" if total < 99.95 else f"{np.floor(total * 100) / 100:.2f}"
+    ax.set_title(f"{title}\n{len(ratio)} components keep {kept}% of the variance", fontsize=9)
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     ax.legend(handles, ["per component", "cumulative"], loc="center right", fontsize=8, frameon=False)
     fig.tight_layout()
