@@ -141,7 +141,7 @@ def scatter(layout, labels, probabilities, title):
     """The layout figure: noise below, grey and small; clusters above with ids at their centres."""
     fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=150)
     noise = labels < 0
-    ax.scatter(layout[noise, 0], layout[noise, 1], s=3, c=NOISE_COLOUR, alpha=0.5, linewidths=0, rasterized=False)
+    ax.scatter(layout[noise, 0], layout[noise, 1], s=3, c=NOISE_COLOUR, alpha=0.5, linewidths=0)
     n_clusters = int(labels.max()) + 1 if len(labels) else 0
     colours = palette(n_clusters)
     for c, colour in enumerate(colours):
