@@ -15,6 +15,7 @@ include: "workflow/rules/export.smk"
 include: "workflow/rules/plot.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/summary.smk"
+include: "workflow/rules/map.smk"
 
 
 rule all:

@@ -6,6 +6,7 @@ stage when its own script changes but not when an imported module does.
 
 import sys
 import time
+import traceback
 
 
 class InputError(ValueError):
@@ -72,13 +73,18 @@ def read_labels(path):
 
 
 def run(snakemake, main):
-    """Run main(snakemake, log) with stderr in the job log and InputError as one line."""
-    stage = snakemake.rule
-    with open(snakemake.log[0], "w") as stream:
-        sys.stderr = stream  # library warnings go to the log, not the terminal
-        log = Log(stream, stage)
-        try:
-            main(snakemake, log)
-        except InputError as e:
-            log.say(f"error: {e}")
-            sys.exit(1)
+    """Run main(snakemake, log) with stderr in the job log: an InputError becomes one
+    line on the terminal, any other failure one line there plus its traceback in the log."""
+    # Left open for the life of the job, so that late warnings and tracebacks reach it.
+    stream = open(snakemake.log[0], "w", buffering=1)
+    sys.stderr = stream  # library warnings go to the log, not the terminal
+    log = Log(stream, snakemake.rule)
+    try:
+        main(snakemake, log)
+    except InputError as e:
+        log.say(f"error: {e}")
+        sys.exit(1)
+    except Exception as e:
+        traceback.print_exc(file=stream)
+        log.say(f"failed: {type(e).__name__}: {e} (traceback in {snakemake.log[0]})")
+        sys.exit(1)

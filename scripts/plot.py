@@ -1,53 +1,295 @@
-"""Plot stage: the 2-D layout coloured by cluster, noise small and grey."""
+"""Plot stage: publication figures for each result, as PNG and SVG.
+
+- `plot`: the 2-D layout coloured by cluster, noise small and grey, each cluster's id
+  at its centre, opacity by membership strength;
+- `sizes`: files per cluster, as bars in the same colours;
+- `tree`: HDBSCAN's condensed tree (hdbscan's own icicle plot), selected clusters ringed;
+- `variance`: PCA's explained variance against components.
+
+Files are byte-for-byte reproducible: no software or date metadata, fixed SVG ids.
+The map stage (scripts/map.py) takes its colours from `palette` here.
+"""
+
+import json
 
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.patheffects  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 NOISE_COLOUR = "#b0b0b0"
+SAVE_RC = {"svg.hashsalt": "embclust", "svg.fonttype": "path"}
+
+# Qualitative tables the palette picks from; tab10 leads, so small results look familiar.
+_TABLES = ["tab10", "Dark2", "Set1", "tab20", "tab20b", "tab20c", "Paired", "Set2", "Accent"]
+
+
+def _lab(rgb):
+    """CIE L*a*b* (D65) of sRGB colours in [0, 1], shape (n, 3)."""
+    rgb = np.asarray(rgb, dtype=float)
+    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    xyz = lin @ m.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1)
+
+
+def _candidates():
+    """Every colour of the tables once, without greys (grey means noise) and without
+    colours too pale to see on white."""
+    seen, out = set(), []
+    for name in _TABLES:
+        for c in plt.get_cmap(name).colors:
+            c = tuple(round(float(v), 4) for v in c[:3])
+            if c in seen or max(c) - min(c) < 0.12:
+                continue
+            if _lab([c])[0, 0] > 80:
+                continue
+            seen.add(c)
+            out.append(c)
+    return out
 
 
 def palette(n):
-    """n distinguishable colours: tab10 first, then the 20-colour tables; greys are
-    left out, because grey means noise."""
-    cmaps = ["tab10", "tab20b", "tab20c", "Set3"]
-    colours = [c for name in cmaps for c in plt.get_cmap(name).colors if max(c) - min(c) > 0.1]
-    return [colours[i % len(colours)] for i in range(n)]
+    """n colours as hex strings, each as far (in L*a*b*) from those before it as the
+    tables allow: tab10 first, then greedy max-min distance, so clusters beyond 10 stay
+    distinguishable. Past the tables' size colours repeat (ids on the plot tell them apart)."""
+    pool = _candidates()
+    lab = _lab(pool)
+    chosen = list(range(min(9, len(pool))))  # tab10 without its grey
+    while len(chosen) < min(n, len(pool)):
+        dist = np.min(np.linalg.norm(lab[:, None, :] - lab[None, chosen, :], axis=2), axis=1)
+        dist[chosen] = -1
+        chosen.append(int(np.argmax(dist)))
+    hexes = [matplotlib.colors.to_hex(pool[i]) for i in chosen]
+    return [hexes[i % len(hexes)] for i in range(n)]
 
 
-def draw(layout, labels, probabilities, title, path):
-    fig, ax = plt.subplots(figsize=(7, 6), dpi=150)
-    noise = labels < 0
-    ax.scatter(layout[noise, 0], layout[noise, 1], s=4, c=NOISE_COLOUR, alpha=0.6, linewidths=0, label="noise")
-    n_clusters = int(labels.max()) + 1 if len(labels) else 0
-    for c, colour in zip(range(n_clusters), palette(n_clusters)):
-        members = labels == c
-        # Weak members fade, so cluster cores stand out.
-        alpha = 0.35 + 0.65 * np.clip(probabilities[members], 0, 1)
-        rgba = np.tile(matplotlib.colors.to_rgba(colour), (members.sum(), 1))
-        rgba[:, 3] = alpha
-        ax.scatter(layout[members, 0], layout[members, 1], s=10, c=rgba, linewidths=0)
-        # The id sits just above the cluster's median point, so small clusters stay visible.
-        ax.annotate(str(c), np.median(layout[members], axis=0), xytext=(0, 7), textcoords="offset points",
-                    ha="center", va="bottom", fontsize=7, weight="bold",
-                    bbox=dict(boxstyle="round,pad=0.1", fc="white", ec=colour, alpha=0.7))
-    ax.set_title(title, fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.text(0.01, 0.01, f"{len(labels)} files, {n_clusters} clusters, {noise.mean():.0%} noise (grey)",
-            transform=ax.transAxes, fontsize=8, va="bottom")
-    fig.tight_layout()
-    # No software/date metadata, so the same inputs give the same bytes.
-    fig.savefig(path, metadata={"Software": None})
+def describe(settings):
+    """A title that states the settings, from the parsed path names (see settings.py)."""
+    lines = [f"{settings['dataset']}"]
+    pooling = settings.get("pooling")
+    if pooling:
+        p = pooling["method"]
+        if p == "flatten":
+            p = f"flatten ({pooling['frames'] or 'longest'} frames)"
+        lines[0] += f": {p} pooling"
+    reducer = settings.get("reducer")
+    if reducer:
+        r = reducer["method"]
+        lines[0] += {
+            "none": ", no reduction",
+            "pca": f", PCA to {reducer.get('dim')} dims",
+            "umap": f", UMAP to {reducer.get('dim')} dims ({reducer.get('metric')}, seed {reducer.get('seed')})",
+        }[r]
+    parts = []
+    clusterer = settings.get("clusterer")
+    if clusterer:
+        c = clusterer
+        if c["algorithm"] == "hdbscan":
+            parts.append(f"HDBSCAN min_cluster_size={c['min_cluster_size']} min_samples={c['min_samples']} {c['metric']}")
+        else:
+            parts.append(f"spectral k={c['n_clusters']} {c['metric']} seed {c['seed']}")
+    layout = settings.get("layout")
+    if layout:
+        parts.append("PCA layout" if layout["method"] == "pca" else f"UMAP layout ({layout['metric']}, seed {layout['seed']})")
+    if parts:
+        lines.append("; ".join(parts))
+    return "\n".join(lines)
+
+
+def save(fig, png, svg):
+    """PNG and SVG with no software/date metadata and fixed SVG ids, so equal inputs give equal bytes."""
+    with plt.rc_context(SAVE_RC):
+        fig.savefig(png, metadata={"Software": None})
+        fig.savefig(svg, metadata={"Date": None, "Creator": None})
     plt.close(fig)
 
 
+def _spread(points, size, iterations=300):
+    """Label centres (axes fractions) nudged apart until boxes of `size` (w, h) no
+    longer overlap, staying inside the axes."""
+    pos = np.array(points, dtype=float).reshape(-1, 2)
+    w, h = size
+    for _ in range(iterations):
+        moved = False
+        for i in range(len(pos)):
+            for j in range(i + 1, len(pos)):
+                dx, dy = pos[j] - pos[i]
+                ox, oy = w - abs(dx), h - abs(dy)
+                if ox > 0 and oy > 0:
+                    moved = True
+                    # Push apart along the axis that needs the smaller move.
+                    if ox / w < oy / h:
+                        step = (ox / 2 + 1e-4) * (1 if dx >= 0 else -1)
+                        pos[i, 0] -= step
+                        pos[j, 0] += step
+                    else:
+                        step = (oy / 2 + 1e-4) * (1 if dy >= 0 else -1)
+                        pos[i, 1] -= step
+                        pos[j, 1] += step
+        pos[:, 0] = np.clip(pos[:, 0], w / 2, 1 - w / 2)
+        pos[:, 1] = np.clip(pos[:, 1], h / 2, 1 - h / 2)
+        if not moved:
+            break
+    return pos
+
+
+def scatter(layout, labels, probabilities, title):
+    """The layout figure: noise below, grey and small; clusters above with ids at their centres."""
+    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=150)
+    noise = labels < 0
+    ax.scatter(layout[noise, 0], layout[noise, 1], s=3, c=NOISE_COLOUR, alpha=0.5, linewidths=0)
+    n_clusters = int(labels.max()) + 1 if len(labels) else 0
+    colours = palette(n_clusters)
+    for c, colour in enumerate(colours):
+        members = labels == c
+        # Weak members fade, so cluster cores stand out; strong members are drawn last.
+        order = np.argsort(probabilities[members], kind="stable")
+        alpha = 0.3 + 0.7 * np.clip(probabilities[members][order], 0, 1)
+        rgba = np.tile(matplotlib.colors.to_rgba(colour), (len(order), 1))
+        rgba[:, 3] = alpha
+        ax.scatter(layout[members][order, 0], layout[members][order, 1], s=9, c=rgba, linewidths=0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.margins(0.04)
+    ax.set_title(title, fontsize=9)
+    ax.text(0.0, -0.02, f"{len(labels)} files, {n_clusters} clusters, {noise.mean() if len(labels) else 0:.0%} noise "
+            "(small grey points); fainter points have weaker membership",
+            transform=ax.transAxes, fontsize=7.5, va="top")
+    if n_clusters:
+        fig.canvas.draw()  # fixes the axes limits, so data can become axes fractions
+        to_axes = ax.transData + ax.transAxes.inverted()
+        bbox = ax.get_window_extent()
+        digits = len(str(n_clusters - 1))
+        size = np.array([(7 + 5.5 * digits) * fig.dpi / 72 / bbox.width, 13 * fig.dpi / 72 / bbox.height])
+        anchors, starts = [], []
+        for c in range(n_clusters):
+            pts = to_axes.transform(layout[labels == c])
+            centre = np.median(pts, axis=0)
+            anchors.append(centre)
+            lo, hi = np.percentile(pts, [10, 90], axis=0)
+            # A label at the centre of a small or thin cluster would hide it: put it just above.
+            big = np.all(hi - lo > 3 * size)
+            starts.append(centre if big else [centre[0], pts[:, 1].max() + 0.7 * size[1]])
+        anchors = np.array(anchors)
+        placed = _spread(starts, size)
+        for c, (anchor, pos) in enumerate(zip(anchors, placed)):
+            far = np.hypot(*((pos - anchor) / size)) > 1.2
+            ax.annotate(str(c), anchor, xytext=pos, xycoords="axes fraction", textcoords="axes fraction",
+                        ha="center", va="center", fontsize=8, weight="bold", color="black",
+                        bbox=dict(boxstyle="round,pad=0.15", fc="white", ec=colours[c], lw=1.2, alpha=0.85),
+                        arrowprops=dict(arrowstyle="-", color=colours[c], lw=0.8) if far else None)
+    fig.tight_layout()
+    return fig
+
+
+def sizes(labels, title):
+    """Files per cluster, noise first in grey, counts on the bars."""
+    n_clusters = int(labels.max()) + 1 if len(labels) else 0
+    counts = np.bincount(labels[labels >= 0], minlength=n_clusters) if n_clusters else np.zeros(0, int)
+    names = ["noise"] + [str(c) for c in range(n_clusters)]
+    values = np.concatenate([[int((labels < 0).sum())], counts])
+    colours = [NOISE_COLOUR] + palette(n_clusters)
+    fig, ax = plt.subplots(figsize=(min(4 + 0.32 * len(names), 16), 4.2), dpi=150)
+    x = np.arange(len(names))
+    ax.bar(x, values, color=colours, edgecolor="#444444", linewidth=0.4)
+    step = max(1, int(np.ceil(len(names) / 45)))
+    ax.set_xticks(x[::step], names[::step], fontsize=7, rotation=90 if len(names) > 25 else 0)
+    if len(names) <= 45:
+        for xi, v in zip(x, values):
+            ax.annotate(str(v), (xi, v), xytext=(0, 2), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=6.5)
+    ax.set_xlabel("cluster")
+    ax.set_ylabel("files")
+    ax.set_xlim(-0.7, len(names) - 0.3)
+    ax.set_ylim(0, max(values.max(), 1) * 1.12)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def tree(condensed_tree, labels, title):
+    """hdbscan's condensed-tree icicle plot; the selected clusters are ringed in their
+    scatter colours and named by id."""
+    from hdbscan.plots import CondensedTree
+
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=150)
+    n_clusters = int(labels.max()) + 1 if len(labels) else 0
+    if len(condensed_tree) == 0:
+        ax.text(0.5, 0.5, "no condensed tree", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    else:
+        ct = CondensedTree(condensed_tree, labels)
+        # Plain dark bars, so the coloured rings (the selected clusters) stand out.
+        ct.plot(axis=ax, cmap="none", colorbar=False, select_clusters=n_clusters > 0,
+                selection_palette=palette(n_clusters), label_clusters=False)
+        if n_clusters:
+            # hdbscan's own labels sit far left of the rings; put each id above its ring instead.
+            rings = [p for p in ax.artists + list(ax.patches) if isinstance(p, matplotlib.patches.Ellipse)]
+            for c, ring in enumerate(rings):
+                # hdbscan (0.8.44) can leave a ring's size as a 1-element array, which
+                # matplotlib cannot draw: make them numbers.
+                x, y, width, height = (float(np.ravel(v)[0]) for v in (*ring.center, ring.width, ring.height))
+                ring.set_center((x, y))
+                ring.set_width(width)
+                ring.set_height(height)
+                # λ grows downwards: the ring's top is its smallest λ.
+                ax.annotate(str(c), (x, y - height / 2), xytext=(0, 1.5), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=7.5, weight="bold", color=ring.get_edgecolor(),
+                            path_effects=[matplotlib.patheffects.withStroke(linewidth=2.5, foreground="white")])
+        ax.set_ylabel("λ = 1 / distance")
+        ax.set_xlabel("clusters (bar width: files still in the cluster)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def variance(ratio, title):
+    """PCA: explained variance of each component (bars) and cumulative (line)."""
+    ratio = np.asarray(ratio, dtype=float)
+    k = np.arange(1, len(ratio) + 1)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=150)
+    ax.bar(k, ratio * 100, color="#4c72b0", width=0.8, label="per component")
+    ax.set_xlabel("principal component")
+    ax.set_ylabel("explained variance (%)")
+    ax.set_xlim(0.3, len(ratio) + 0.7)
+    ax.spines[["top"]].set_visible(False)
+    right = ax.twinx()
+    right.plot(k, np.cumsum(ratio) * 100, color="#c44e52", marker="o", ms=2.5, lw=1.2, label="cumulative")
+    right.set_ylabel("cumulative (%)", color="#c44e52")
+    right.set_ylim(0, 100)
+    right.spines[["top"]].set_visible(False)
+    total = float(ratio.sum()) * 100
+    # Never round up to a 100% that was not kept.
+    kept = f"{total:.1f}" if total < 99.95 else f"{np.floor(total * 100) / 100:.2f}"
+    ax.set_title(f"{title}\n{len(ratio)} components keep {kept}% of the variance", fontsize=9)
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles, ["per component", "cumulative"], loc="center right", fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def main(snakemake, log):
+    title = describe(snakemake.params.settings)
+    out = snakemake.output
+    if snakemake.rule == "variance":
+        with open(snakemake.input.summary) as f:
+            fig = variance(json.load(f)["explained_variance_ratio"], title)
+        return save(fig, out.png, out.svg)
     clusters = np.load(snakemake.input.clusters)
-    layout = np.load(snakemake.input.layout)
-    draw(layout, clusters["labels"], clusters["probabilities"], snakemake.params.title, snakemake.output.plot)
+    labels = clusters["labels"]
+    if snakemake.rule == "plot":
+        fig = scatter(np.load(snakemake.input.layout), labels, clusters["probabilities"], title)
+    elif snakemake.rule == "sizes":
+        fig = sizes(labels, title)
+    else:
+        fig = tree(clusters["condensed_tree"], labels, title)
+    save(fig, out.png, out.svg)
+    log.info(f"{snakemake.rule}: {len(labels)} files, {int(labels.max()) + 1 if len(labels) else 0} clusters")
 
 
 if "snakemake" in globals():

@@ -277,7 +277,7 @@ def targets(root, combos):
         d = result_dir(root, s)
         paths += [f"{d}/{name}" for name in ("clusters_hard.json", "clusters_soft.json", "metrics.json", "provenance.json")]
         if layout_slug(s):
-            paths.append(f"{d}/plot-{layout_slug(s)}.png")
+            paths += figure_targets(root, s)
     # A sweep is summarised (and its best picked) at the dataset level. A single result is
     # not, so that switching one setting back and forth leaves every file as it was.
     if len(results(root, combos)) > 1:
@@ -316,6 +316,19 @@ def results(root, combos):
     for s in combos:
         seen.setdefault(result_dir(root, s), relevant_settings(s))
     return [{"dir": d, "name": os.path.relpath(d, root), "settings": v} for d, v in seen.items()]
+
+
+def figure_targets(root, s):
+    """Figures (PNG and SVG) and the interactive map of one combination; plot=none draws none."""
+    d, layout = result_dir(root, s), layout_slug(s)
+    paths = [f"{d}/plot-{layout}.{ext}" for ext in ("png", "svg")]
+    paths += [f"{d}/sizes.{ext}" for ext in ("png", "svg")]
+    if s["algorithm"] == "hdbscan":
+        paths += [f"{d}/tree.{ext}" for ext in ("png", "svg")]
+    if s["reduce"] == "pca":
+        paths += [f"{root}/{pooling_slug(s)}/{reducer_slug(s)}/variance.{ext}" for ext in ("png", "svg")]
+    paths.append(f"{d}/map-{layout}.html")
+    return paths
 
 
 def check_sizes(n_files, combos):

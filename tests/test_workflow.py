@@ -14,7 +14,10 @@ from sklearn.metrics import adjusted_rand_score
 
 DEFAULT_RESULT = "results/emb/mean/pca-50/hdbscan-mcs5-ms5-euclidean"
 # The jobs of one full run with a single result, on the 90 blob files (all 8 shards used).
-STAGES = {"pool": 8, "merge_pool": 1, "reduce": 1, "layout": 1, "cluster": 1, "export": 1, "plot": 1, "metrics": 1, "provenance": 1}
+STAGES = {
+    "pool": 8, "merge_pool": 1, "reduce": 1, "layout": 1, "cluster": 1, "export": 1, "plot": 1, "sizes": 1,
+    "tree": 1, "variance": 1, "map": 1, "metrics": 1, "provenance": 1,
+}  # fmt: skip
 
 
 def read_json(path):
@@ -52,6 +55,7 @@ def test_demo_run_clusters_the_digits(workflow):
     assert any(0.05 < p < 0.95 for e in soft for p in e["probabilities"])
     png = (result / "plot-umap-euclidean-s0.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    assert all((result / name).exists() for name in ("sizes.svg", "tree.png", "map-umap-euclidean-s0.html"))
 
     # A sweep with labels: metrics per result, a summary, a selection and a report.
     sweep = workflow.run("--config", "min_cluster_size=[5,10,20]", "labels=demo/digits/labels.csv")
@@ -86,7 +90,7 @@ def test_cache_reruns_only_the_stages_below_a_change(workflow, blobs):
     before = workflow.files()
 
     changed = workflow.run(*base, "min_cluster_size=7")
-    assert changed.jobs == {"cluster": 1, "export": 1, "plot": 1, "metrics": 1, "provenance": 1}
+    assert changed.jobs == {"cluster": 1, "export": 1, "plot": 1, "sizes": 1, "tree": 1, "map": 1, "metrics": 1, "provenance": 1}
     after = workflow.files()
     assert all(after[p] == before[p] for p in before), "an existing file was rewritten"
     assert (workflow.root / "results/emb/mean/pca-50/hdbscan-mcs7-ms7-euclidean/clusters_hard.json").exists()
@@ -114,8 +118,8 @@ def test_sweep_from_the_command_line(workflow, blobs):
     directory, _ = blobs
     run = workflow.run("--config", f"embedding_dir={directory}", "min_cluster_size=[5,10,20]", "plot=pca")
     assert run.jobs == {
-        "pool": 8, "merge_pool": 1, "reduce": 1, "layout": 1, "cluster": 3, "export": 3, "plot": 3,
-        "metrics": 3, "provenance": 3, "summary": 1, "select_best": 1,
+        "pool": 8, "merge_pool": 1, "reduce": 1, "layout": 1, "cluster": 3, "export": 3, "plot": 3, "sizes": 3,
+        "tree": 3, "variance": 1, "map": 3, "metrics": 3, "provenance": 3, "summary": 1, "select_best": 1,
     }  # fmt: skip
     for mcs in (5, 10, 20):
         result = workflow.root / f"results/emb/mean/pca-50/hdbscan-mcs{mcs}-ms{mcs}-euclidean"

@@ -88,8 +88,30 @@ def every_result(name):
     return [f"{r['dir']}/{name}" for r in RESULTS]
 
 
-def plot_title(wildcards):
-    return (
-        f"{config['dataset']}: {wildcards.pooling} | {wildcards.reducer} | "
-        f"{wildcards.clusterer} | layout {wildcards.layout}"
-    )
+# ---- figures and the interactive map (workflow/rules/plot.smk, map.smk) ----------
+
+PLOT_SVG = f"{RESULT}/plot-{{layout}}.svg"
+SIZES_PNG = f"{RESULT}/sizes.png"
+SIZES_SVG = f"{RESULT}/sizes.svg"
+TREE_PNG = f"{RESULT}/tree.png"
+TREE_SVG = f"{RESULT}/tree.svg"
+VARIANCE_PNG = f"{OUT}/{{pooling}}/{{reducer}}/variance.png"
+VARIANCE_SVG = f"{OUT}/{{pooling}}/{{reducer}}/variance.svg"
+MAP = f"{RESULT}/map-{{layout}}.html"
+
+
+def figure_settings(wildcards):
+    """The settings a figure's title states, parsed from the wildcards it has."""
+    parse = {
+        "pooling": settings.parse_pooling,
+        "reducer": settings.parse_reducer,
+        "clusterer": settings.parse_clusterer,
+        "layout": settings.parse_layout,
+    }
+    out = {"dataset": config["dataset"]}
+    out.update({k: parse[k](v) for k, v in wildcards.items() if k in parse})
+    return out
+
+
+# Ids that have <audio_dir>/<id>.wav, read once when the workflow starts.
+AUDIO_IDS = list(settings.list_audio(config["audio_dir"], [i for i, _ in EMBEDDINGS])) if config["audio_dir"] else []

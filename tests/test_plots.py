@@ -1,0 +1,224 @@
+"""Figures and the interactive map: one real snakemake run (labels, audio, an HDBSCAN and a
+spectral result) checked from several sides, plus unit tests of the drawing functions."""
+
+import csv
+import re
+import wave
+import xml.etree.ElementTree as ET
+
+import matplotlib
+import numpy as np
+import pytest
+from conftest import Workflow, make_blobs
+
+matplotlib.use("Agg")
+import plot  # noqa: E402
+
+HDBSCAN = "results/emb/mean/pca-50/hdbscan-mcs5-ms5-euclidean"
+SPECTRAL = "results/emb/mean/pca-50/spectral-k3-euclidean-s0"
+FIGURES = ("plot-pca", "sizes", "tree")
+NO_AUDIO = "c0_000"  # the one file without a clip
+NO_LABEL = "c2_029"  # the one file the labels CSV leaves out
+
+
+def write_wav(path, seconds=0.25, rate=8000):
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+
+
+_RUN = {}  # one run for this module and tests/test_map_browser.py, which imports the fixture
+
+
+@pytest.fixture(scope="session")
+def plots_run(tmp_path_factory):
+    """Blobs with a labels CSV and clips, run once with HDBSCAN and spectral, plot=pca."""
+    if not _RUN:
+        _RUN.update(make_plots_run(tmp_path_factory.mktemp("plots")))
+    return _RUN
+
+
+def make_plots_run(root):
+    truth = make_blobs(root / "emb")
+    with open(root / "labels.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "speaker", "blob"])
+        for i, (id_, c) in enumerate(sorted(truth.items())):
+            if id_ != NO_LABEL:
+                writer.writerow([id_, f"spk{i % 4}", f"blob{c}"])
+    (root / "audio").mkdir()
+    for id_ in truth:
+        if id_ != NO_AUDIO:
+            write_wav(root / "audio" / f"{id_}.wav")
+    wf = Workflow(root / "wf")
+    config = ["--config", f"embedding_dir={root / 'emb'}", f"labels={root / 'labels.csv'}",
+              f"audio_dir={root / 'audio'}", "algorithm=[hdbscan,spectral]", "n_clusters=3", "plot=pca"]
+    run = wf.run(*config)
+    return {"wf": wf, "root": root, "truth": truth, "run": run, "config": config}
+
+
+def test_one_run_draws_every_figure_and_map(plots_run):
+    wf = plots_run["wf"]
+    jobs = plots_run["run"].jobs
+    # Two results: each gets a layout plot, a size chart and a map; only HDBSCAN a tree;
+    # the PCA variance is drawn once for the shared reduction.
+    assert {k: jobs[k] for k in ("plot", "sizes", "tree", "variance", "map")} == {
+        "plot": 2, "sizes": 2, "tree": 1, "variance": 1, "map": 2}
+    for result, names in ((HDBSCAN, FIGURES), (SPECTRAL, ("plot-pca", "sizes"))):
+        for name in names:
+            png = (wf.root / result / f"{name}.png").read_bytes()
+            assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000, (result, name)
+            svg = ET.parse(wf.root / result / f"{name}.svg").getroot()
+            assert svg.tag.endswith("svg")
+        assert (wf.root / result / "map-pca.html").stat().st_size > 1_000_000
+    assert not (wf.root / SPECTRAL / "tree.png").exists()
+    for ext in ("png", "svg"):
+        assert (wf.root / f"results/emb/mean/pca-50/variance.{ext}").exists()
+
+
+def test_figures_are_byte_for_byte_reproducible(plots_run):
+    wf = plots_run["wf"]
+    before = wf.files()
+    outputs = [p for p in before if re.search(r"(plot-pca|sizes|tree|variance)\.(png|svg)$|map-pca\.html$", p)]
+    assert len(outputs) == 14
+    rerun = wf.run(*plots_run["config"], "--forcerun", "plot", "sizes", "tree", "variance", "map")
+    assert rerun.jobs["map"] == 2
+    after = wf.files()
+    changed = [p for p in outputs if after[p][1] != before[p][1]]
+    assert changed == []
+    assert all(after[p][0] != before[p][0] for p in outputs), "the figures were not redrawn"
+    svg = (wf.root / HDBSCAN / "sizes.svg").read_text()
+    assert "<dc:date>" not in svg and "Matplotlib v" not in svg
+
+
+def test_map_is_self_contained_with_relative_audio_links(plots_run):
+    root = plots_run["root"]
+    text = (plots_run["wf"].root / HDBSCAN / "map-pca.html").read_text()
+    # plotly.js inlined, and nothing fetched from elsewhere.
+    assert re.search(r"plotly\.js v\d+\.\d+", text)
+    assert not re.search(r"""<(script|link|img|audio|source)[^>]+(src|href)=["']?(https?:)?//""", text)
+    # Clips are linked relative to the map, so results and audio can move together.
+    data = text.replace("\\u002f", "/")  # plotly's JSON escapes slashes
+    links = set(re.findall(r'"((?:\.\./)+audio/[^"]+\.wav)"', data))
+    assert len(links) == len(plots_run["truth"]) - 1
+    assert f"audio/{NO_AUDIO}.wav" not in data
+    assert str(root) not in text
+    for link in links:
+        assert (plots_run["wf"].root / HDBSCAN / link).resolve().is_file()
+    # Both label columns can colour the map; the unlabelled file says so.
+    assert "colour by speaker" in text and "colour by blob" in text and "(no label)" in text
+
+
+def test_new_clips_or_labels_redraw_only_the_maps(plots_run):
+    wf, root, config = plots_run["wf"], plots_run["root"], plots_run["config"]
+    clip = root / "audio" / f"{NO_AUDIO}.wav"
+    write_wav(clip)
+    try:
+        assert wf.run(*config, "-n").jobs == {"map": 2}
+    finally:
+        clip.unlink()
+    assert wf.run(*config, "-n").jobs == {}
+    labels = root / "labels.csv"
+    original = labels.read_text()
+    labels.write_text(original.replace("spk1", "spk9"))
+    try:
+        assert wf.run(*config, "-n").jobs == {"map": 2}
+    finally:
+        labels.write_text(original)
+
+
+def test_report_holds_the_figures(plots_run):
+    wf = plots_run["wf"]
+    wf.run(*plots_run["config"], "--report", "report.html")
+    text = (wf.root / "report.html").read_text(errors="replace")
+    for category in ("Cluster layouts", "Cluster sizes", "Condensed trees", "PCA variance", "Interactive maps"):
+        assert category in text
+    for name in ("sizes.svg", "tree.png", "variance.png", "plot-pca.svg", "map-pca.html"):
+        assert name in text
+
+
+# ---- the drawing functions on their own -------------------------------------------
+
+
+def test_palette_stays_distinguishable_beyond_ten_clusters():
+    colours = plot.palette(30)
+    assert len(set(colours)) == 30
+    rgb = np.array([matplotlib.colors.to_rgb(c) for c in colours])
+    assert (rgb.max(axis=1) - rgb.min(axis=1) > 0.1).all(), "a grey (noise) colour slipped in"
+    lab = plot._lab(rgb)
+    dist = np.linalg.norm(lab[:, None] - lab[None], axis=2) + np.eye(30) * 1e9
+    assert dist.min() > 10  # clearly different colours (Delta E 76)
+    assert plot.palette(12)[:9] == plot.palette(9)  # more clusters never recolour the first ones
+
+
+def blob_layout(n_clusters, per=20, seed=0, spread=0.3):
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 10, size=(n_clusters, 2))
+    xy = np.concatenate([c + rng.normal(0, spread, size=(per, 2)) for c in centres] + [rng.uniform(0, 10, (40, 2))])
+    labels = np.concatenate([np.full(per, c) for c in range(n_clusters)] + [np.full(40, -1)])
+    return xy, labels, rng.uniform(0.2, 1, len(labels))
+
+
+def test_scatter_labels_every_cluster_without_overlap():
+    # 25 clusters in a small square: their ids would collide where they were placed naively.
+    xy, labels, prob = blob_layout(25, seed=3)
+    fig = plot.scatter(xy, labels, prob, "title")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    texts = [t for t in ax.texts if t.get_text().isdigit()]
+    assert sorted(int(t.get_text()) for t in texts) == list(range(25))
+    boxes = [t.get_bbox_patch().get_window_extent() for t in texts]
+    overlaps = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+    assert overlaps == []
+    # Noise is drawn first (below), grey and smaller than cluster points.
+    first, second = ax.collections[0], ax.collections[1]
+    assert first.get_sizes()[0] < second.get_sizes()[0]
+    assert matplotlib.colors.to_hex(first.get_facecolors()[0]) == plot.NOISE_COLOUR
+    # Opacity follows membership strength.
+    alphas = second.get_facecolors()[:, 3]
+    assert alphas.min() < 0.7 < alphas.max()
+
+
+def test_tree_rings_each_selected_cluster_in_its_colour():
+    hdbscan = pytest.importorskip("hdbscan")
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(c * 10, 1, size=(40, 2)) for c in range(4)])
+    model = hdbscan.HDBSCAN(min_cluster_size=10).fit(x)
+    labels = model.labels_
+    fig = plot.tree(model.condensed_tree_.to_numpy(), labels, "title")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    rings = [p for p in ax.patches if isinstance(p, matplotlib.patches.Ellipse)]
+    assert len(rings) == labels.max() + 1 == 4
+    assert [matplotlib.colors.to_hex(r.get_edgecolor()) for r in rings] == plot.palette(4)
+    assert sorted(t.get_text() for t in ax.texts) == ["0", "1", "2", "3"]
+
+
+def test_variance_and_sizes_figures_show_their_numbers():
+    fig = plot.variance([0.5, 0.3, 0.1], "t")
+    ax, right = fig.axes
+    assert [round(p.get_height(), 6) for p in ax.patches] == [50.0, 30.0, 10.0]
+    assert np.allclose(right.lines[0].get_ydata(), [50, 80, 90])
+    assert "3 components keep 90.0% of the variance" in ax.get_title()
+    fig = plot.sizes(np.array([-1, -1, 0, 1, 1, 1]), "t")
+    ax = fig.axes[0]
+    assert [p.get_height() for p in ax.patches] == [2, 1, 3]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["noise", "0", "1"]
+
+
+def test_title_states_the_settings():
+    settings = {
+        "dataset": "digits",
+        "pooling": {"method": "mean", "frames": None},
+        "reducer": {"method": "pca", "dim": 50},
+        "clusterer": {"algorithm": "hdbscan", "min_cluster_size": 5, "min_samples": 3, "metric": "cosine"},
+        "layout": {"method": "umap", "metric": "cosine", "seed": 0},
+    }
+    title = plot.describe(settings)
+    for part in ("digits", "mean pooling", "PCA to 50 dims", "min_cluster_size=5", "min_samples=3", "cosine",
+                 "UMAP layout"):
+        assert part in title
