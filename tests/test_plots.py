@@ -113,7 +113,7 @@ def test_map_is_self_contained_with_relative_audio_links(plots_run):
     assert "colour by speaker" in text and "colour by blob" in text and "(no label)" in text
 
 
-def test_new_clips_or_labels_redraw_only_the_maps(plots_run):
+def test_new_clips_or_labels_redraw_only_the_maps_and_label_metrics(plots_run):
     wf, root, config = plots_run["wf"], plots_run["root"], plots_run["config"]
     clip = root / "audio" / f"{NO_AUDIO}.wav"
     write_wav(clip)
@@ -126,7 +126,8 @@ def test_new_clips_or_labels_redraw_only_the_maps(plots_run):
     original = labels.read_text()
     labels.write_text(original.replace("spk1", "spk9"))
     try:
-        assert wf.run(*config, "-n").jobs == {"map": 2}
+        # New labels also rescore each result's metrics, and so the sweep's summary.
+        assert wf.run(*config, "-n").jobs == {"map": 2, "metrics": 2, "summary": 1, "select_best": 1}
     finally:
         labels.write_text(original)
 

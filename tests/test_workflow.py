@@ -83,7 +83,7 @@ def test_demo_run_clusters_the_digits(workflow):
 
 def test_cache_reruns_only_the_stages_below_a_change(workflow, blobs):
     directory, truth = blobs
-    base = ["--config", f"embedding_dir={directory}"]
+    base = ["--config", f"embedding_dir={directory}", "plot=pca"]  # a PCA layout: no UMAP start-up
     first = workflow.run(*base)
     assert first.jobs == STAGES
     check_contract(workflow.root / DEFAULT_RESULT, truth, str(directory))
@@ -240,32 +240,32 @@ def other_width(path):
     np.save(path, np.ones((5, 32), dtype=np.float32))
 
 
-@pytest.mark.parametrize(
-    "damage, message",
-    [
-        (corrupt, "zz_bad.npy: not a readable .npy file"),
-        (truncated, "zz_bad.npy: truncated"),
-        (pickled, "zz_bad.npy: holds Python objects"),
-        (zero_frames, "zz_bad.npy: has 0 frames"),
-        (with_nan, "NaN or Inf values in 1 files: zz_bad.npy"),
-        (other_width, "width 32 in 1 files: zz_bad.npy"),
-    ],
-)
-def test_bad_file_fails_in_one_line_and_keeps_earlier_results(workflow, blobs, damage, message):
+BAD_FILES = [
+    (corrupt, "zz_bad.npy: not a readable .npy file"),
+    (truncated, "zz_bad.npy: truncated"),
+    (pickled, "zz_bad.npy: holds Python objects"),
+    (zero_frames, "zz_bad.npy: has 0 frames"),
+    (with_nan, "NaN or Inf values in 1 files: zz_bad.npy"),
+    (other_width, "width 32 in 1 files: zz_bad.npy"),
+]
+
+
+def test_each_bad_file_fails_in_one_line_and_keeps_earlier_results(workflow, blobs):
     directory, _ = blobs
     args = ["--config", f"embedding_dir={directory}", "plot=none"]
     workflow.run(*args)
     before = {p: v for p, v in workflow.files().items() if p.endswith(("clusters_hard.json", "clusters_soft.json"))}
     assert len(before) == 2
-    damage(directory / "zz_bad.npy")
-    run = workflow.run(*args, check=False)
-    line = one_line_error(run, message)
-    assert line.startswith(("embclust pool: error:", "embclust merge_pool: error:"))
-    # No output holds the bad file, and earlier results are untouched.
     pooled = workflow.root / "results/emb/pooled"
-    assert not any("zz_bad" in p.read_text() for p in pooled.rglob("*.ids.tsv"))
-    after = workflow.files()
-    assert all(after[p] == v for p, v in before.items())
+    for damage, message in BAD_FILES:
+        damage(directory / "zz_bad.npy")
+        run = workflow.run(*args, check=False)
+        line = one_line_error(run, message)
+        assert line.startswith(("embclust pool: error:", "embclust merge_pool: error:")), damage.__name__
+        # No output holds the bad file, and earlier results are untouched.
+        assert not any("zz_bad" in p.read_text() for p in pooled.rglob("*.ids.tsv")), damage.__name__
+        after = workflow.files()
+        assert all(after[p] == v for p, v in before.items()), damage.__name__
 
 
 def test_only_noise_still_writes_valid_json(workflow, tmp_path):
@@ -293,9 +293,10 @@ def test_two_runs_from_scratch_give_identical_bytes(tmp_path, blobs):
     for name in ("a", "b"):
         wf = Workflow(tmp_path / name)
         shutil.copytree(directory, wf.root / "emb")
-        wf.run("--config", "embedding_dir=emb", "reduce=[pca,umap]", "reduce_dim=5", "algorithm=[hdbscan,spectral]", "n_clusters=3")
-        outputs.append({p: v[1] for p, v in wf.files().items() if p.endswith((".json", ".png", ".tsv"))})
-    assert len(outputs[0]) > 20 and outputs[0].keys() == outputs[1].keys()
+        # UMAP reduction (seeded), then both algorithms; figures and maps on a PCA layout.
+        wf.run("--config", "embedding_dir=emb", "reduce=umap", "reduce_dim=5", "algorithm=[hdbscan,spectral]", "n_clusters=3", "plot=pca")
+        outputs.append({p: v[1] for p, v in wf.files().items() if p.endswith((".json", ".png", ".svg", ".tsv", ".html"))})
+    assert len(outputs[0]) > 15 and outputs[0].keys() == outputs[1].keys()
     different = [p for p in outputs[0] if outputs[0][p] != outputs[1][p]]
     assert different == []
 
