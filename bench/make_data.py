@@ -1,0 +1,81 @@
+"""Write a synthetic Whisper-like embedding set: <out>/<id>.npy, one file per clip.
+
+Structure: `clusters` centres in a `latent`-dim space, each clip a point near one
+centre (Gaussian, spread `spread`), plus a share `noise` of clips drawn uniformly
+over the latent box (HDBSCAN noise). Latent points go to `dim` (1280, Whisper
+large-v2) through one fixed random linear map. Frame-level files (`--frames T` or
+`--frames LO-HI` for variable T) add independent Gaussian noise to every frame
+around the clip's vector; `--frames 0` writes pooled `(D,)` vectors.
+
+    python bench/make_data.py --out /tmp/embclust-bench/pooled-20k --n 20000
+    python bench/make_data.py --out /tmp/embclust-bench/frames --n 2000 --frames 1500 --dtype float16
+
+Also writes <out>.labels.csv (id, true cluster; -1 for noise files), outside the
+embedding directory so the workflow never sees it. Deterministic for a seed.
+"""
+
+import argparse
+import os
+
+import numpy as np
+
+
+def clip_vectors(n, clusters, latent, dim, noise, spread, seed):
+    """(labels [n], vectors [n, dim] float32) with real cluster structure."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(-10, 10, size=(clusters, latent))
+    n_noise = int(round(n * noise))
+    labels = np.concatenate([rng.integers(0, clusters, n - n_noise), np.full(n_noise, -1)])
+    rng.shuffle(labels)
+    z = np.empty((n, latent))
+    real = labels >= 0
+    z[real] = centres[labels[real]] + rng.normal(0, spread, size=(real.sum(), latent))
+    z[~real] = rng.uniform(-12, 12, size=((~real).sum(), latent))
+    projection = rng.normal(0, 1 / np.sqrt(latent), size=(latent, dim))
+    return labels, (z @ projection).astype(np.float32)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="directory to write (created)")
+    p.add_argument("--n", type=int, required=True, help="number of files")
+    p.add_argument("--frames", default="0", help="0 = pooled (D,); T = (T, D); LO-HI = T uniform in [LO, HI]")
+    p.add_argument("--dtype", default="float32", choices=["float16", "float32"])
+    p.add_argument("--dim", type=int, default=1280)
+    p.add_argument("--latent", type=int, default=16)
+    p.add_argument("--clusters", type=int, default=40)
+    p.add_argument("--noise", type=float, default=0.05, help="share of noise files")
+    p.add_argument("--spread", type=float, default=1.0, help="std of a cluster in latent units")
+    p.add_argument("--frame-noise", type=float, default=1.0, help="std of per-frame noise")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+
+    labels, vectors = clip_vectors(a.n, a.clusters, a.latent, a.dim, a.noise, a.spread, a.seed)
+    if "-" in a.frames:
+        lo, hi = map(int, a.frames.split("-"))
+    else:
+        lo = hi = int(a.frames)
+    rng = np.random.default_rng(a.seed + 1)
+    dtype = np.dtype(a.dtype)
+    # Per-frame noise: slices of one bank at random offsets (fast, and frames of one
+    # file are still independent of its clip vector).
+    bank = rng.normal(0, a.frame_noise, size=(max(hi, 1) * 4, a.dim)).astype(np.float32) if hi else None
+    os.makedirs(a.out, exist_ok=True)
+    width = len(str(a.n - 1))
+    ids = [f"clip{i:0{width}d}" for i in range(a.n)]
+    for i, name in enumerate(ids):
+        if hi == 0:
+            arr = vectors[i].astype(dtype)
+        else:
+            t = int(rng.integers(lo, hi + 1))
+            start = int(rng.integers(0, len(bank) - t + 1))
+            arr = (vectors[i] + bank[start : start + t]).astype(dtype)
+        np.save(os.path.join(a.out, name + ".npy"), arr)
+    with open(a.out.rstrip("/") + ".labels.csv", "w") as f:
+        f.write("id,true_cluster\n")
+        f.writelines(f"{name},{label}\n" for name, label in zip(ids, labels))
+    print(f"wrote {a.n} files to {a.out} (frames {a.frames}, {a.dtype}, {a.clusters} clusters, {a.noise:.0%} noise)")
+
+
+if __name__ == "__main__":
+    main()
