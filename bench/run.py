@@ -210,7 +210,15 @@ def fig_pool(a, W):
     target = f"{out}/{os.path.basename(emb)}/pooled/mean.npy"
     w = measure(snakemake_cmd(emb, out, targets=[target]), os.path.join(W, "logs", "pool-workflow.log"))
     jobs = job_times(w["log"])
+    # Each pool job logs its own in-process rate (reading + pooling, no start-up).
+    rates = []
+    logs = os.path.join(out, os.path.basename(emb), "logs", "pool", "mean")
+    for name in sorted(os.listdir(logs)):
+        m = re.findall(r"\(([\d.]+)/s, ([\d.]+) MB/s\)", open(os.path.join(logs, name)).read())
+        if m:
+            rates.append(float(m[-1][1]))
     return {
+        "pool_job_mb_s": rates,
         "figure": "pool",
         "files": a.pool_files,
         "frames": a.pool_frames,
@@ -297,10 +305,12 @@ def table(records):
         f = r["figure"]
         if f == "pool":
             gb = r["bytes"] / 1e9
+            rates = r.get("pool_job_mb_s")
+            per_job = f"{min(rates):.0f}-{max(rates):.0f} MB/s" if rates else "not recorded"
             rows.append(
                 f"| pooling, warm cache | {r['files']} × ({r['frames']}, 1280) f16, {gb:.2f} GB | {r['workflow']['wall_s']:.1f} s = {r['workflow_mb_s']:.0f} MB/s "
                 f"(max RSS {r['workflow']['max_rss_mb']:.0f} MB, tree {r['workflow']['tree_rss_mb']:.0f} MB) | cat: {r['cat']['wall_s']:.1f} s = {r['cat_mb_s']:.0f} MB/s "
-                f"| {r['ratio']:.2f} × cat throughput | ≥ 1.0 × cat | {'met' if r['ratio'] >= 1.0 else 'not met'} | {r['workflow']['at']} |"
+                f"| {r['ratio']:.2f} × cat throughput (one pool job in-process: {per_job}) | ≥ 1.0 × cat | {'met' if r['ratio'] >= 1.0 else 'not met'} | {r['workflow']['at']} |"
             )
         elif f == "e2e":
             b, w = r["baseline"], r["workflow"]
