@@ -11,6 +11,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
+# Fewer pooling jobs than the default 8 on tiny test data: each job is a new Python
+# process, and the suite runs ~40 workflows. Sharding itself is tested with more.
+TEST_POOL_SHARDS = 2
+
 WORKFLOW_FILES = ("Snakefile", "workflow", "scripts", "config", "profiles", "environment.yml", "requirements.txt")
 
 
@@ -33,7 +37,7 @@ def make_blobs(directory, n_per_cluster=30, centres=3, width=64, frames=(3, 9), 
 class Workflow:
     """A copy of the workflow in a temporary directory, run with real snakemake."""
 
-    def __init__(self, root):
+    def __init__(self, root, pool_shards=TEST_POOL_SHARDS):
         self.root = Path(root)
         self.root.mkdir(parents=True)
         for name in WORKFLOW_FILES:
@@ -42,6 +46,8 @@ class Workflow:
                 shutil.copytree(src, self.root / name, ignore=shutil.ignore_patterns("__pycache__"))
             else:
                 shutil.copy(src, self.root / name)
+        config = self.root / "config/config.yaml"
+        config.write_text(re.sub(r"(?m)^pool_shards: \d+$", f"pool_shards: {pool_shards}", config.read_text()))
 
     def run(self, *args, check=True, cores=2):
         cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), *args]

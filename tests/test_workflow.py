@@ -13,9 +13,9 @@ from conftest import REPO, Workflow, make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 DEFAULT_RESULT = "results/emb/mean/pca-50/hdbscan-mcs5-ms5-euclidean"
-# The jobs of one full run with a single result, on the 90 blob files (all 8 shards used).
+# The jobs of one full run with a single result, on the 90 blob files (both test shards used).
 STAGES = {
-    "pool": 8, "merge_pool": 1, "reduce": 1, "layout": 1, "cluster": 1, "export": 1, "plot": 1, "sizes": 1,
+    "pool": 2, "merge_pool": 1, "reduce": 1, "layout": 1, "cluster": 1, "export": 1, "plot": 1, "sizes": 1,
     "tree": 1, "variance": 1, "map": 1, "metrics": 1, "provenance": 1,
 }  # fmt: skip
 
@@ -118,7 +118,7 @@ def test_sweep_from_the_command_line(workflow, blobs):
     directory, _ = blobs
     run = workflow.run("--config", f"embedding_dir={directory}", "min_cluster_size=[5,10,20]", "plot=pca")
     assert run.jobs == {
-        "pool": 8, "merge_pool": 1, "reduce": 1, "layout": 1, "cluster": 3, "export": 3, "plot": 3, "sizes": 3,
+        "pool": 2, "merge_pool": 1, "reduce": 1, "layout": 1, "cluster": 3, "export": 3, "plot": 3, "sizes": 3,
         "tree": 3, "variance": 1, "map": 3, "metrics": 3, "provenance": 3, "summary": 1, "select_best": 1,
     }  # fmt: skip
     for mcs in (5, 10, 20):
@@ -129,7 +129,7 @@ def test_sweep_from_the_command_line(workflow, blobs):
 # Every command of the original script's README, as --config settings, and where it lands.
 SEED_COMMANDS = {
     "python -m Data.clustering --algorithm spectral": (
-        ["algorithm=spectral", "plot=pca"],
+        ["algorithm=spectral", "plot=none"],
         "results/emb/mean/pca-50/spectral-k8-euclidean-s0",
     ),
     "python -m Data.clustering --reduce pca --reduce-dim 50": (
@@ -138,7 +138,7 @@ SEED_COMMANDS = {
     ),
     "python -m Data.clustering --plot umap": (["plot=umap", "reduce=none"], "results/emb/mean/none/hdbscan-mcs5-ms5-euclidean"),
     "python -m Data.clustering --pooling flatten": (
-        ["pooling=flatten", "plot=pca"],
+        ["pooling=flatten", "plot=none"],
         "results/emb/flatten-longest/pca-50/hdbscan-mcs5-ms5-euclidean",
     ),
     # Files have 3 to 9 frames: keeping 3 truncates all, so no zero padding blurs the blobs.
@@ -327,7 +327,7 @@ def test_added_files_repool_only_their_shards(workflow, blobs):
     import settings
 
     directory, truth = blobs
-    args = ["--config", f"embedding_dir={directory}", "plot=none"]
+    args = ["--config", f"embedding_dir={directory}", "plot=none", "pool_shards=8"]
     workflow.run(*args)
     shard_files = workflow.root / "results/emb/pooled/mean.shards"
     before = {p.name: p.stat().st_mtime_ns for p in shard_files.iterdir()}
