@@ -72,6 +72,16 @@ def read_labels(path):
         return columns, {row["id"]: {c: row[c] for c in columns} for row in reader}
 
 
+def read_json_files(paths):
+    import json
+
+    out = []
+    for path in paths:
+        with open(path) as f:
+            out.append(json.load(f))
+    return out
+
+
 def run(snakemake, main):
     """Run main(snakemake, log) with stderr in the job log: an InputError becomes one
     line on the terminal, any other failure one line there plus its traceback in the log."""

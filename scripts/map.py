@@ -8,7 +8,6 @@ plotly.js is inlined, and nothing else is loaded.
 """
 
 import html
-import json
 import os
 import urllib.parse
 
@@ -222,9 +221,8 @@ def main(snakemake, log):
     layout = np.load(snakemake.input.layout)
     ids, _ = read_ids(snakemake.input.ids)
     columns, table = [], {}
-    labels_csv = snakemake.input.get("labels") or []  # a list of 0 or 1 paths
-    for path in [labels_csv] if isinstance(labels_csv, str) else labels_csv:
-        columns, table = read_labels(path)
+    if snakemake.input.get("labels"):
+        columns, table = read_labels(snakemake.input.labels)
         missing = sum(i not in table for i in ids)
         log.info(f"labels {columns}: {len(ids) - missing} of {len(ids)} files labelled")
     audio = snakemake.params.audio

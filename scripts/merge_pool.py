@@ -20,8 +20,6 @@ def merge_shards(matrix_paths, ids_paths, infos, matrix_path, ids_path):
         widths.setdefault(info["width"], []).extend(paths)
     if len(widths) > 1:
         raise widths_differ({w: sorted(ps) for w, ps in widths.items()})
-    if len({info["dim"] for info in infos}) > 1 and infos[0]["method"] != "flatten":
-        raise ValueError(f"shards of different widths: {[info['dim'] for info in infos]}")
     ids = [i for ids, _ in shard_ids for i in ids]
     paths = [p for _, ps in shard_ids for p in ps]
     if len(set(ids)) != len(ids):

@@ -93,7 +93,7 @@ def compute_metrics(matrix, clusters, ids, metric, seed, labels_by_column=None):
     n_clusters = int(labels.max()) + 1 if len(labels) else 0
     sizes = np.bincount(labels[labels >= 0], minlength=n_clusters)
     space = prepare(matrix, metric)
-    result = {
+    return {
         "n_files": len(labels),
         "n_clusters": n_clusters,
         "noise_fraction": _round((labels < 0).mean()),
@@ -105,7 +105,6 @@ def compute_metrics(matrix, clusters, ids, metric, seed, labels_by_column=None):
             for c, members in enumerate(exemplars(space, labels, probabilities))
         ],
     }
-    return result
 
 
 def main(snakemake, log):

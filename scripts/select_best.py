@@ -9,6 +9,8 @@ clusters have no DBCV and are picked only if nothing else is left.
 import json
 import shutil
 
+from _stage import read_json_files
+
 CRITERION = "dbcv"
 
 
@@ -27,10 +29,7 @@ def choose(metrics_list):
 
 
 def main(snakemake, log):
-    metrics_list = []
-    for path in snakemake.input.metrics:
-        with open(path) as f:
-            metrics_list.append(json.load(f))
+    metrics_list = read_json_files(snakemake.input.metrics)
     results = snakemake.params.results
     best = choose(metrics_list)
     chosen = results[best]

@@ -1,11 +1,10 @@
 """Summary stage: one row per result of a sweep, and a figure of metrics against settings."""
 
-import json
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from _stage import read_json_files  # noqa: E402
 
 SETTING_COLUMNS = [
     "pooling", "flatten_frames", "reduce", "reduce_dim", "algorithm",
@@ -86,10 +85,7 @@ def draw(rows, path, title):
 
 
 def main(snakemake, log):
-    metrics_list = []
-    for path in snakemake.input.metrics:
-        with open(path) as f:
-            metrics_list.append(json.load(f))
+    metrics_list = read_json_files(snakemake.input.metrics)
     rows = summary_rows(snakemake.params.results, metrics_list)
     write_tsv(rows, snakemake.output.table)
     draw(rows, snakemake.output.figure, f"{snakemake.params.dataset}: {len(rows)} results")

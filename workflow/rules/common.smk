@@ -20,6 +20,8 @@ config.update(_validated)
 
 OUT = f"{config['output_dir']}/{config['dataset']}"
 SHARDS = settings.shards(EMBEDDINGS, config["pool_shards"])
+# {id: <audio_dir>/<id>.wav} for the clips that have one, listed once when the workflow starts.
+AUDIO = settings.list_audio(config["audio_dir"], [i for i, _ in EMBEDDINGS]) if config["audio_dir"] else {}
 TARGETS = settings.targets(OUT, COMBOS)
 RESULTS = settings.results(OUT, COMBOS)
 
@@ -69,7 +71,7 @@ def shard_audio(wildcards):
     """The shard's wav files when this pooling trims padding by audio duration."""
     if not settings.parse_pooling(wildcards.pooling)["frames_per_second"]:
         return []
-    return list(settings.list_audio(config["audio_dir"], [i for i, _ in SHARDS[wildcards.shard]]).values())
+    return [AUDIO[i] for i, _ in SHARDS[wildcards.shard] if i in AUDIO]
 
 
 def every_shard(suffix):
@@ -113,5 +115,4 @@ def figure_settings(wildcards):
     return out
 
 
-# Ids that have <audio_dir>/<id>.wav, read once when the workflow starts.
-AUDIO_IDS = list(settings.list_audio(config["audio_dir"], [i for i, _ in EMBEDDINGS])) if config["audio_dir"] else []
+AUDIO_IDS = list(AUDIO)

@@ -6,7 +6,7 @@ rule map:
         clusters=CLUSTERS,
         layout=LAYOUT,
         ids=POOLED_IDS,
-        labels=lambda wildcards: [config["labels"]] if config["labels"] else [],
+        labels=lambda wildcards: config["labels"] or [],
         # map.py takes its palette from plot.py: a change there redraws the maps.
         palette=os.path.join(workflow.basedir, "scripts", "plot.py"),
     output:
