@@ -76,6 +76,8 @@ def describe(settings):
         if p == "flatten":
             p = f"flatten ({pooling['frames'] or 'longest'} frames)"
         lines[0] += f": {p} pooling"
+        if pooling.get("frames_per_second"):
+            lines[0] += f" of the audio's frames ({pooling['frames_per_second']}/s)"
     reducer = settings.get("reducer")
     if reducer:
         r = reducer["method"]

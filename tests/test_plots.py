@@ -223,3 +223,11 @@ def test_title_states_the_settings():
     for part in ("digits", "mean pooling", "PCA to 50 dims", "min_cluster_size=5", "min_samples=3", "cosine",
                  "UMAP layout"):
         assert part in title
+
+
+def test_titles_state_trimmed_pooling():
+    import settings
+
+    title = plot.describe({"dataset": "d", "pooling": settings.parse_pooling("mean-trim50")})
+    assert title == "d: mean pooling of the audio's frames (50/s)"
+    assert plot.describe({"dataset": "d", "pooling": settings.parse_pooling("mean")}) == "d: mean pooling"
