@@ -47,6 +47,13 @@ class Progress:
             )
 
 
+def write_npy_header(f, shape):
+    """The header of a C-order float32 .npy file; the caller writes the rows after it."""
+    import numpy as np
+
+    np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": tuple(shape)})
+
+
 def write_ids(ids, paths, ids_path):
     """The pooled matrix's row index: one id and source path per row."""
     with open(ids_path, "w") as f:

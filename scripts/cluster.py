@@ -1,18 +1,31 @@
 """Cluster stage: hard labels, membership strengths and soft memberships.
 
-Cosine is computed as euclidean on L2-normalised vectors: the neighbour order
-is the same (|a-b|^2 = 2 - 2 cos(a, b) for unit vectors), and HDBSCAN's fast
-trees and prediction data work, so soft memberships are real probabilities.
+HDBSCAN: the minimum spanning tree of mutual reachability comes from the
+neighbours stage's graph (scripts/neighbours.py) in well under a second, then
+hdbscan's own code condenses it, selects clusters, scores outliers (GLOSH) and
+computes soft memberships. That skips hdbscan's single-threaded float64 tree
+queries, which cost minutes at 50k points in 50 dimensions.
+
+Cosine is euclidean on L2-normalised vectors (see neighbours.prepare), so soft
+memberships are real probabilities.
 """
 
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse
 from _stage import InputError
+from neighbours import nearest_outside, neighbour_graph, prepare
+from settings import neighbour_count
 
 # Spectral clustering: neighbours in the affinity graph, also used for soft memberships.
 SPECTRAL_NEIGHBOURS = 10
+# Share of the points to search first (every SEARCH_SAMPLE-th), so that their
+# distances can rule out their neighbours.
+SEARCH_SAMPLE = 10
+# How far along the K-NN graph those bounds are carried.
+FLOOR_HOPS = 4
 # n_clusters=auto searches 2..EIGENGAP_MAX_K clusters.
 EIGENGAP_MAX_K = 20
 
@@ -28,40 +41,150 @@ class Clustering(NamedTuple):
     condensed_tree: np.ndarray  # hdbscan's condensed tree (empty for spectral)
 
 
-def prepare(matrix, metric):
-    """float64 vectors in which euclidean distance orders pairs as `metric` does."""
-    x = np.asarray(matrix, dtype=np.float64)
-    if metric == "cosine":
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        if (norms == 0).any():
-            raise InputError(f"{int((norms == 0).sum())} all-zero vectors have no cosine direction; use metric=euclidean")
-        x = x / norms
-    return x
+def _first_per_group(group, *keys):
+    """Index of the smallest row of each group, ordered by `keys` (most significant first)."""
+    order = np.lexsort(tuple(reversed(keys)) + (group,))
+    return order[np.r_[True, np.diff(group[order]) != 0]]
 
 
-def hdbscan_clusters(x, min_cluster_size, min_samples):
-    """(labels, probabilities, soft) from hdbscan with prediction data."""
+def spanning_tree(x, graph, min_samples, log=None):
+    """The exact minimum spanning tree of mutual reachability, as hdbscan's
+    single-linkage input: (N-1) x 3 rows of (a, b, distance), by distance.
+
+    Boruvka's algorithm: each round, every component joins along its shortest
+    edge out. A point's candidates are its K nearest neighbours and the
+    neighbours stage's cross-component edges; a point outside its K-NN list is
+    at least its K-th neighbour distance away (and its mutual reachability is
+    that distance), so a candidate no longer than that is exact. Only points
+    that could still beat their component's best candidate are searched by
+    brute force. Core distance = distance to the min_samples-th nearest other
+    point, as in hdbscan. Ties go to the lower point indices."""
+    distances, indices = graph["distances"], graph["indices"]
+    n = len(indices)
+    points = np.arange(n)
+    core = distances[:, min_samples]
+    knn_weight = np.maximum(distances, np.maximum(core[:, None], core[indices]))
+    bound = distances[:, -1]
+    pairs = graph["cross_pairs"]
+    cross_a = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    cross_b = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    cross_w = np.tile(graph["cross_distances"], 2)
+    searched_b = np.full(n, -1)  # exact nearest point outside the component, from a search
+    searched_w = np.full(n, np.inf)
+    # Lower bound on each point's distance to anything outside its component; it
+    # only grows as components merge.
+    outside_floor = np.zeros(n)
+    sq = (x**2).sum(axis=1)
+    label = points.copy()
+    edges = np.zeros((0, 3))
+    n_searched = 0
+    while len(edges) < n - 1:
+        # Best candidate of each point: (weight, partner), ties to the lower partner.
+        w = np.where(label[indices] != label[:, None], knn_weight, np.inf)
+        best_w = w.min(axis=1)
+        best_b = np.where(w == best_w[:, None], indices, n).min(axis=1)
+        valid = label[cross_a] != label[cross_b]
+        if valid.any():
+            first = _first_per_group(cross_a[valid], cross_w[valid], cross_b[valid])
+            a, b, cw = cross_a[valid][first], cross_b[valid][first], cross_w[valid][first]
+            take = (cw < best_w[a]) | ((cw == best_w[a]) & (b < best_b[a]))
+            best_w[a[take]], best_b[a[take]] = cw[take], b[take]
+        known = (searched_b >= 0) & (label[np.maximum(searched_b, 0)] != label)
+        best_w[known], best_b[known] = searched_w[known], searched_b[known]
+        exact = known | (best_w <= bound)
+        # Points that might hide a shorter edge than their component's best are
+        # searched: a sample first, whose distances bound their neighbours'
+        # (triangle inequality), then those the bounds cannot rule out.
+        component_best = np.full(n, np.inf)
+        np.minimum.at(component_best, label, best_w)
+        open_ = ~exact & (bound < component_best[label])
+        for sample in (SEARCH_SAMPLE, 1):
+            floor = outside_floor
+            for _ in range(FLOOR_HOPS):
+                floor = np.maximum(floor, (floor[indices] - distances).max(axis=1))
+            search = np.flatnonzero(open_ & (floor < component_best[label]))[::sample]
+            if not len(search):
+                continue
+            found_b, found_w, found_d = nearest_outside(x, sq, core, label, search)
+            searched_b[search], searched_w[search], outside_floor[search] = found_b, found_w, found_d
+            best_b[search], best_w[search] = found_b, found_w
+            open_[search] = False
+            np.minimum.at(component_best, label[search], found_w)
+            n_searched += len(search)
+        # Each component's shortest edge out, ties to the lower (min, max) point pair.
+        lo, hi = np.minimum(points, best_b), np.maximum(points, best_b)
+        first = _first_per_group(label, best_w, lo, hi)
+        # Near-equal weights computed two ways can make a cycle: keep a forest.
+        order = np.lexsort((hi[first], lo[first], best_w[first]))
+        a, b, w = lo[first][order], hi[first][order], best_w[first][order]
+        # One edge per pair of components (the shortest), as the sparse matrix sums repeats.
+        ca, cb = np.minimum(label[a], label[b]), np.maximum(label[a], label[b])
+        _, once = np.unique(ca * n + cb, return_index=True)
+        once.sort()
+        a, b, w = a[once], b[once], w[once]
+        forest = scipy.sparse.csgraph.minimum_spanning_tree(
+            scipy.sparse.coo_matrix((np.arange(1.0, len(a) + 1), (label[a], label[b])), shape=(n, n))
+        )
+        kept = np.sort(forest.tocoo().data).astype(np.int64) - 1
+        edges = np.concatenate([edges, np.column_stack([a[kept], b[kept], w[kept]])])
+        _, merged = scipy.sparse.csgraph.connected_components(forest, directed=False)
+        label = merged[label]
+        if log:
+            log.info(f"spanning tree: {len(edges)} of {n - 1} edges; {n_searched} brute-force searches so far")
+    return edges[np.argsort(edges[:, 2], kind="stable")]
+
+
+class _KnownCoreDistances:
+    """Stands in for the KD-tree hdbscan's PredictionData builds only to query
+    core distances (single-threaded, in float64): we have them already."""
+
+    def __init__(self, core):
+        self.core = core
+
+    def query(self, data, k):
+        return self.core[:, None], None
+
+
+def soft_memberships(x, condensed_tree, labels, core):
+    """hdbscan.all_points_membership_vectors, from our tree."""
     import hdbscan
+    from hdbscan.plots import CondensedTree
+    from hdbscan.prediction import PredictionData
+
+    class Prediction(PredictionData):
+        _tree_type_map = {"known": lambda data, metric: _KnownCoreDistances(core)}
+
+    tree = CondensedTree(condensed_tree, labels)
+    fitted = SimpleNamespace(condensed_tree_=tree, prediction_data_=Prediction(x, tree, 1, tree_type="known"))
+    return hdbscan.all_points_membership_vectors(fitted)
+
+
+def hdbscan_clusters(x, min_cluster_size, min_samples, graph=None, log=None):
+    """HDBSCAN (hdbscan's defaults: EOM selection, no single cluster) on the exact
+    spanning tree, with hdbscan's own tree, GLOSH and soft-membership code.
+    `graph`: the neighbours stage's output; built here when absent."""
+    from hdbscan._hdbscan_linkage import label
+    from hdbscan._hdbscan_tree import outlier_scores
+    from hdbscan.hdbscan_ import _tree_to_labels
 
     if len(x) < min_cluster_size:
         raise InputError(f"{len(x)} files are fewer than min_cluster_size={min_cluster_size}")
     if len(x) <= min_samples:
         raise InputError(f"{len(x)} files are too few for min_samples={min_samples}")
-    model = hdbscan.HDBSCAN(
-        min_cluster_size=min_cluster_size,
-        min_samples=min_samples,
-        metric="euclidean",
-        prediction_data=True,
-    ).fit(x)
-    labels = model.labels_.astype(np.int64)
+    if graph is None:
+        graph = neighbour_graph(x, neighbour_count(min_samples))
+    core = graph["distances"][:, min_samples]
+    single_linkage = label(spanning_tree(x, graph, min_samples, log))
+    labels, probabilities, _, condensed_tree, _ = _tree_to_labels(None, single_linkage, min_cluster_size)
+    labels = labels.astype(np.int64)
     n_clusters = int(labels.max()) + 1
     if n_clusters == 0:
         soft = np.zeros((len(x), 0))
     else:
-        soft = np.asarray(hdbscan.all_points_membership_vectors(model), dtype=np.float64).reshape(len(x), n_clusters)
+        soft = np.asarray(soft_memberships(x, condensed_tree, labels, core), dtype=np.float64).reshape(len(x), n_clusters)
     # GLOSH is undefined (NaN) for exact duplicates: they are as inlying as it gets.
-    outlier_scores = np.nan_to_num(model.outlier_scores_.astype(np.float64), nan=0.0)
-    return Clustering(labels, model.probabilities_.astype(np.float64), soft, outlier_scores, model.condensed_tree_.to_numpy())
+    glosh = np.nan_to_num(outlier_scores(condensed_tree).astype(np.float64), nan=0.0)
+    return Clustering(labels, probabilities.astype(np.float64), soft, glosh, condensed_tree)
 
 
 def neighbour_memberships(x, labels, n_clusters, k=SPECTRAL_NEIGHBOURS):
@@ -130,18 +253,20 @@ def spectral_clusters(x, n_clusters, seed, log=None):
     return Clustering(labels, probabilities, soft, 1.0 - probabilities, NO_TREE)
 
 
-def cluster(matrix, params, log=None):
+def cluster(matrix, params, graph=None, log=None):
+    """`graph`: the neighbours stage's output for HDBSCAN; built here when absent."""
     x = prepare(matrix, params["metric"])
     if params["algorithm"] == "hdbscan":
-        return hdbscan_clusters(x, params["min_cluster_size"], params["min_samples"])
+        return hdbscan_clusters(x, params["min_cluster_size"], params["min_samples"], graph, log)
     return spectral_clusters(x, params["n_clusters"], params["seed"], log)
 
 
 def main(snakemake, log):
     matrix = np.load(snakemake.input.matrix)
     params = snakemake.params.clusterer
+    graph = dict(np.load(snakemake.input.graph)) if snakemake.input.get("graph") else None
     log.info(f"{params} on {matrix.shape[0]} x {matrix.shape[1]}")
-    result = cluster(matrix, params, log)
+    result = cluster(matrix, params, graph, log)
     n_clusters, noise = result.soft.shape[1], float((result.labels < 0).mean())
     log.info(f"{n_clusters} clusters, {noise:.1%} noise")
     if n_clusters == 0:

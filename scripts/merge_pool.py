@@ -1,16 +1,40 @@
 """Merge stage: the pooled shards joined into one matrix, rows in sorted-id order.
 
-Rows are written through a memory map, shard by shard, so the merged matrix is
-never held in memory twice. For flatten with the longest file's frame count,
-shards may differ in length: shorter rows are zero-padded (the zero frames a
-longer file elsewhere implies).
+The merged file is written front to back in blocks of about BLOCK_BYTES, and
+each shard's rows are read with pread: neither the output nor the shards are
+memory-mapped, whose pages would count as this job's memory (15 GB for flatten
+on 2,000 Whisper files). Each shard's ids are sorted, so a block needs one
+contiguous run of rows from each shard. For flatten with the longest file's
+frame count, shards may differ in width: shorter rows are zero-padded (the zero
+frames a longer file elsewhere implies).
 """
 
 import json
+import os
 
 import numpy as np
-from _stage import InputError, read_ids, write_ids
+from _stage import InputError, read_ids, write_ids, write_npy_header
 from pool import widths_differ
+
+BLOCK_BYTES = 256 * 2**20
+
+
+def npy_header(path):
+    """(shape, offset of the data) of a C-order float32 .npy file."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(f)
+        if fortran or dtype != np.float32:
+            raise ValueError(f"{path}: expected a C-order float32 matrix")
+        return shape, f.tell()
+
+
+def read_rows(fd, offset, width, first, last):
+    """Rows first..last-1 of a float32 matrix of `width` columns at `offset` in fd."""
+    row_bytes = 4 * width
+    data = os.pread(fd, (last - first) * row_bytes, offset + first * row_bytes)
+    return np.frombuffer(data, dtype=np.float32).reshape(last - first, width)
 
 
 def merge_shards(matrix_paths, ids_paths, infos, matrix_path, ids_path):
@@ -25,20 +49,29 @@ def merge_shards(matrix_paths, ids_paths, infos, matrix_path, ids_path):
     if len(set(ids)) != len(ids):
         raise InputError("the same id appears in two shards; remove stale shard files and rerun")
     order = np.argsort(np.array(ids, dtype=object), kind="stable")
-    row_of = np.empty(len(ids), dtype=np.int64)
-    row_of[order] = np.arange(len(ids))
+    # Where each merged row comes from: (shard, row in the shard).
+    sizes = [len(ids) for ids, _ in shard_ids]
+    from_shard = np.repeat(np.arange(len(sizes)), sizes)[order]
+    from_row = np.concatenate([np.arange(n) for n in sizes]).astype(np.int64)[order]
     dim = max(info["dim"] for info in infos)
-    merged = np.lib.format.open_memmap(matrix_path, mode="w+", dtype=np.float32, shape=(len(ids), dim))
-    start = 0
-    for path in matrix_paths:
-        shard = np.load(path, mmap_mode="r")
-        rows = row_of[start : start + len(shard)]
-        merged[rows, : shard.shape[1]] = shard
-        if shard.shape[1] < dim:
-            merged[rows, shard.shape[1] :] = 0
-        start += len(shard)
-    merged.flush()
-    del merged
+    headers = [npy_header(p) for p in matrix_paths]
+    files = [os.open(p, os.O_RDONLY) for p in matrix_paths]
+    try:
+        with open(matrix_path, "wb") as out:
+            write_npy_header(out, (len(ids), dim))
+            block_rows = max(1, BLOCK_BYTES // (4 * dim))
+            for start in range(0, len(ids), block_rows):
+                shard, row = from_shard[start : start + block_rows], from_row[start : start + block_rows]
+                block = np.zeros((len(shard), dim), dtype=np.float32)
+                for s in np.unique(shard):
+                    here = shard == s
+                    first, last = row[here].min(), row[here].max() + 1
+                    (_, width), offset = headers[s]
+                    block[here, :width] = read_rows(files[s], offset, width, first, last)[row[here] - first]
+                out.write(block.tobytes())
+    finally:
+        for fd in files:
+            os.close(fd)
     write_ids([ids[i] for i in order], [paths[i] for i in order], ids_path)
     return len(ids), dim
 

@@ -8,11 +8,15 @@ with one line naming the bad files before any pooling work is done.
 import json
 import math
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from _stage import InputError, Progress, write_ids
+from _stage import InputError, Progress, write_ids, write_npy_header
 
 METHODS = ("mean", "max", "meanstd", "flatten")
+# Files read ahead in parallel by each pool job (twice as many are in memory).
+READERS = 8
 
 
 def _names(paths, limit=3):
@@ -90,6 +94,11 @@ def pool_array(frames_by_width, method, frames=None):
     """One float32 vector from a (T, D) array; None if it holds NaN or Inf."""
     a = frames_by_width
     if method == "mean":
+        if a.dtype == np.float16:
+            from _float16 import column_sums  # numba: imported only where needed
+
+            total, finite = column_sums(a)
+            return total / a.shape[0] if finite else None
         # The sum is non-finite exactly when some value is: one pass, no extra check.
         total = a.sum(axis=0, dtype=np.float32)
         return total / a.shape[0] if np.isfinite(total).all() else None
@@ -108,8 +117,20 @@ def pool_array(frames_by_width, method, frames=None):
 
 
 def load_frames(path):
-    a = np.load(path, mmap_mode="r", allow_pickle=False)
+    a = np.load(path, allow_pickle=False)
     return a.reshape(-1, a.shape[-1])
+
+
+def read_ahead(paths, readers=READERS):
+    """The frames of each file, in order, read by `readers` threads ahead of use:
+    reads from a cold disk are latency-bound, and several in flight go faster."""
+    with ThreadPoolExecutor(readers) as pool:
+        pending = deque(pool.submit(load_frames, p) for p in paths[: 2 * readers])
+        for following in paths[2 * readers :] + [None] * len(pending):
+            frames = pending.popleft().result()
+            if following is not None:
+                pending.append(pool.submit(load_frames, following))
+            yield frames
 
 
 def audio_frames(wav_path, frames_per_second):
@@ -136,22 +157,23 @@ def pool_files(paths, method, frames, matrix_path, log, keep_frames=None):
     frames = frames or longest
     dim = pooled_width(method, width, frames)
     log.info(f"pooling {len(paths)} files of width {width} by {method} -> {dim} dims")
-    # Written row by row to a memory map, so flatten never holds N x T*D in RAM.
-    matrix = np.lib.format.open_memmap(matrix_path, mode="w+", dtype=np.float32, shape=(len(paths), dim))
+    # Written front to back, row by row: flatten never holds N x T*D in memory,
+    # and no memory map makes the written pages count as this job's memory.
     progress = Progress(log, len(paths), "files pooled")
     nonfinite, nbytes = [], 0
     keep_frames = keep_frames or [None] * len(paths)
-    for i, path in enumerate(paths):
-        a = load_frames(path)[: keep_frames[i]]
-        vector = pool_array(a, method, frames)
-        if vector is None:
-            nonfinite.append(path)
-        else:
-            matrix[i] = vector
-        nbytes += a.nbytes
-        progress.update(i + 1, nbytes)
-    matrix.flush()
-    del matrix
+    zeros = np.zeros(dim, dtype=np.float32)
+    with open(matrix_path, "wb") as out:
+        write_npy_header(out, (len(paths), dim))
+        for i, (path, frames_of_file) in enumerate(zip(paths, read_ahead(paths))):
+            a = frames_of_file[: keep_frames[i]]
+            vector = pool_array(a, method, frames)
+            if vector is None:
+                nonfinite.append(path)
+                vector = zeros
+            out.write(vector.tobytes())
+            nbytes += a.nbytes
+            progress.update(i + 1, nbytes)
     if nonfinite:
         os.remove(matrix_path)  # no partial output
         raise InputError(f"NaN or Inf values in {len(nonfinite)} files: {_names(nonfinite)}")

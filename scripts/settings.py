@@ -126,6 +126,7 @@ SLUG_PATTERNS = {
         r"|spectral-k(?P<k>\d+|auto)-(?P<s_metric>euclidean|cosine)-s(?P<s_seed>\d+)"
     ),
     "layout": r"(?P<pca>pca)|umap-(?P<metric>euclidean|cosine)-s(?P<seed>\d+)",
+    "neighbours": r"(?P<metric>euclidean|cosine)-k(?P<k>\d+)",
 }
 
 
@@ -152,6 +153,25 @@ def clusterer_slug(s):
         ms = s["min_samples"] if s["min_samples"] is not None else s["min_cluster_size"]
         return f"hdbscan-mcs{s['min_cluster_size']}-ms{ms}-{s['metric']}"
     return f"spectral-k{s['n_clusters']}-{s['metric']}-s{s['seed']}"
+
+
+# The neighbours stage keeps this many nearest neighbours per point, or the next
+# multiple of it that min_samples needs, so nearby min_samples share one graph.
+NEIGHBOUR_STEP = 32
+
+
+def neighbour_count(min_samples):
+    return NEIGHBOUR_STEP * max(1, -(-min_samples // NEIGHBOUR_STEP))
+
+
+def neighbours_slug(clusterer):
+    """The neighbour graph an HDBSCAN result is built from (see scripts/neighbours.py)."""
+    return f"{clusterer['metric']}-k{neighbour_count(clusterer['min_samples'])}"
+
+
+def parse_neighbours(slug):
+    g = _match("neighbours", slug)
+    return {"metric": g["metric"], "k": int(g["k"])}
 
 
 def layout_slug(s):

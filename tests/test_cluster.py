@@ -33,6 +33,57 @@ def test_hdbscan_finds_the_blobs_with_real_soft_memberships():
     assert len(result.condensed_tree) > 0
 
 
+def blobs_with_noise(n=2000, centres=8, width=10, seed=3):
+    """Blobs of different spreads plus 5% uniform noise: HDBSCAN's usual input."""
+    rng = np.random.default_rng(seed)
+    means = rng.uniform(-20, 20, size=(centres, width))
+    truth = rng.integers(0, centres, n)
+    x = means[truth] + rng.normal(0, 1, size=(n, width)) * rng.uniform(0.5, 2.5, centres)[truth][:, None]
+    noise = rng.random(n) < 0.05
+    x[noise] = rng.uniform(-25, 25, size=(noise.sum(), width))
+    return x
+
+
+@pytest.mark.parametrize("k", [3, 32])
+def test_spanning_tree_is_exact(k):
+    """Same edge weights as hdbscan's exact (generic, all-pairs) tree. With k=3 the
+    K-NN graph falls apart, so the cross-component edges and the brute-force
+    searches are needed; with k=32 it stays whole."""
+    import hdbscan
+    from cluster import spanning_tree
+    from neighbours import neighbour_graph
+
+    x = blobs_with_noise(n=600, width=6)
+    graph = neighbour_graph(x, k)
+    assert (len(graph["cross_pairs"]) > 0) == (k == 3)
+    tree = spanning_tree(x, graph, min_samples=3)
+    exact = hdbscan.HDBSCAN(min_samples=3, algorithm="generic", gen_min_span_tree=True).fit(x)
+    assert len(tree) == len(x) - 1
+    assert len(np.unique(tree[:, :2])) == len(x)
+    np.testing.assert_allclose(tree[:, 2], np.sort(exact.minimum_spanning_tree_._mst[:, 2]), rtol=1e-9)
+
+
+def test_agrees_with_the_hdbscan_library():
+    """Labels, membership strengths, GLOSH and soft memberships as hdbscan computes
+    them with prediction data (exact tree), on the same input."""
+    import hdbscan
+
+    x = blobs_with_noise()
+    ours = cluster(x, hdbscan_params(mcs=10, ms=10))
+    library = hdbscan.HDBSCAN(min_cluster_size=10, min_samples=10, approx_min_span_tree=False, prediction_data=True).fit(x)
+    assert adjusted_rand_score(library.labels_, ours.labels) >= 0.98
+    n_clusters = library.labels_.max() + 1
+    assert ours.soft.shape[1] == n_clusters >= 6
+    # Cluster numbers may be permuted: match each of ours to the library's it overlaps most.
+    same = [np.bincount(library.labels_[ours.labels == c] + 1, minlength=n_clusters + 1)[1:].argmax() for c in range(n_clusters)]
+    assert sorted(same) == list(range(n_clusters))
+    library_soft = hdbscan.all_points_membership_vectors(library)[:, same]
+    # Same tree, same code after it: equal up to rounding.
+    np.testing.assert_allclose(ours.soft, library_soft, atol=1e-6)
+    np.testing.assert_allclose(ours.probabilities, library.probabilities_, atol=1e-6)
+    np.testing.assert_allclose(ours.outlier_scores, library.outlier_scores_, atol=1e-6)
+
+
 def test_cosine_is_euclidean_on_unit_vectors_with_real_memberships():
     import hdbscan
 

@@ -162,10 +162,13 @@ def pool_shard(tmp_path, name, arrays, method="mean"):
     return str(matrix), str(ids), dict(info, method=method)
 
 
-def test_merge_sorts_rows_by_id_and_pads_flatten(tmp_path):
+@pytest.mark.parametrize("block_bytes", [2**20, 24])  # one block; one row (6 floats) per block
+def test_merge_sorts_rows_by_id_and_pads_flatten(tmp_path, monkeypatch, block_bytes):
+    import merge_pool
     from _stage import read_ids
     from merge_pool import merge_shards
 
+    monkeypatch.setattr(merge_pool, "BLOCK_BYTES", block_bytes)
     shard_a = pool_shard(tmp_path, "a", {"b": np.full((1, 2), 2.0), "d": np.full((3, 2), 4.0)}, "flatten")
     shard_b = pool_shard(tmp_path, "b", {"a": np.full((1, 2), 1.0), "c": np.full((2, 2), 3.0)}, "flatten")
     shards = [shard_a, shard_b]
@@ -174,8 +177,7 @@ def test_merge_sorts_rows_by_id_and_pads_flatten(tmp_path):
     assert read_ids(str(out_ids))[0] == ["a", "b", "c", "d"]
     m = np.load(out)
     assert m.shape == (4, 6)  # the longest file has 3 frames of width 2
-    np.testing.assert_array_equal(m[2], [3, 3, 3, 3, 0, 0])
-    np.testing.assert_array_equal(m[0], [1, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(m, [[1, 1, 0, 0, 0, 0], [2, 2, 0, 0, 0, 0], [3, 3, 3, 3, 0, 0], [4] * 6])
 
 
 def test_merge_names_files_when_shards_differ_in_width(tmp_path):
@@ -184,3 +186,35 @@ def test_merge_names_files_when_shards_differ_in_width(tmp_path):
     shards = [pool_shard(tmp_path, "a", {"x": np.ones((2, 4))}), pool_shard(tmp_path, "b", {"y": np.ones((2, 3))})]
     with pytest.raises(InputError, match=r"embedding widths differ: width 4 in 1 files: x.npy; width 3 in 1 files: y.npy"):
         merge_shards([s[0] for s in shards], [s[1] for s in shards], [s[2] for s in shards], str(tmp_path / "m.npy"), str(tmp_path / "m.tsv"))
+
+
+def test_float16_column_sums_equal_numpys():
+    from _float16 import column_sums
+
+    rng = np.random.default_rng(0)
+    a = (rng.normal(size=(301, 67)) * rng.choice([1e-6, 1, 300], size=(301, 67))).astype(np.float16)
+    a[0, :4] = [np.float16(6e-8), -np.float16(6e-8), -0.0, np.float16(65504)]  # subnormals, -0, largest
+    sums, finite = column_sums(a)
+    assert finite
+    np.testing.assert_array_equal(sums, a.sum(axis=0, dtype=np.float32))
+    for bad in (np.inf, -np.inf, np.nan):
+        b = a.copy()
+        b[150, 33] = bad
+        assert not column_sums(b)[1]
+
+
+def test_float16_mean_pooling_is_numpys_mean():
+    a = np.random.default_rng(1).normal(size=(50, 16)).astype(np.float16)
+    np.testing.assert_array_equal(pool_array(a, "mean"), a.sum(axis=0, dtype=np.float32) / 50)
+
+
+def test_files_read_ahead_in_threads_keep_their_order(tmp_path):
+    from pool import READERS
+
+    n = 5 * READERS  # more files than are read ahead at once
+    paths = []
+    for i in range(n):
+        paths.append(str(tmp_path / f"f{i:03d}.npy"))
+        np.save(paths[-1], np.full((3, 4), i, dtype=np.float16))
+    pool_files(paths, "mean", None, str(tmp_path / "m.npy"), Log())
+    np.testing.assert_array_equal(np.load(tmp_path / "m.npy")[:, 0], np.arange(n))

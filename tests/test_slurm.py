@@ -87,7 +87,8 @@ def test_demo_on_slurm_matches_a_local_run_and_resumes_after_a_failed_job(cluste
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0
     assert failed.jobs == {
-        "pool": 1, "merge_pool": 1, "reduce": 1, "cluster": 1, "export": 1, "metrics": 1, "provenance": 1,
+        "pool": 1, "merge_pool": 1, "reduce": 1, "neighbours": 1, "cluster": 1, "export": 1, "metrics": 1,
+        "provenance": 1,
     }  # fmt: skip
     assert "Error in rule reduce:" in output and "SLURM status is: 'FAILED'" in output
     # The failure names both logs: the stage's own and the SLURM job's.
@@ -105,10 +106,10 @@ def test_demo_on_slurm_matches_a_local_run_and_resumes_after_a_failed_job(cluste
     # Fixed and rerun: pooling is not done again.
     rerun = snakemake(wf, *on_slurm, env=env)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
-    assert rerun.jobs == {"reduce": 1, "cluster": 1, "export": 1, "metrics": 1, "provenance": 1}
+    assert rerun.jobs == {"reduce": 1, "neighbours": 1, "cluster": 1, "export": 1, "metrics": 1, "provenance": 1}
     output = rerun.stdout + rerun.stderr
-    # reduce, cluster and metrics went through sbatch; export and provenance ran where snakemake runs.
-    assert output.count("has been submitted with SLURM jobid") == 3
+    # reduce, neighbours, cluster and metrics went through sbatch; export and provenance ran where snakemake runs.
+    assert output.count("has been submitted with SLURM jobid") == 4
     assert "localrule export:" in output and "localrule provenance:" in output
     # What SLURM was asked for and did: each rule's threads, mem_mb (2048 = 2G) and runtime.
     rules = dict(re.findall(r"SLURM jobid (\d+) \(log: \S+/rule_(\w+)/", failed.stdout + failed.stderr + output))
@@ -118,9 +119,10 @@ def test_demo_on_slurm_matches_a_local_run_and_resumes_after_a_failed_job(cluste
     ).stdout.split()
     done = sorted((rules[job], state, *request) for job, state, *request in (j.split("|") for j in accounting))
     assert done == [
-        ("cluster", "COMPLETED", "2", "2G", "00:30:00"),
+        ("cluster", "COMPLETED", "1", "2058M", "00:30:00"),  # 2048 + 10 x 1 MB of matrix and neighbour graph
         ("merge_pool", "COMPLETED", "1", "1G", "00:10:00"),
         ("metrics", "COMPLETED", "1", "2G", "00:10:00"),
+        ("neighbours", "COMPLETED", "2", "2G", "00:20:00"),
         ("pool", "COMPLETED", "1", "1G", "00:10:00"),
         ("reduce", "COMPLETED", "2", "2G", "00:20:00"),
         ("reduce", "FAILED", "2", "2G", "00:20:00"),

@@ -31,6 +31,7 @@ SHARD = f"{OUT}/pooled/{{pooling}}.shards/{{shard}}"
 REDUCED = f"{OUT}/{{pooling}}/{{reducer}}/reduced.npy"
 REDUCE_SUMMARY = f"{OUT}/{{pooling}}/{{reducer}}/reduce.json"
 LAYOUT = f"{OUT}/{{pooling}}/{{reducer}}/layout-{{layout}}.npy"
+NEIGHBOURS = f"{OUT}/{{pooling}}/{{reducer}}/neighbours-{{neighbours}}.npz"
 RESULT = f"{OUT}/{{pooling}}/{{reducer}}/{{clusterer}}"
 CLUSTERS = f"{RESULT}/clusters.npz"
 HARD_JSON = f"{RESULT}/clusters_hard.json"
@@ -53,6 +54,7 @@ wildcard_constraints:
     reducer=settings.WILDCARD_PATTERNS["reducer"],
     clusterer=settings.WILDCARD_PATTERNS["clusterer"],
     layout=settings.WILDCARD_PATTERNS["layout"],
+    neighbours=settings.WILDCARD_PATTERNS["neighbours"],
     shard=r"\d+-of-\d+",
 
 
@@ -61,6 +63,14 @@ def reduced_matrix(wildcards):
     if wildcards.reducer == "none":
         return POOLED.format(pooling=wildcards.pooling)
     return REDUCED.format(pooling=wildcards.pooling, reducer=wildcards.reducer)
+
+
+def neighbour_graph(wildcards):
+    """HDBSCAN's neighbour graph; spectral clustering needs none."""
+    clusterer = settings.parse_clusterer(wildcards.clusterer)
+    if clusterer["algorithm"] != "hdbscan":
+        return []
+    return NEIGHBOURS.format(pooling=wildcards.pooling, reducer=wildcards.reducer, neighbours=settings.neighbours_slug(clusterer))
 
 
 def shard_embeddings(wildcards):

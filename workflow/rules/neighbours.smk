@@ -1,0 +1,18 @@
+rule neighbours:
+    input:
+        matrix=reduced_matrix,
+    output:
+        graph=NEIGHBOURS,
+    params:
+        graph=lambda wildcards: settings.parse_neighbours(wildcards.neighbours),
+    threads: 2
+    resources:
+        # float64 copy of the matrix, the K-NN lists and brute-force blocks of 256 rows.
+        mem_mb=lambda wc, input: 2048 + 20 * int(input.size_mb),
+        runtime=lambda wc, input: 20 + int(input.size_mb / 5),
+    log:
+        log_path("neighbours", "pooling", "reducer", "neighbours"),
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/neighbours.py"
