@@ -1,27 +1,112 @@
-"""Reduce stage: PCA or UMAP of the pooled matrix to `dim` dimensions."""
+"""Reduce stage: PCA or UMAP of the pooled matrix to `dim` dimensions.
+
+The pooled matrix is memory-mapped, not loaded: flatten pooling makes it huge
+(2,000 Whisper files: 2,000 x 1,920,000 float32, 15 GB). PCA of such a wide
+matrix streams it from disk in column blocks (gram_pca).
+"""
 
 import json
+import mmap
+import os
 
 import numpy as np
-from _stage import InputError
+from _stage import InputError, Progress
 
-# Above this width the D x D covariance gets too big and randomized SVD wins.
+# Above this width the D x D covariance gets too big: PCA goes through the N x N Gram matrix instead.
 COVARIANCE_EIGH_MAX_WIDTH = 4096
+# Bytes of one float64 column block in gram_pca.
+BLOCK_BYTES = 256 << 20
 
 
-def pca(matrix, dim):
-    """Deterministic PCA: exact covariance eigendecomposition, or randomized SVD
-    with a fixed random_state for very wide inputs."""
-    from sklearn.decomposition import PCA
+def uses_gram(n, width):
+    """Whether PCA of an n x width matrix goes through the Gram matrix: when it is wide
+    and has no more rows than columns, so that the float64 Gram matrix (8 n^2 bytes) is
+    no bigger than what randomized SVD holds, the matrix and a centred copy (8 n width)."""
+    return COVARIANCE_EIGH_MAX_WIDTH < width and n <= width
 
+
+def mem_mb(path, size_mb, reducer):
+    """The reduce job's memory request: PCA through the Gram matrix holds it (8 N^2 bytes)
+    and a column block; otherwise PCA and UMAP hold float64 copies of the matrix, and UMAP
+    its neighbour graph."""
+    if reducer.startswith("pca-") and os.path.exists(path):
+        n, width = np.load(path, mmap_mode="r").shape
+        if uses_gram(n, width):
+            return 2048 + (8 * n * n + 2 * BLOCK_BYTES) // 10**6
+    return 2048 + 8 * int(size_mb)
+
+
+def read_columns(matrix, start, out):
+    """out[:] = matrix[:, start:start + out.shape[1]].
+
+    A memory-mapped .npy is read row by row with pread, not through the map: pages
+    touched through a map count as the process's resident memory, and for a column
+    block the kernel maps much more than is read (for a 1 GB matrix, all of it).
+    """
+    # np.load's map of the whole file; a view into it would have another offset.
+    if isinstance(matrix, np.memmap) and isinstance(matrix.base, mmap.mmap):
+        row_bytes = matrix.shape[1] * matrix.itemsize
+        first = matrix.offset + start * matrix.itemsize
+        with open(matrix.filename, "rb", buffering=0) as f:
+            for i, row in enumerate(out):
+                os.preadv(f.fileno(), [row], first + i * row_bytes)
+    else:
+        out[:] = matrix[:, start : start + out.shape[1]]
+
+
+def gram_pca(matrix, dim, log, block_bytes=BLOCK_BYTES):
+    """Exact PCA of a wide n x width matrix through its centred n x n Gram matrix.
+
+    K = sum over column blocks of Xc_b Xc_b^T (each block centred by its own column
+    means, in float64), read block by block, so memory is K plus one block. The top
+    eigenpairs (lambda, u) of K give scores u * sqrt(lambda) and explained variance
+    ratios lambda / trace(K), as PCA by SVD would. Each component's sign makes its
+    largest-magnitude score positive, so the result is deterministic.
+    Returns (scores float32 [n, dim], explained variance ratio [dim]).
+    """
+    from scipy.linalg import eigh
+    from scipy.linalg.blas import dsyrk
+
+    n, width = matrix.shape
+    columns = max(1, block_bytes // (8 * n))
+    # Flat buffers, so that a narrower last block is contiguous too (BLAS would copy it otherwise).
+    raw, block = np.empty(n * columns, dtype=matrix.dtype), np.empty(n * columns)
+    gram = np.zeros((n, n), order="F")  # Fortran order: dsyrk adds to it in place
+    starts = range(0, width, columns)
+    progress = Progress(log, len(starts), "column blocks into the Gram matrix")
+    for done, start in enumerate(starts, 1):
+        stop = min(start + columns, width)
+        x, y = raw[: n * (stop - start)].reshape(n, -1), block[: n * (stop - start)].reshape(n, -1)
+        read_columns(matrix, start, x)
+        y[:] = x
+        y -= y.mean(axis=0)
+        # y.T is Fortran-ordered, so BLAS reads the block without a copy; only the upper triangle is written.
+        gram = dsyrk(1.0, y.T, beta=1.0, c=gram, trans=1, overwrite_c=1)
+        progress.update(done, stop * n * matrix.itemsize)
+    total = np.trace(gram)
+    values, vectors = eigh(gram, lower=False, subset_by_index=[n - dim, n - 1], overwrite_a=True, check_finite=False)
+    values, vectors = values[::-1], vectors[:, ::-1]
+    signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(dim)])
+    scores = vectors * (signs * np.sqrt(np.maximum(values, 0)))
+    return scores.astype(np.float32), values / total
+
+
+def pca(matrix, dim, log, block_bytes=BLOCK_BYTES):
+    """Deterministic PCA: exact covariance eigendecomposition for narrow matrices,
+    exact Gram eigendecomposition for wide ones, else randomized SVD with a fixed
+    random_state (wide, and more files than columns)."""
     n, width = matrix.shape
     if dim > min(n, width):
         raise InputError(
             f"reduce_dim={dim} is more than PCA can give: {n} files of width {width} allow at most {min(n, width)}"
         )
+    if uses_gram(n, width):
+        return gram_pca(matrix, dim, log, block_bytes)
+    from sklearn.decomposition import PCA
+
     solver = "covariance_eigh" if width <= COVARIANCE_EIGH_MAX_WIDTH else "randomized"
     model = PCA(n_components=dim, svd_solver=solver, random_state=0)
-    reduced = model.fit_transform(matrix)
+    reduced = model.fit_transform(np.asarray(matrix))
     return reduced.astype(np.float32), model.explained_variance_ratio_
 
 
@@ -40,14 +125,15 @@ def reduce_matrix(matrix, params, log):
     """(reduced matrix, summary dict); PCA's summary has the explained variance per component."""
     summary = dict(params, input_shape=list(matrix.shape))
     if params["method"] == "pca":
-        reduced, ratio = pca(matrix, params["dim"])
+        reduced, ratio = pca(matrix, params["dim"], log)
         log.info(f"PCA to {params['dim']} dims keeps {ratio.sum():.1%} of the variance")
         return reduced, dict(summary, explained_variance_ratio=[round(float(r), 8) for r in ratio])
     return umap(matrix, params["dim"], params["metric"], params["seed"]), summary
 
 
 def main(snakemake, log):
-    matrix = np.load(snakemake.input.matrix)
+    # Memory-mapped: only what a reduction reads is in memory.
+    matrix = np.load(snakemake.input.matrix, mmap_mode="r")
     reduced, summary = reduce_matrix(matrix, snakemake.params.reducer, log)
     np.save(snakemake.output.matrix, reduced)
     with open(snakemake.output.summary, "w") as f:

@@ -1,3 +1,6 @@
+import reduce as reduce_stage
+
+
 rule reduce:
     input:
         matrix=POOLED,
@@ -8,8 +11,8 @@ rule reduce:
         reducer=lambda wildcards: settings.parse_reducer(wildcards.reducer),
     threads: 2
     resources:
-        # PCA/UMAP hold float64 copies of the matrix and UMAP's neighbour graph.
-        mem_mb=lambda wc, input: 2048 + 8 * int(input.size_mb),
+        # From the matrix's shape: wide PCA needs memory for N x N, not for the matrix.
+        mem_mb=lambda wc, input: reduce_stage.mem_mb(input.matrix, input.size_mb, wc.reducer),
         runtime=lambda wc, input: 20 + int(input.size_mb / 20),
     log:
         log_path("reduce", "pooling", "reducer"),
