@@ -10,9 +10,9 @@ rule pool:
         pooling=lambda wildcards: settings.parse_pooling(wildcards.pooling),
     threads: 1
     resources:
-        # Reads one file at a time: a small floor, plus the pooled matrix for flatten
-        # (float16 input becomes float32). Runtime: ~50 MB/s of reading, worst case.
-        mem_mb=lambda wc, input: 1024 + (2 * int(input.size_mb) if wc.pooling.startswith("flatten") else 0),
+        # Up to 16 files read ahead, each up to twice its size once in float32; rows
+        # go straight to disk. Runtime: ~50 MB/s of reading, worst case.
+        mem_mb=lambda wc, input: 1024 + 32 * int(input.size_mb / max(1, len(input.embeddings)) + 1),
         runtime=lambda wc, input: 10 + int(input.size_mb / 3000),
     log:
         log_path("pool", "pooling", "shard"),
@@ -32,8 +32,8 @@ rule merge_pool:
         ids=POOLED_IDS,
     threads: 1
     resources:
-        # Streams shard by shard into a memory-mapped output.
-        mem_mb=lambda wc, input: 1024 + int(input.size_mb),
+        # Writes blocks of 256 MB, read from the shards with pread.
+        mem_mb=1536,
         runtime=lambda wc, input: 10 + int(input.size_mb / 3000),
     log:
         log_path("merge_pool", "pooling"),
