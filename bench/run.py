@@ -210,7 +210,7 @@ def drop_caches():
     cold measurement reads cold data, not a cold Python installation."""
     subprocess.run(["sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"], check=True)
     subprocess.run([SNAKEMAKE, "--version"], check=True, capture_output=True, cwd=REPO)
-    subprocess.run([PY, "-c", "import numpy, numba, snakemake.script"], check=True, capture_output=True, cwd=REPO)
+    subprocess.run([PY, "-c", "import numpy, snakemake.script"], check=True, capture_output=True, cwd=REPO)
 
 
 def fig_pool(a, W, cache):
@@ -266,7 +266,7 @@ def fig_flatten(a, W):
     out = os.path.join(W, "out-flatten")
     shutil.rmtree(out, ignore_errors=True)
     w = measure(snakemake_cmd(emb, out, "pooling=flatten", "plot=none"), os.path.join(W, "logs", "flatten.log"))
-    pooled = f"{out}/{os.path.basename(emb)}/pooled/flatten-{a.pool_frames}.npy"
+    pooled = f"{out}/{os.path.basename(emb)}/pooled/flatten-longest.npy"
     size = os.path.getsize(pooled)
     shutil.rmtree(out, ignore_errors=True)  # 15 GB
     return {"figure": "flatten", "files": a.pool_files, "frames": a.pool_frames, "dtype": a.pool_dtype, "pooled_bytes": size, "workflow": w, "jobs": job_times(w["log"])}
@@ -354,7 +354,6 @@ STARTUP = {
     "pool / merge_pool": "import snakemake.script, numpy",
     "reduce": "import snakemake.script, numpy, sklearn.decomposition",
     "neighbours": "import snakemake.script, numpy, scipy.sparse.csgraph, sklearn.neighbors",
-    "pool, float16 (numba kernel from its disk cache)": "import sys; sys.path.insert(0, 'scripts'); import numpy, snakemake.script, _float16; _float16.column_sums(numpy.zeros((2, 2), numpy.float16))",
     "cluster / metrics": "import snakemake.script, numpy, hdbscan, sklearn.metrics",
     "layout (import umap)": "import snakemake.script, numpy, umap",
     "plot": "import snakemake.script, numpy, matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot",

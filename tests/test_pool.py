@@ -189,7 +189,7 @@ def test_merge_names_files_when_shards_differ_in_width(tmp_path):
 
 
 def test_float16_column_sums_equal_numpys():
-    from _float16 import column_sums
+    from pool import float16_column_sums as column_sums
 
     rng = np.random.default_rng(0)
     a = (rng.normal(size=(301, 67)) * rng.choice([1e-6, 1, 300], size=(301, 67))).astype(np.float16)
