@@ -169,6 +169,14 @@ def neighbours_slug(clusterer):
     return f"{clusterer['metric']}-k{neighbour_count(clusterer['min_samples'])}"
 
 
+# Neighbours of each point in a UMAP layout; they come from the same graph.
+UMAP_NEIGHBOURS = 15
+
+
+def layout_neighbours_slug(layout):
+    return f"{layout['metric']}-k{neighbour_count(UMAP_NEIGHBOURS)}"
+
+
 def parse_neighbours(slug):
     g = _match("neighbours", slug)
     return {"metric": g["metric"], "k": int(g["k"])}

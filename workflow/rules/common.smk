@@ -73,6 +73,14 @@ def neighbour_graph(wildcards):
     return NEIGHBOURS.format(pooling=wildcards.pooling, reducer=wildcards.reducer, neighbours=settings.neighbours_slug(clusterer))
 
 
+def layout_graph(wildcards):
+    """UMAP's neighbours; a PCA layout needs none."""
+    layout = settings.parse_layout(wildcards.layout)
+    if layout["method"] != "umap":
+        return []
+    return NEIGHBOURS.format(pooling=wildcards.pooling, reducer=wildcards.reducer, neighbours=settings.layout_neighbours_slug(layout))
+
+
 def shard_embeddings(wildcards):
     return [path for _, path in SHARDS[wildcards.shard]]
 

@@ -1,6 +1,7 @@
 rule layout:
     input:
         matrix=reduced_matrix,
+        graph=layout_graph,
     output:
         layout=LAYOUT,
     params:

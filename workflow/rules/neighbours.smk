@@ -5,6 +5,7 @@ rule neighbours:
         graph=NEIGHBOURS,
     params:
         graph=lambda wildcards: settings.parse_neighbours(wildcards.neighbours),
+    # Both the UMAP layout and HDBSCAN wait for it: all the cores it can get.
     threads: 2
     resources:
         # float64 copy of the matrix, the K-NN lists and brute-force blocks of 256 rows.
