@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse
 from _stage import InputError
-from neighbours import nearest_outside, neighbour_graph, prepare
+from neighbours import first_per_group, nearest_outside, neighbour_graph, prepare
 from settings import neighbour_count
 
 # Spectral clustering: neighbours in the affinity graph, also used for soft memberships.
@@ -40,12 +40,6 @@ class Clustering(NamedTuple):
     soft: np.ndarray  # N x n_clusters soft memberships
     outlier_scores: np.ndarray  # 0..1, higher = more outlying (GLOSH for HDBSCAN)
     condensed_tree: np.ndarray  # hdbscan's condensed tree (empty for spectral)
-
-
-def _first_per_group(group, *keys):
-    """Index of the smallest row of each group, ordered by `keys` (most significant first)."""
-    order = np.lexsort(tuple(reversed(keys)) + (group,))
-    return order[np.r_[True, np.diff(group[order]) != 0]]
 
 
 def spanning_tree(x, graph, min_samples, log=None):
@@ -86,7 +80,7 @@ def spanning_tree(x, graph, min_samples, log=None):
         best_b = np.where(w == best_w[:, None], indices, n).min(axis=1)
         valid = label[cross_a] != label[cross_b]
         if valid.any():
-            first = _first_per_group(cross_a[valid], cross_w[valid], cross_b[valid])
+            first = first_per_group(cross_a[valid], cross_w[valid], cross_b[valid])
             a, b, cw = cross_a[valid][first], cross_b[valid][first], cross_w[valid][first]
             take = (cw < best_w[a]) | ((cw == best_w[a]) & (b < best_b[a]))
             best_w[a[take]], best_b[a[take]] = cw[take], b[take]
@@ -114,7 +108,7 @@ def spanning_tree(x, graph, min_samples, log=None):
             n_searched += len(search)
         # Each component's shortest edge out, ties to the lower (min, max) point pair.
         lo, hi = np.minimum(points, best_b), np.maximum(points, best_b)
-        first = _first_per_group(label, best_w, lo, hi)
+        first = first_per_group(label, best_w, lo, hi)
         # Near-equal weights computed two ways can make a cycle: keep a forest.
         order = np.lexsort((hi[first], lo[first], best_w[first]))
         a, b, w = lo[first][order], hi[first][order], best_w[first][order]

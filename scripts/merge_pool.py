@@ -19,17 +19,6 @@ from pool import widths_differ
 BLOCK_BYTES = 256 * 2**20
 
 
-def npy_header(path):
-    """(shape, offset of the data) of a C-order float32 .npy file."""
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read(f)
-        if fortran or dtype != np.float32:
-            raise ValueError(f"{path}: expected a C-order float32 matrix")
-        return shape, f.tell()
-
-
 def read_rows(fd, offset, width, first, last):
     """Rows first..last-1 of a float32 matrix of `width` columns at `offset` in fd."""
     row_bytes = 4 * width
@@ -54,7 +43,8 @@ def merge_shards(matrix_paths, ids_paths, infos, matrix_path, ids_path):
     from_shard = np.repeat(np.arange(len(sizes)), sizes)[order]
     from_row = np.concatenate([np.arange(n) for n in sizes]).astype(np.int64)[order]
     dim = max(info["dim"] for info in infos)
-    headers = [npy_header(p) for p in matrix_paths]
+    # Mapped only for their shapes and data offsets; rows are read with pread.
+    shards = [np.load(p, mmap_mode="r") for p in matrix_paths]
     files = [os.open(p, os.O_RDONLY) for p in matrix_paths]
     try:
         with open(matrix_path, "wb") as out:
@@ -66,8 +56,8 @@ def merge_shards(matrix_paths, ids_paths, infos, matrix_path, ids_path):
                 for s in np.unique(shard):
                     here = shard == s
                     first, last = row[here].min(), row[here].max() + 1
-                    (_, width), offset = headers[s]
-                    block[here, :width] = read_rows(files[s], offset, width, first, last)[row[here] - first]
+                    width = shards[s].shape[1]
+                    block[here, :width] = read_rows(files[s], shards[s].offset, width, first, last)[row[here] - first]
                 out.write(block.tobytes())
     finally:
         for fd in files:

@@ -46,6 +46,12 @@ def nearest_neighbours(x, k):
     return NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x).kneighbors(x)
 
 
+def first_per_group(group, *keys):
+    """Index of the smallest row of each group, ordered by `keys` (most significant first)."""
+    order = np.lexsort(tuple(reversed(keys)) + (group,))
+    return order[np.r_[True, np.diff(group[order]) != 0]]
+
+
 def knn_components(indices):
     """(count, label per point) of the connected components of the K-NN graph."""
     n = len(indices)
@@ -110,8 +116,7 @@ def cross_component_edges(x, component, n_components, log=None):
             if log:
                 log.info(f"components: {n_left}; searched {len(pending)} points for their nearest outside neighbour")
         # Each component's shortest edge out (ties broken by the point index).
-        order = np.lexsort((np.arange(n), best_distance, label))
-        first = order[np.r_[True, np.diff(label[order]) != 0]]
+        first = first_per_group(label, best_distance, np.arange(n))
         _, merged = scipy.sparse.csgraph.connected_components(
             scipy.sparse.coo_matrix((np.ones(len(first)), (label[first], label[best[first]])), shape=(n, n)),
             directed=True,

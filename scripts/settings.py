@@ -164,17 +164,13 @@ def neighbour_count(min_samples):
     return NEIGHBOUR_STEP * max(1, -(-min_samples // NEIGHBOUR_STEP))
 
 
-def neighbours_slug(clusterer):
-    """The neighbour graph an HDBSCAN result is built from (see scripts/neighbours.py)."""
-    return f"{clusterer['metric']}-k{neighbour_count(clusterer['min_samples'])}"
+def neighbours_slug(metric, needed):
+    """The neighbour graph (scripts/neighbours.py) with at least `needed` neighbours per point."""
+    return f"{metric}-k{neighbour_count(needed)}"
 
 
 # Neighbours of each point in a UMAP layout; they come from the same graph.
 UMAP_NEIGHBOURS = 15
-
-
-def layout_neighbours_slug(layout):
-    return f"{layout['metric']}-k{neighbour_count(UMAP_NEIGHBOURS)}"
 
 
 def parse_neighbours(slug):

@@ -65,12 +65,17 @@ def reduced_matrix(wildcards):
     return REDUCED.format(pooling=wildcards.pooling, reducer=wildcards.reducer)
 
 
+def neighbours_file(wildcards, metric, needed):
+    slug = settings.neighbours_slug(metric, needed)
+    return NEIGHBOURS.format(pooling=wildcards.pooling, reducer=wildcards.reducer, neighbours=slug)
+
+
 def neighbour_graph(wildcards):
     """HDBSCAN's neighbour graph; spectral clustering needs none."""
     clusterer = settings.parse_clusterer(wildcards.clusterer)
     if clusterer["algorithm"] != "hdbscan":
         return []
-    return NEIGHBOURS.format(pooling=wildcards.pooling, reducer=wildcards.reducer, neighbours=settings.neighbours_slug(clusterer))
+    return neighbours_file(wildcards, clusterer["metric"], clusterer["min_samples"])
 
 
 def layout_graph(wildcards):
@@ -78,7 +83,7 @@ def layout_graph(wildcards):
     layout = settings.parse_layout(wildcards.layout)
     if layout["method"] != "umap":
         return []
-    return NEIGHBOURS.format(pooling=wildcards.pooling, reducer=wildcards.reducer, neighbours=settings.layout_neighbours_slug(layout))
+    return neighbours_file(wildcards, layout["metric"], settings.UMAP_NEIGHBOURS)
 
 
 def shard_embeddings(wildcards):
