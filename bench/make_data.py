@@ -1,7 +1,7 @@
 """Write a synthetic Whisper-like embedding set: <out>/<id>.npy, one file per clip.
 
 Structure: `clusters` centres in a `latent`-dim space, each clip a point near one
-centre (Gaussian, spread `spread`), plus a share `noise` of clips drawn uniformly
+centre (Gaussian, spread `spread`; cluster sizes equal or, with `--power`, a power law), plus a share `noise` of clips drawn uniformly
 over the latent box (HDBSCAN noise). Latent points go to `dim` (1280, Whisper
 large-v2) through one fixed random linear map. Frame-level files (`--frames T` or
 `--frames LO-HI` for variable T) add independent Gaussian noise to every frame
@@ -20,12 +20,19 @@ import os
 import numpy as np
 
 
-def clip_vectors(n, clusters, latent, dim, noise, spread, seed):
-    """(labels [n], vectors [n, dim] float32) with real cluster structure."""
+def clip_vectors(n, clusters, latent, dim, noise, spread, seed, power=0.0):
+    """(labels [n], vectors [n, dim] float32) with real cluster structure. Cluster k
+    (from 0) draws clips with weight (k + 1) ** -power: 0 gives equal sizes, 1 a
+    power law (Zipf) like real data, where a few clusters are large and most small."""
     rng = np.random.default_rng(seed)
     centres = rng.uniform(-10, 10, size=(clusters, latent))
     n_noise = int(round(n * noise))
-    labels = np.concatenate([rng.integers(0, clusters, n - n_noise), np.full(n_noise, -1)])
+    if power:
+        weights = np.arange(1, clusters + 1, dtype=float) ** -power
+        members = rng.choice(clusters, size=n - n_noise, p=weights / weights.sum())
+    else:  # the draw of earlier versions, so their data sets stay the same
+        members = rng.integers(0, clusters, n - n_noise)
+    labels = np.concatenate([members, np.full(n_noise, -1)])
     rng.shuffle(labels)
     z = np.empty((n, latent))
     real = labels >= 0
@@ -44,13 +51,14 @@ def main(argv=None):
     p.add_argument("--dim", type=int, default=1280)
     p.add_argument("--latent", type=int, default=16)
     p.add_argument("--clusters", type=int, default=40)
+    p.add_argument("--power", type=float, default=0.0, help="cluster sizes ~ rank ** -power (0: equal, 1: Zipf)")
     p.add_argument("--noise", type=float, default=0.05, help="share of noise files")
     p.add_argument("--spread", type=float, default=1.0, help="std of a cluster in latent units")
     p.add_argument("--frame-noise", type=float, default=1.0, help="std of per-frame noise")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
 
-    labels, vectors = clip_vectors(a.n, a.clusters, a.latent, a.dim, a.noise, a.spread, a.seed)
+    labels, vectors = clip_vectors(a.n, a.clusters, a.latent, a.dim, a.noise, a.spread, a.seed, a.power)
     if "-" in a.frames:
         lo, hi = map(int, a.frames.split("-"))
     else:

@@ -41,10 +41,8 @@ class Progress:
         if now - self.last >= self.every or done == self.total:
             self.last = now
             secs = max(now - self.start, 1e-9)
-            self.log.info(
-                f"{done}/{self.total} {self.what} in {secs:.1f} s "
-                f"({done / secs:.0f}/s, {nbytes / secs / 1e6:.0f} MB/s)"
-            )
+            rate = f"{done / secs:.0f}/s" + (f", {nbytes / secs / 1e6:.0f} MB/s" if nbytes else "")
+            self.log.info(f"{done}/{self.total} {self.what} in {secs:.1f} s ({rate})")
 
 
 def write_npy_header(f, shape):

@@ -1,18 +1,17 @@
-"""Cluster stage: hard labels, membership strengths and soft memberships.
+"""Cluster stage: hard labels, membership strengths, outlier scores and the condensed tree.
 
 HDBSCAN: the exact minimum spanning tree of mutual reachability is built here
 from the neighbours stage's graph (scripts/neighbours.py; about 5 s at 50k
-points), then hdbscan's own code condenses it, selects clusters, scores outliers
-(GLOSH) and computes soft memberships. That skips hdbscan's own tree building
-and its single-threaded float64 prediction-data queries, about a minute at 50k
-points in 50 dimensions.
+points), then hdbscan's own code condenses it, selects clusters and scores
+outliers (GLOSH). That skips hdbscan's own tree building, about a minute at 50k
+points in 50 dimensions. HDBSCAN's soft memberships are computed from the
+condensed tree by the export stage (scripts/export.py), as it writes them.
 
 Cosine is euclidean on L2-normalised vectors (see neighbours.prepare), so soft
 memberships are real probabilities.
 """
 
-from types import SimpleNamespace
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 import scipy.sparse
@@ -37,9 +36,10 @@ NO_TREE = np.zeros(0, dtype=[("parent", np.intp), ("child", np.intp), ("lambda_v
 class Clustering(NamedTuple):
     labels: np.ndarray  # int, -1 = noise
     probabilities: np.ndarray  # membership strength in the point's own cluster, 0..1
-    soft: np.ndarray  # N x n_clusters soft memberships
     outlier_scores: np.ndarray  # 0..1, higher = more outlying (GLOSH for HDBSCAN)
     condensed_tree: np.ndarray  # hdbscan's condensed tree (empty for spectral)
+    # Spectral: N x n_clusters neighbour votes. HDBSCAN: None (export computes them).
+    soft: Optional[np.ndarray] = None
 
 
 def spanning_tree(x, graph, min_samples, log=None):
@@ -129,34 +129,9 @@ def spanning_tree(x, graph, min_samples, log=None):
     return edges[np.argsort(edges[:, 2], kind="stable")]
 
 
-class _KnownCoreDistances:
-    """Stands in for the KD-tree hdbscan's PredictionData builds only to query
-    core distances (single-threaded, in float64): we have them already."""
-
-    def __init__(self, core):
-        self.core = core
-
-    def query(self, data, k):
-        return self.core[:, None], None
-
-
-def soft_memberships(x, condensed_tree, labels, core):
-    """hdbscan.all_points_membership_vectors, from our tree."""
-    import hdbscan
-    from hdbscan.plots import CondensedTree
-    from hdbscan.prediction import PredictionData
-
-    class Prediction(PredictionData):
-        _tree_type_map = {"known": lambda data, metric: _KnownCoreDistances(core)}
-
-    tree = CondensedTree(condensed_tree, labels)
-    fitted = SimpleNamespace(condensed_tree_=tree, prediction_data_=Prediction(x, tree, 1, tree_type="known"))
-    return hdbscan.all_points_membership_vectors(fitted)
-
-
 def hdbscan_clusters(x, min_cluster_size, min_samples, graph=None, log=None):
     """HDBSCAN (hdbscan's defaults: EOM selection, no single cluster) on the exact
-    spanning tree, with hdbscan's own tree, GLOSH and soft-membership code.
+    spanning tree, with hdbscan's own condensed tree and GLOSH code.
     `graph`: the neighbours stage's output; built here when absent."""
     from hdbscan._hdbscan_linkage import label
     from hdbscan._hdbscan_tree import outlier_scores
@@ -168,18 +143,11 @@ def hdbscan_clusters(x, min_cluster_size, min_samples, graph=None, log=None):
         raise InputError(f"{len(x)} files are too few for min_samples={min_samples}")
     if graph is None:
         graph = neighbour_graph(x, neighbour_count(min_samples))
-    core = graph["distances"][:, min_samples]
     single_linkage = label(spanning_tree(x, graph, min_samples, log))
     labels, probabilities, _, condensed_tree, _ = _tree_to_labels(None, single_linkage, min_cluster_size)
-    labels = labels.astype(np.int64)
-    n_clusters = int(labels.max()) + 1
-    if n_clusters == 0:
-        soft = np.zeros((len(x), 0))
-    else:
-        soft = np.asarray(soft_memberships(x, condensed_tree, labels, core), dtype=np.float64).reshape(len(x), n_clusters)
     # GLOSH is undefined (NaN) for exact duplicates: they are as inlying as it gets.
     glosh = np.nan_to_num(outlier_scores(condensed_tree).astype(np.float64), nan=0.0)
-    return Clustering(labels, probabilities.astype(np.float64), soft, glosh, condensed_tree)
+    return Clustering(labels.astype(np.int64), probabilities.astype(np.float64), glosh, condensed_tree)
 
 
 def neighbour_memberships(x, labels, n_clusters, k=SPECTRAL_NEIGHBOURS):
@@ -245,7 +213,7 @@ def spectral_clusters(x, n_clusters, seed, log=None):
     soft = neighbour_memberships(x, labels, n_clusters)
     probabilities = soft[np.arange(len(x)), labels]
     # Outlier score: the share of a point's neighbourhood that lies in other clusters.
-    return Clustering(labels, probabilities, soft, 1.0 - probabilities, NO_TREE)
+    return Clustering(labels, probabilities, 1.0 - probabilities, NO_TREE, soft)
 
 
 def cluster(matrix, params, graph=None, log=None):
@@ -262,11 +230,11 @@ def main(snakemake, log):
     graph = dict(np.load(snakemake.input.graph)) if snakemake.input.get("graph") else None
     log.info(f"{params} on {matrix.shape[0]} x {matrix.shape[1]}")
     result = cluster(matrix, params, graph, log)
-    n_clusters, noise = result.soft.shape[1], float((result.labels < 0).mean())
+    n_clusters, noise = int(result.labels.max(initial=-1)) + 1, float((result.labels < 0).mean())
     log.info(f"{n_clusters} clusters, {noise:.1%} noise")
     if n_clusters == 0:
         log.say(f"no clusters found: all {len(result.labels)} files are noise (-1); try a smaller min_cluster_size")
-    np.savez(snakemake.output.clusters, **result._asdict())
+    np.savez(snakemake.output.clusters, **{k: v for k, v in result._asdict().items() if v is not None})
 
 
 if "snakemake" in globals():

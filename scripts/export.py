@@ -1,47 +1,334 @@
-"""Export stage: the cluster JSONs, one entry per input file in sorted-id order."""
+"""Export stage: the cluster JSONs, one entry per input file in sorted-id order.
+
+HDBSCAN's soft memberships are computed here, block by block as the JSON is
+written, so memory never grows with files x clusters. They follow the definition
+of hdbscan's `all_points_membership_vectors` exactly (same numbers to 1e-6 in the
+tests), vectorised: for a point x and selected cluster j,
+
+    distance part  r_j = (1 / min distance from x to j's exemplars), normalised
+    tree part      o_j = softmax_j exp(-max_lambda(x's tree node) / h_j), where h_j
+                   is the lambda at which x's tree node and j merge in the
+                   condensed tree (x's own lambda if one contains the other)
+    membership     m_j = r_j o_j / sum_k r_k o_k  x  P(x in any cluster)
+
+Exemplars are the points of each cluster's leaves at their leaves' highest
+lambda, as in hdbscan's PredictionData. The merge heights come from a lowest-
+common-ancestor table over the cluster tree (one lookup per point and cluster);
+the distances from one BLAS product per block against all exemplars.
+
+With many clusters the full vector is too big to write (50k files x 2,000
+clusters is 10^8 numbers), so above DENSE_MAX_CLUSTERS the soft JSON holds each
+file's TOP_K best clusters, their memberships and the total over all clusters.
+"""
 
 import json
 
 import numpy as np
-from _stage import read_ids
+from _stage import Progress, read_ids
 
 DECIMALS = 6  # probabilities are rounded so the JSON is stable and compact
+# soft_top_k: auto writes every cluster's membership up to this many clusters...
+DENSE_MAX_CLUSTERS = 50
+# ...and above it each file's TOP_K largest.
+TOP_K = 10
+# Rows per block: keeps the block's files x exemplars distances near 32 MB.
+BLOCK_ELEMENTS = 4_000_000
+# The tree nodes x clusters table of merge heights is built whole up to this size.
+NODE_TABLE_ELEMENTS = 16_000_000
+# Squared distances below this share of |x|^2 + |e|^2 are recomputed exactly.
+EXACT_BELOW = 1e-6
+
+
+# ---- hdbscan's soft memberships, vectorised -----------------------------------------
+
+
+class ClusterTree:
+    """The cluster nodes of a condensed tree (hdbscan numbers them from N, the root,
+    parents before children), with Euler-tour tables for lowest common ancestors."""
+
+    def __init__(self, condensed_tree):
+        tree = np.asarray(condensed_tree)
+        self.n_points = int(tree["parent"].min())
+        self.n_nodes = int(max(tree["parent"].max(), tree["child"][tree["child_size"] > 1].max(initial=0)) + 1 - self.n_points)
+        clusters = tree[tree["child_size"] > 1]
+        self.parent = np.full(self.n_nodes, -1)
+        self.parent[clusters["child"] - self.n_points] = clusters["parent"] - self.n_points
+        # Lambda at which a node splits into its two children (both children are
+        # born at that lambda): hdbscan's merge height for points on either side.
+        self.split_lambda = np.zeros(self.n_nodes)
+        self.split_lambda[clusters["parent"] - self.n_points] = clusters["lambda_val"]
+        # Highest lambda among a node's rows (points and child clusters): its max_lambda.
+        self.max_lambda = np.full(self.n_nodes, -np.inf)
+        np.maximum.at(self.max_lambda, tree["parent"] - self.n_points, tree["lambda_val"])
+        self.is_leaf = np.ones(self.n_nodes, dtype=bool)
+        self.is_leaf[clusters["parent"] - self.n_points] = False
+        self._euler_tour()
+
+    def _euler_tour(self):
+        children = [[] for _ in range(self.n_nodes)]
+        for node in range(1, self.n_nodes):  # parents have lower numbers than children
+            if self.parent[node] >= 0:
+                children[self.parent[node]].append(node)
+        depth = np.zeros(self.n_nodes, dtype=np.int64)
+        tour, first, last = [], np.zeros(self.n_nodes, dtype=np.int64), np.zeros(self.n_nodes, dtype=np.int64)
+        stack = [(0, 0)]  # (node, index of the next child to visit)
+        while stack:
+            node, i = stack.pop()
+            if i == 0:
+                first[node] = len(tour)
+            tour.append(node)
+            if i < len(children[node]):
+                child = children[node][i]
+                depth[child] = depth[node] + 1
+                stack += [(node, i + 1), (child, 0)]
+            else:
+                last[node] = len(tour) - 1
+        self.first, self.last, self.depth = first, last, depth
+        self.tour = np.asarray(tour, dtype=np.int64)
+        # Sparse table: levels[k][i] = the shallowest tour entry in tour[i : i + 2**k].
+        levels = [np.arange(len(tour))]
+        while 2 ** len(levels) <= len(tour):
+            prev, half = levels[-1], 2 ** (len(levels) - 1)
+            a, b = prev[: len(tour) - 2 * half + 1], prev[half : len(tour) - half + 1]
+            levels.append(np.where(depth[self.tour[a]] <= depth[self.tour[b]], a, b))
+        self.levels = levels
+
+    def contains(self, ancestor, node):
+        """Whether `ancestor` is `node` or above it (elementwise)."""
+        return (self.first[ancestor] <= self.first[node]) & (self.last[node] <= self.last[ancestor])
+
+    def lowest_common_ancestor(self, a, b):
+        lo = np.minimum(self.first[a], self.first[b])
+        hi = np.maximum(self.first[a], self.first[b])
+        k = np.log2(hi - lo + 1).astype(np.int64)
+        # Exact floor(log2) for any tour length (the float log2 can round up at powers of two).
+        k -= (1 << k) > hi - lo + 1
+        out = np.empty(np.broadcast(lo, hi).shape, dtype=np.int64)
+        for level in np.unique(k):
+            at = k == level
+            table = self.levels[level]
+            i, j = table[lo[at]], table[hi[at] - (1 << level) + 1]
+            out[at] = self.tour[np.where(self.depth[self.tour[i]] <= self.depth[self.tour[j]], i, j)]
+        return out
+
+    def leaves_under(self, nodes):
+        """For each leaf node: the index in `nodes` (disjoint subtrees) holding it, or -1."""
+        leaves = np.flatnonzero(self.is_leaf)
+        order = np.argsort(self.first[nodes])
+        starts = self.first[nodes][order]
+        slot = np.searchsorted(starts, self.first[leaves], side="right") - 1
+        owner = np.where(slot >= 0, order[np.maximum(slot, 0)], -1)
+        owner[(owner >= 0) & ~self.contains(nodes[np.maximum(owner, 0)], leaves)] = -1
+        return leaves, owner
+
+
+class SoftMemberships:
+    """hdbscan's all_points_membership_vectors, a block of points at a time.
+
+    `x`: the points as clustered (prepared for the metric); `selected`: the
+    condensed-tree numbers of the selected clusters, which become columns in
+    increasing order (hdbscan's label order)."""
+
+    def __init__(self, x, condensed_tree, selected):
+        tree = np.asarray(condensed_tree)
+        self.x = x
+        self.tree = ClusterTree(tree)
+        n = self.tree.n_points
+        self.clusters = np.sort(np.asarray(selected, dtype=np.int64)) - n
+        points = tree[tree["child_size"] == 1]
+        self.point_node = np.zeros(len(x), dtype=np.int64)
+        self.point_lambda = np.zeros(len(x))
+        self.point_node[points["child"]] = points["parent"] - n
+        self.point_lambda[points["child"]] = points["lambda_val"]
+        # Exemplars: the points of each selected cluster's leaves at the leaf's highest lambda.
+        leaves, owner = self.tree.leaves_under(self.clusters)
+        leaf_owner = np.full(self.tree.n_nodes, -1)
+        leaf_owner[leaves] = owner
+        at_peak = points["lambda_val"] == self.tree.max_lambda[points["parent"] - n]
+        exemplar_cluster = leaf_owner[points["parent"] - n]
+        keep = at_peak & (exemplar_cluster >= 0)
+        order = np.argsort(exemplar_cluster[keep], kind="stable")
+        self.exemplars = x[points["child"][keep][order]]
+        self.exemplar_sq = (self.exemplars**2).sum(axis=1)
+        counts = np.bincount(exemplar_cluster[keep], minlength=len(self.clusters))
+        if (counts == 0).any():
+            raise RuntimeError(f"{int((counts == 0).sum())} selected clusters have no exemplars")
+        self.exemplar_starts = np.r_[0, np.cumsum(counts)[:-1]]
+        # Every node's heights at once when the table is small (one lookup per point
+        # after that); otherwise each block's nodes, as they come.
+        fits = self.tree.n_nodes * self.n_clusters <= NODE_TABLE_ELEMENTS
+        self._node_heights = self.node_heights(np.arange(self.tree.n_nodes)) if fits else None
+
+    @property
+    def n_clusters(self):
+        return len(self.clusters)
+
+    def block_size(self):
+        return max(1, BLOCK_ELEMENTS // max(len(self.exemplars), self.n_clusters))
+
+    def exemplar_distances(self, rows):
+        """Distance from each point to its nearest exemplar of each cluster, rows x K."""
+        x = self.x[rows]
+        x_sq = (x**2).sum(axis=1)
+        # |x|^2 is the same along a row: add it after taking each cluster's minimum.
+        d2 = x @ self.exemplars.T
+        d2 *= -2
+        d2 += self.exemplar_sq
+        d2 = np.minimum.reduceat(d2, self.exemplar_starts, axis=1)
+        d2 += x_sq[:, None]
+        # |x|^2 + |e|^2 - 2 x.e cancels badly for near-equal points, and an exemplar's
+        # distance to itself must be exactly 0 (hdbscan treats 0 apart): recompute
+        # those few directly.
+        ends = np.r_[self.exemplar_starts[1:], len(self.exemplars)]
+        for i, c in zip(*np.nonzero(d2 < EXACT_BELOW * (x_sq[:, None] + self.exemplar_sq.max()))):
+            d2[i, c] = ((self.exemplars[self.exemplar_starts[c] : ends[c]] - x[i]) ** 2).sum(axis=1).min()
+        return np.sqrt(np.maximum(d2, 0))
+
+    def node_heights(self, nodes):
+        """nodes x K: the lambda of the split that separates each tree node from each
+        cluster, or NaN where one contains the other."""
+        node = nodes[:, None]
+        lca = self.tree.lowest_common_ancestor(node, self.clusters[None, :])
+        related = (lca == node) | (lca == self.clusters[None, :])
+        return np.where(related, np.nan, self.tree.split_lambda[lca])
+
+    def merge_heights(self, rows):
+        """hdbscan's merge_height: lambda of the split that separates the point's tree
+        node from each cluster, or the point's own lambda where one contains the other."""
+        nodes, inverse = np.unique(self.point_node[rows], return_inverse=True)
+        if self._node_heights is not None:
+            heights = self._node_heights[nodes[inverse]]
+        else:
+            heights = self.node_heights(nodes)[inverse]
+        return np.where(np.isnan(heights), self.point_lambda[rows][:, None], heights)
+
+    def block(self, rows):
+        """(memberships rows x K, probability of being in any cluster per row)."""
+        k = self.n_clusters
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            d = self.exemplar_distances(rows)
+            r = np.where(d != 0, 1.0 / d, np.finfo(np.float64).max / k)
+            r /= r.sum(axis=1, keepdims=True)
+            heights = self.merge_heights(rows)
+            max_lambda = self.tree.max_lambda[self.point_node[rows]] + 1e-8
+            o = np.exp(np.exp(-(max_lambda[:, None] / heights)))
+            o /= o.sum(axis=1, keepdims=True)
+            m = r * o
+            m /= m.sum(axis=1, keepdims=True)
+            top = heights.argmax(axis=1)
+            peak_lambda = np.maximum(self.tree.max_lambda[self.clusters[top]], self.point_lambda[rows])
+            in_any = heights[np.arange(len(rows)), top] / peak_lambda
+        return m * in_any[:, None], in_any
+
+    def blocks(self, log=None):
+        """(rows, memberships, in_any) for consecutive blocks of all points."""
+        n, size = len(self.x), self.block_size()
+        progress = Progress(log, n, "soft memberships") if log else None
+        for start in range(0, n, size):
+            rows = np.arange(start, min(start + size, n))
+            m, in_any = self.block(rows)
+            yield rows, m, in_any
+            if progress:
+                progress.update(rows[-1] + 1)
+
+
+def selected_clusters(condensed_tree, labels):
+    """The condensed-tree numbers of the clusters behind labels 0..K-1, found as
+    hdbscan's CondensedTree._select_clusters finds them (which
+    all_points_membership_vectors uses): for each label, the lowest-numbered tree
+    node that one of its points falls out of."""
+    points = condensed_tree[condensed_tree["child_size"] == 1]
+    label = labels[points["child"]]
+    clustered = label >= 0
+    selected = np.full(int(labels.max()) + 1, np.iinfo(np.int64).max)
+    np.minimum.at(selected, label[clustered], points["parent"][clustered])
+    return selected
+
+
+def soft_blocks(x, clusters, log=None):
+    """(rows, memberships, in_any) blocks for a cluster stage result: HDBSCAN's from
+    its condensed tree, spectral clustering's neighbour vote from the stored matrix."""
+    labels = clusters["labels"]
+    if clusters.get("soft") is not None:  # spectral: rows sum to 1
+        soft = clusters["soft"]
+        size = max(1, BLOCK_ELEMENTS // max(1, soft.shape[1]))
+        for start in range(0, len(labels), size):
+            m = soft[start : start + size]
+            yield np.arange(start, start + len(m)), m, m.sum(axis=1)
+        return
+    if labels.max(initial=-1) < 0:
+        for start in range(0, len(labels), 65536):
+            n = min(65536, len(labels) - start)
+            yield np.arange(start, start + n), np.zeros((n, 0)), np.zeros(n)
+        return
+    tree = clusters["condensed_tree"]
+    yield from SoftMemberships(x, tree, selected_clusters(tree, labels)).blocks(log)
+
+
+# ---- the JSONs ----------------------------------------------------------------------
+
+
+def top_clusters(m, k):
+    """(cluster ids, memberships), each rows x min(k, K), largest first (ties: lower id)."""
+    k = min(k, m.shape[1])
+    if k == 0:
+        return np.zeros((len(m), 0), dtype=np.int64), np.zeros((len(m), 0))
+    part = np.argpartition(-m, k - 1, axis=1)[:, :k] if k < m.shape[1] else np.tile(np.arange(m.shape[1]), (len(m), 1))
+    values = np.take_along_axis(m, part, axis=1)
+    order = np.lexsort((part, -values), axis=1)
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(values, order, axis=1)
+
+
+def soft_format(setting, n_clusters):
+    """('dense', None) or ('top', k) for the soft_top_k setting and a result's K."""
+    if setting == "all" or (setting == "auto" and n_clusters <= DENSE_MAX_CLUSTERS):
+        return "dense", None
+    return "top", TOP_K if setting == "auto" else int(setting)
+
+
+def soft_entries(ids, paths, blocks, form, k):
+    """One soft JSON entry per file, generated block by block."""
+    for rows, m, in_any in blocks:
+        m = np.round(m, DECIMALS)
+        if form == "dense":
+            for i, row in zip(rows, m.tolist()):
+                yield {"id": ids[i], "path": paths[i], "probabilities": row}
+            continue
+        top, values = top_clusters(m, k)
+        for i, c, v, p in zip(rows, top.tolist(), values.tolist(), np.round(in_any, DECIMALS).tolist()):
+            yield {"id": ids[i], "path": paths[i], "top_clusters": c, "top_probabilities": v, "in_any_cluster": p}
 
 
 def hard_entries(ids, paths, labels, probabilities, outlier_scores):
-    return [
-        {
-            "id": i,
-            "path": p,
-            "cluster": int(c),
-            "probability": round(float(q), DECIMALS),
-            "outlier_score": round(float(o), DECIMALS),
-        }
-        for i, p, c, q, o in zip(ids, paths, labels, probabilities, outlier_scores)
-    ]
-
-
-def soft_entries(ids, paths, soft):
-    return [
-        {"id": i, "path": p, "probabilities": [round(float(v), DECIMALS) for v in row]}
-        for i, p, row in zip(ids, paths, soft)
-    ]
+    for i, p, c, q, o in zip(ids, paths, labels.tolist(), np.round(probabilities, DECIMALS).tolist(), np.round(outlier_scores, DECIMALS).tolist()):
+        yield {"id": i, "path": p, "cluster": c, "probability": q, "outlier_score": o}
 
 
 def write_json_array(entries, path):
-    """A JSON array with one entry per line: valid JSON that also diffs and greps well."""
+    """A JSON array with one entry per line (valid JSON that also diffs and greps
+    well), written as the entries come, so memory does not grow with the file."""
     with open(path, "w") as f:
-        f.write("[\n" + ",\n".join(json.dumps(e) for e in entries) + "\n]\n" if entries else "[]\n")
+        first = True
+        for entry in entries:
+            f.write(("[\n" if first else ",\n") + json.dumps(entry))
+            first = False
+        f.write("[]\n" if first else "\n]\n")
 
 
 def main(snakemake, log):
+    from neighbours import prepare
+
     ids, paths = read_ids(snakemake.input.ids)
-    clusters = np.load(snakemake.input.clusters)
-    if len(ids) != len(clusters["labels"]):
-        raise RuntimeError(f"{len(ids)} ids but {len(clusters['labels'])} labels")
-    hard = hard_entries(ids, paths, clusters["labels"], clusters["probabilities"], clusters["outlier_scores"])
-    write_json_array(hard, snakemake.output.hard)
-    write_json_array(soft_entries(ids, paths, clusters["soft"]), snakemake.output.soft)
+    clusters = dict(np.load(snakemake.input.clusters))
+    labels = clusters["labels"]
+    if len(ids) != len(labels):
+        raise RuntimeError(f"{len(ids)} ids but {len(labels)} labels")
+    write_json_array(hard_entries(ids, paths, labels, clusters["probabilities"], clusters["outlier_scores"]), snakemake.output.hard)
+    n_clusters = int(labels.max(initial=-1)) + 1
+    form, k = soft_format(snakemake.params.soft_top_k, n_clusters)
+    log.info(f"{len(ids)} files, {n_clusters} clusters: soft memberships " + ("of every cluster" if form == "dense" else f"of each file's top {k} clusters"))
+    x = prepare(np.load(snakemake.input.matrix, mmap_mode="r"), snakemake.params.metric) if clusters.get("soft") is None else None
+    write_json_array(soft_entries(ids, paths, soft_blocks(x, clusters, log), form, k), snakemake.output.soft)
     log.info(f"wrote {len(ids)} entries")
 
 

@@ -28,7 +28,7 @@ def internal_scores(matrix, labels, metric, seed):
     from sklearn import metrics as skm
 
     clustered = np.flatnonzero(labels >= 0)
-    scores = {"silhouette": None, "calinski_harabasz": None, "davies_bouldin": None, "dbcv": None, "sample_size": None}
+    scores = {"silhouette": None, "calinski_harabasz": None, "davies_bouldin": None, "dbcv": None, "sample_size": None, "dbcv_sample_size": None}
     if len(np.unique(labels[clustered])) < 2 or len(clustered) < 3:
         return scores  # every score needs at least two clusters
     if len(clustered) > SAMPLE:
@@ -42,8 +42,15 @@ def internal_scores(matrix, labels, metric, seed):
     scores["silhouette"] = _round(skm.silhouette_score(raw, y, metric=metric))
     scores["calinski_harabasz"] = _round(skm.calinski_harabasz_score(space, y))
     scores["davies_bouldin"] = _round(skm.davies_bouldin_score(space, y))
-    with np.errstate(all="ignore"):
-        scores["dbcv"] = _round(validity_index(space, y))
+    # DBCV needs two points of a cluster to measure its density: with thousands of
+    # small clusters a sample holds single points of many, which it leaves out.
+    sizes = np.bincount(y)
+    dense = sizes[y] >= 2
+    if len(np.unique(y[dense])) >= 2:
+        if not dense.all():
+            scores["dbcv_sample_size"] = int(dense.sum())
+        with np.errstate(all="ignore"):
+            scores["dbcv"] = _round(validity_index(space[dense], y[dense]))
     return scores
 
 

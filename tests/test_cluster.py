@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 from _stage import InputError
 from cluster import cluster, hdbscan_clusters, neighbour_memberships, prepare
+from export import soft_blocks
 from sklearn.metrics import adjusted_rand_score
+
+
+def soft_of(x, result, metric="euclidean"):
+    """The soft memberships the export stage writes for a result, as one matrix."""
+    return np.vstack([m for _, m, _ in soft_blocks(prepare(x, metric), result._asdict())])
 
 
 def blobs(n=40, centres=3, width=8, seed=0, spread=1.0):
@@ -19,7 +25,7 @@ def hdbscan_params(metric="euclidean", mcs=5, ms=5):
 def test_hdbscan_finds_the_blobs_with_real_soft_memberships():
     x, truth = blobs(spread=3.0)
     result = cluster(x, hdbscan_params())
-    labels, probabilities, soft = result.labels, result.probabilities, result.soft
+    labels, probabilities, soft = result.labels, result.probabilities, soft_of(x, result)
     assert adjusted_rand_score(truth, labels) > 0.9
     assert soft.shape == (len(x), labels.max() + 1)
     # hdbscan's rows sum to the chance of being in any cluster at all.
@@ -73,13 +79,14 @@ def test_agrees_with_the_hdbscan_library():
     library = hdbscan.HDBSCAN(min_cluster_size=10, min_samples=10, approx_min_span_tree=False, prediction_data=True).fit(x)
     assert adjusted_rand_score(library.labels_, ours.labels) >= 0.98
     n_clusters = library.labels_.max() + 1
-    assert ours.soft.shape[1] == n_clusters >= 6
+    ours_soft = soft_of(x, ours)
+    assert ours_soft.shape[1] == n_clusters >= 6
     # Cluster numbers may be permuted: match each of ours to the library's it overlaps most.
     same = [np.bincount(library.labels_[ours.labels == c] + 1, minlength=n_clusters + 1)[1:].argmax() for c in range(n_clusters)]
     assert sorted(same) == list(range(n_clusters))
     library_soft = hdbscan.all_points_membership_vectors(library)[:, same]
     # Same tree, same code after it: equal up to rounding.
-    np.testing.assert_allclose(ours.soft, library_soft, atol=1e-6)
+    np.testing.assert_allclose(ours_soft, library_soft, atol=1e-6)
     np.testing.assert_allclose(ours.probabilities, library.probabilities_, atol=1e-6)
     np.testing.assert_allclose(ours.outlier_scores, library.outlier_scores_, atol=1e-6)
 
@@ -90,7 +97,8 @@ def test_cosine_is_euclidean_on_unit_vectors_with_real_memberships():
     # Directions carry the clusters; lengths vary wildly and must not matter.
     x, truth = blobs(spread=2.0, seed=1)
     x = x * np.random.default_rng(2).uniform(0.1, 10, size=(len(x), 1)).astype(np.float32)
-    labels, _, soft, _, _ = cluster(x, hdbscan_params("cosine"))
+    result = cluster(x, hdbscan_params("cosine"))
+    labels, soft = result.labels, soft_of(x, result, "cosine")
     assert adjusted_rand_score(truth, labels) > 0.9
     # The seed's generic cosine path: same clusters, but no soft memberships there.
     generic = hdbscan.HDBSCAN(min_cluster_size=5, min_samples=5, metric="cosine", algorithm="generic")
@@ -108,7 +116,8 @@ def test_cosine_refuses_zero_vectors():
 
 def test_only_noise_gives_empty_memberships():
     x = np.random.default_rng(0).normal(size=(10, 4))
-    labels, probabilities, soft, _, _ = hdbscan_clusters(x, min_cluster_size=6, min_samples=6)
+    result = hdbscan_clusters(x, min_cluster_size=6, min_samples=6)
+    labels, probabilities, soft = result.labels, result.probabilities, soft_of(x, result)
     assert (labels == -1).all() and (probabilities == 0).all()
     assert soft.shape == (10, 0)
 
@@ -122,7 +131,7 @@ def test_too_few_files():
 
 def test_spectral_partitions_with_neighbour_memberships():
     x, truth = blobs(spread=2.0)
-    labels, probabilities, soft, outlier_scores, tree = cluster(
+    labels, probabilities, outlier_scores, tree, soft = cluster(
         x, {"algorithm": "spectral", "n_clusters": 3, "metric": "euclidean", "seed": 0}
     )
     assert adjusted_rand_score(truth, labels) > 0.95

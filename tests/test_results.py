@@ -47,6 +47,20 @@ def test_internal_scores_sample_large_inputs(monkeypatch):
     assert scores == internal_scores(x, truth, "cosine", 0)  # seeded: the same sample
 
 
+def test_dbcv_leaves_out_clusters_with_one_sampled_point(monkeypatch):
+    """Thousands of small clusters: a sample holds single points of many, which DBCV
+    cannot score; it scores the rest instead of failing."""
+    import metrics
+
+    monkeypatch.setattr(metrics, "SAMPLE", 60)
+    rng = np.random.default_rng(0)
+    truth = np.arange(300) % 100  # 100 clusters of 3
+    x = rng.normal(0, 10, size=(100, 4))[truth] + rng.normal(0, 0.1, size=(300, 4))
+    scores = internal_scores(x, truth, "euclidean", 0)
+    assert scores["sample_size"] == 60 and 2 <= scores["dbcv_sample_size"] < 60
+    assert scores["dbcv"] > 0.5
+
+
 def test_exemplars_prefer_strong_members_near_the_centre():
     space = np.array([[0.0], [1.0], [5.0], [2.0], [100.0]])
     labels = np.array([0, 0, 0, 0, -1])

@@ -102,6 +102,17 @@ def test_cache_reruns_only_the_stages_below_a_change(workflow, blobs):
     # min_samples=null means min_cluster_size, so naming it explicitly is the same result.
     assert workflow.run(*base, "min_samples=5").jobs == {}
 
+    # The soft format is an export setting: only the JSONs are rewritten.
+    top = workflow.run(*base, "soft_top_k=2")
+    assert top.jobs == {"export": 1}
+    hard = read_json(workflow.root / DEFAULT_RESULT / "clusters_hard.json")
+    soft = read_json(workflow.root / DEFAULT_RESULT / "clusters_soft.json")
+    assert [e["id"] for e in soft] == [e["id"] for e in hard]
+    assert all(len(e["top_clusters"]) == 2 and e["top_probabilities"][0] >= e["top_probabilities"][1] for e in soft)
+    assert all(s["top_clusters"][0] == e["cluster"] for e, s in zip(hard, soft) if e["probability"] == 1)
+    assert workflow.run(*base, "soft_top_k=2").jobs == {}
+    assert workflow.run(*base).jobs == {"export": 1}
+
     reduced = workflow.run(*base, "reduce_dim=10")
     assert "pool" not in reduced.jobs and reduced.jobs["reduce"] == 1
 

@@ -2,15 +2,21 @@ rule export:
     input:
         clusters=CLUSTERS,
         ids=POOLED_IDS,
+        # HDBSCAN's soft memberships are distances to exemplars in the clustered space.
+        matrix=reduced_matrix,
     output:
         hard=HARD_JSON,
         soft=SOFT_JSON,
-    # Writes two small JSONs: runs where snakemake runs, never as a cluster job.
-    localrule: True
-    threads: 1
+    params:
+        metric=lambda wildcards: settings.parse_clusterer(wildcards.clusterer)["metric"],
+        # A param, not part of the path: changing it rewrites only the JSONs.
+        soft_top_k=config["soft_top_k"],
+    # Soft memberships are one BLAS product per block of files: two threads.
+    threads: 2
     resources:
-        mem_mb=lambda wc, input: 512 + 4 * int(input.size_mb),
-        runtime=10,
+        # float64 copy of the clustered matrix, plus blocks of about 32 MB.
+        mem_mb=lambda wc, input: 1024 + 3 * int(input.size_mb),
+        runtime=lambda wc, input: 10 + int(input.size_mb / 10),
     log:
         log_path("export", "pooling", "reducer", "clusterer"),
     conda:

@@ -1,0 +1,95 @@
+"""The export stage: soft memberships against hdbscan's own, the top-k format, streaming."""
+
+import json
+
+import export
+import numpy as np
+import pytest
+from export import SoftMemberships, selected_clusters, soft_entries, soft_format, top_clusters, write_json_array
+
+
+def clusters_of_many_sizes(n, centres, width, seed):
+    """Blobs of unequal spread and size plus 5% uniform noise: a deep condensed tree."""
+    rng = np.random.default_rng(seed)
+    means = rng.uniform(-20, 20, size=(centres, width))
+    truth = rng.choice(centres, n, p=(w := 1 / np.arange(1, centres + 1)) / w.sum())
+    x = means[truth] + rng.normal(0, 1, size=(n, width)) * rng.uniform(0.3, 2.5, centres)[truth][:, None]
+    noise = rng.random(n) < 0.05
+    x[noise] = rng.uniform(-25, 25, size=(noise.sum(), width))
+    return x
+
+
+@pytest.mark.parametrize("n, centres, width", [(1500, 6, 10), (3000, 120, 6)])
+def test_soft_memberships_equal_hdbscans(n, centres, width):
+    """On the tree hdbscan built itself, the same numbers as its
+    all_points_membership_vectors, to 1e-6, with exemplars that are exact duplicates
+    (distance 0, which hdbscan treats apart) included."""
+    import hdbscan
+
+    x = clusters_of_many_sizes(n, centres, width, seed=centres)
+    x[1] = x[0]  # an exact duplicate pair
+    library = hdbscan.HDBSCAN(min_cluster_size=5, approx_min_span_tree=False, prediction_data=True).fit(x)
+    n_clusters = library.labels_.max() + 1
+    assert n_clusters >= min(centres, 6) and (centres < 100 or n_clusters >= 50)
+    tree = library.condensed_tree_._raw_tree
+    ours = SoftMemberships(x, tree, selected_clusters(tree, library.labels_))
+    blocks = list(ours.blocks())
+    soft = np.vstack([m for _, m, _ in blocks])
+    np.testing.assert_allclose(soft, hdbscan.all_points_membership_vectors(library), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(np.concatenate([p for _, _, p in blocks]), soft.sum(axis=1), atol=1e-12)
+    np.testing.assert_array_equal(np.concatenate([r for r, _, _ in blocks]), np.arange(len(x)))
+
+
+def test_blocks_bound_memory(monkeypatch):
+    """Blocks hold about BLOCK_ELEMENTS numbers whatever the file count."""
+    import hdbscan
+
+    x = clusters_of_many_sizes(1200, 40, 5, seed=1)
+    library = hdbscan.HDBSCAN(min_cluster_size=5).fit(x)
+    tree = library.condensed_tree_._raw_tree
+    monkeypatch.setattr(export, "BLOCK_ELEMENTS", 5000)
+    ours = SoftMemberships(x, tree, selected_clusters(tree, library.labels_))
+    sizes = [len(rows) for rows, _, _ in ours.blocks()]
+    assert len(sizes) > 5 and max(sizes) * max(len(ours.exemplars), ours.n_clusters) <= 5000
+
+
+def test_merge_heights_on_a_hand_made_tree():
+    """Root 10 splits at lambda 1 into 11 and 12; 12 splits at lambda 2 into 13 and 14.
+    A point in 13 merges with 14 at 2, with 11 at 1, and sits inside 13 itself."""
+    rows = [(10, 11, 1.0, 5), (10, 12, 1.0, 5), (12, 13, 2.0, 3), (12, 14, 2.0, 2)]
+    rows += [(11, p, 1.5, 1) for p in range(5)] + [(13, p, 3.0, 1) for p in (5, 6, 7)] + [(14, p, 4.0, 1) for p in (8, 9)]
+    tree = np.array(rows, dtype=[("parent", np.intp), ("child", np.intp), ("lambda_val", float), ("child_size", np.intp)])
+    soft = SoftMemberships(np.arange(10.0)[:, None], tree, [11, 13, 14])
+    np.testing.assert_array_equal(soft.merge_heights(np.array([5, 0, 8])), [[1.0, 3.0, 2.0], [1.5, 1.0, 1.0], [1.0, 2.0, 4.0]])
+    assert soft.tree.lowest_common_ancestor(np.array([3]), np.array([4])).tolist() == [2]
+
+
+def test_soft_format_choice():
+    assert soft_format("auto", export.DENSE_MAX_CLUSTERS) == ("dense", None)
+    assert soft_format("auto", export.DENSE_MAX_CLUSTERS + 1) == ("top", export.TOP_K)
+    assert soft_format("all", 5000) == ("dense", None)
+    assert soft_format(3, 2) == ("top", 3)
+
+
+def test_top_clusters_largest_first_ties_to_the_lower_id():
+    m = np.array([[0.1, 0.5, 0.2, 0.5], [0.0, 0.0, 0.3, 0.0]])
+    ids, values = top_clusters(m, 3)
+    assert ids.tolist() == [[1, 3, 2], [2, 0, 1]]
+    np.testing.assert_array_equal(values, [[0.5, 0.5, 0.2], [0.3, 0.0, 0.0]])
+    assert top_clusters(m, 10)[0].shape == (2, 4)
+
+
+def test_entries_in_both_formats_stream_to_valid_json(tmp_path):
+    ids, paths = ["a", "b", "c"], ["d/a.npy", "d/b.npy", "d/c.npy"]
+    m = np.array([[0.7, 0.2, 0.05], [0.1, 0.1, 0.1], [0.0, 0.4, 0.5]])
+    blocks = lambda: iter([(np.array([0, 1]), m[:2], m[:2].sum(1)), (np.array([2]), m[2:], m[2:].sum(1))])  # noqa: E731
+    write_json_array(soft_entries(ids, paths, blocks(), "dense", None), tmp_path / "dense.json")
+    dense = json.loads((tmp_path / "dense.json").read_text())
+    assert dense[2] == {"id": "c", "path": "d/c.npy", "probabilities": [0.0, 0.4, 0.5]}
+    write_json_array(soft_entries(ids, paths, blocks(), "top", 2), tmp_path / "top.json")
+    top = json.loads((tmp_path / "top.json").read_text())
+    assert top[0] == {"id": "a", "path": "d/a.npy", "top_clusters": [0, 1], "top_probabilities": [0.7, 0.2], "in_any_cluster": 0.95}
+    assert [e["top_clusters"] for e in top] == [[0, 1], [0, 1], [2, 1]]
+    assert len((tmp_path / "top.json").read_text().splitlines()) == 5  # one entry a line
+    write_json_array(iter([]), tmp_path / "empty.json")
+    assert json.loads((tmp_path / "empty.json").read_text()) == []
