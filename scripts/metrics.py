@@ -87,8 +87,11 @@ def exemplars(space, labels, probabilities, k=EXEMPLARS):
     """Per cluster, the indices of its k most representative members: highest
     membership first, ties broken by closeness to the cluster's mean."""
     out = []
-    for c in range(int(labels.max()) + 1):
-        members = np.flatnonzero(labels == c)
+    # Members of every cluster from one sort: a scan per cluster would cost files x clusters.
+    by_cluster = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[by_cluster], np.arange(int(labels.max(initial=-1)) + 2))
+    for c in range(len(bounds) - 1):
+        members = by_cluster[bounds[c] : bounds[c + 1]]
         distance = np.linalg.norm(space[members] - space[members].mean(0), axis=1)
         order = np.lexsort((distance, -probabilities[members]))
         out.append(members[order[:k]])
