@@ -89,7 +89,9 @@ def read_labels(path):
     """(label column names, {id: {column: value}}) from a labels CSV with an `id` column."""
     import csv
 
-    with open(path, newline="") as f:
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark (settings.check_labels
+    # has refused anything else these would misread before any job ran).
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         columns = [c for c in reader.fieldnames if c != "id"]
         return columns, {row["id"]: {c: row[c] for c in columns} for row in reader}
