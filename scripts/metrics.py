@@ -42,8 +42,11 @@ def internal_scores(matrix, labels, metric, seed):
     scores["silhouette"] = _round(skm.silhouette_score(raw, y, metric=metric))
     scores["calinski_harabasz"] = _round(skm.calinski_harabasz_score(space, y))
     scores["davies_bouldin"] = _round(skm.davies_bouldin_score(space, y))
-    with np.errstate(all="ignore"):
-        scores["dbcv"] = _round(validity_index(space, y))
+    # DBCV is undefined for a cluster of one file (spectral clustering can make one, and
+    # so can the sample): hdbscan's validity_index fails on it.
+    if np.bincount(y).min(initial=2) >= 2:  # y holds no -1: noise is left out above
+        with np.errstate(all="ignore"):
+            scores["dbcv"] = _round(validity_index(space, y))
     return scores
 
 
