@@ -14,7 +14,8 @@ class InputError(ValueError):
 
 
 class Log:
-    """Writes to the job's log file; `say` also reaches the terminal."""
+    """Writes to the job's log file; `say` also reaches the terminal. A log that cannot
+    be written (a full disk) is given up, so that the terminal line still comes."""
 
     def __init__(self, stream=None, stage="embclust"):
         self.stream = stream
@@ -22,11 +23,26 @@ class Log:
 
     def info(self, msg):
         if self.stream is not None:
-            print(msg, file=self.stream, flush=True)
+            try:
+                print(msg, file=self.stream, flush=True)
+            except OSError:
+                self.give_up()
+
+    def give_up(self):
+        """Stop writing to the log, and route stderr back to the terminal."""
+        stream, self.stream = self.stream, None
+        if stream is None:
+            return
+        if sys.stderr is stream:
+            sys.stderr = sys.__stderr__
+        try:
+            stream.close()
+        except OSError:  # the unwritten rest of a full disk's log
+            pass
 
     def say(self, msg):
-        self.info(msg)
         print(f"embclust {self.stage}: {msg}", file=sys.__stderr__, flush=True)
+        self.info(msg)
 
 
 class Progress:
@@ -71,7 +87,9 @@ def read_labels(path):
     """(label column names, {id: {column: value}}) from a labels CSV with an `id` column."""
     import csv
 
-    with open(path, newline="") as f:
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark (settings.check_labels
+    # has refused anything else these would misread before any job ran).
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         columns = [c for c in reader.fieldnames if c != "id"]
         return columns, {row["id"]: {c: row[c] for c in columns} for row in reader}
@@ -89,17 +107,31 @@ def read_json_files(paths):
 
 def run(snakemake, main):
     """Run main(snakemake, log) with stderr in the job log: an InputError becomes one
-    line on the terminal, any other failure one line there plus its traceback in the log."""
-    # Left open for the life of the job, so that late warnings and tracebacks reach it.
-    stream = open(snakemake.log[0], "w", buffering=1)
-    sys.stderr = stream  # library warnings go to the log, not the terminal
+    line on the terminal, any other failure one line there plus its traceback in the log.
+    The line comes even when the log cannot be written (a full disk)."""
+    try:
+        # Left open for the life of the job, so that late warnings and tracebacks reach it.
+        stream = open(snakemake.log[0], "w", buffering=1)
+        sys.stderr = stream  # library warnings go to the log, not the terminal
+    except OSError:  # no room even for the log
+        stream = None
     log = Log(stream, snakemake.rule)
     try:
         main(snakemake, log)
     except InputError as e:
         log.say(f"error: {e}")
+        log.give_up()
         sys.exit(1)
     except Exception as e:
-        traceback.print_exc(file=stream)
-        log.say(f"failed: {type(e).__name__}: {e} (traceback in {snakemake.log[0]})")
+        where = f"traceback in {snakemake.log[0]}"
+        try:
+            if log.stream is None:
+                raise OSError  # not print_exc(file=None): that is the terminal
+            traceback.print_exc(file=log.stream)
+            log.stream.flush()
+        except OSError:  # a full disk
+            where = "no traceback: its log could not be written"
+        log.say(f"failed: {type(e).__name__}: {e} ({where})")
+        # Closed here: a failed flush at exit would print 'lost sys.stderr' and exit 120.
+        log.give_up()
         sys.exit(1)

@@ -173,13 +173,15 @@ def affinity_graph(x):
 
 def eigengap_k(affinity, max_k=EIGENGAP_MAX_K):
     """(k, eigenvalues): k is where the gap between consecutive smallest eigenvalues of
-    the normalised graph Laplacian is largest, searched over 2..max_k."""
+    the normalised graph Laplacian is largest, searched over 2..min(max_k, n - 1)."""
     from scipy.sparse.csgraph import laplacian
     from scipy.sparse.linalg import eigsh
 
     n = affinity.shape[0]
+    if n < 3:
+        raise InputError(f"{n} files are too few for n_clusters=auto, which needs at least 3")
     lap = laplacian(affinity, normed=True)
-    m = min(max_k + 1, n - 1)
+    m = min(max_k + 1, n)  # eigenvalues 0..k for k up to n - 1 clusters
     if n <= 500:
         values = np.linalg.eigvalsh(lap.toarray())[:m]
     else:

@@ -42,8 +42,9 @@ def internal_scores(matrix, labels, metric, seed):
     scores["silhouette"] = _round(skm.silhouette_score(raw, y, metric=metric))
     scores["calinski_harabasz"] = _round(skm.calinski_harabasz_score(space, y))
     scores["davies_bouldin"] = _round(skm.davies_bouldin_score(space, y))
-    # DBCV needs two points of a cluster to measure its density: with thousands of
-    # small clusters a sample holds single points of many, which it leaves out.
+    # DBCV needs two points of a cluster to measure its density (hdbscan's
+    # validity_index fails on one): clusters with a single file, in the data or in
+    # the sample (common with thousands of small clusters), are left out.
     sizes = np.bincount(y)
     dense = sizes[y] >= 2
     if len(np.unique(y[dense])) >= 2:

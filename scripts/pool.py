@@ -5,6 +5,8 @@ Every file is checked from its header first (cheap), so a bad directory fails
 with one line naming the bad files before any pooling work is done.
 """
 
+import functools
+import io
 import json
 import math
 import os
@@ -15,6 +17,11 @@ import numpy as np
 from _stage import InputError, Progress, write_ids, write_npy_header
 
 METHODS = ("mean", "max", "meanstd", "flatten")
+# The largest pooled value accepted. PCA's covariance and the neighbour distances are
+# float32 sums of squared differences, at most max(files, columns) x (2 x LARGEST)^2:
+# that stays below float32's largest (3.4e38) up to 85 million files or columns.
+# float16 files (|x| <= 65504) never come near it and are not checked.
+LARGEST = 1e15
 # Files read ahead in parallel by each pool job (twice as many are in memory).
 READERS = 8
 
@@ -24,56 +31,87 @@ def _names(paths, limit=3):
     return shown + (f" (+{len(paths) - limit} more)" if len(paths) > limit else "")
 
 
-def read_header(path):
-    """(frames, width, dtype) of a .npy file, without reading its data.
+# Readers of the header's length and dict, by format version. Version 3.0 differs from
+# 2.0 only in allowing UTF-8 in the dict, which a float array's header never needs.
+_HEADER_READERS = {
+    (1, 0): (2, np.lib.format.read_array_header_1_0),
+    (2, 0): (4, np.lib.format.read_array_header_2_0),
+    (3, 0): (4, np.lib.format.read_array_header_2_0),
+}
 
-    Raises InputError naming the file for anything pooling cannot use.
-    """
-    name = os.path.basename(path)
+
+@functools.lru_cache(maxsize=4096)
+def _parse_header(version, raw):
+    """(shape, fortran_order, dtype) from a header's bytes. Parsing the dict costs more
+    than reading the file's first bytes, and files of one shape share a header
+    (all Whisper outputs do), so each distinct header is parsed once."""
+    return _HEADER_READERS[version][1](io.BytesIO(raw))
+
+
+def header_problem(path):
+    """(frames, width, dtype) of a .npy file, without reading its data, or a string
+    saying why pooling cannot use it."""
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-            shape, _, dtype = read.get(version, lambda f: np.lib.format._read_array_header(f, version))(f)
+            if version not in _HEADER_READERS:
+                return f"not a readable .npy file (format version {version})"
+            raw = f.read(_HEADER_READERS[version][0])
+            raw += f.read(int.from_bytes(raw, "little"))
+            shape, _, dtype = _parse_header(version, raw)
             offset = f.tell()
     except Exception as e:  # numpy raises several types for a damaged header
-        raise InputError(f"{name}: not a readable .npy file ({e})") from None
+        return f"not a readable .npy file ({e})"
     if dtype.hasobject:
-        raise InputError(f"{name}: holds Python objects (a pickled array); only float arrays are accepted")
-    if dtype not in (np.float16, np.float32, np.float64):
-        raise InputError(f"{name}: dtype {dtype} is not float16, float32 or float64")
+        return "holds Python objects (a pickled array); only float arrays are accepted"
+    # Either byte order: big-endian files are converted when read (load_frames).
+    if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
+        return f"dtype {dtype} is not float16, float32 or float64"
     if len(shape) == 3 and shape[0] == 1:
         shape = shape[1:]
     if len(shape) == 1:
         shape = (1,) + shape
     if len(shape) != 2:
-        raise InputError(f"{name}: shape {shape} is not (D,), (T, D) or (1, T, D)")
+        return f"shape {shape} is not (D,), (T, D) or (1, T, D)"
     frames, width = shape
     if frames == 0:
-        raise InputError(f"{name}: has 0 frames")
+        return "has 0 frames"
     if width == 0:
-        raise InputError(f"{name}: has width 0")
+        return "has width 0"
     need = offset + frames * width * dtype.itemsize
     have = os.path.getsize(path)
     if have < need:
-        raise InputError(f"{name}: truncated ({have} of {need} bytes)")
+        return f"truncated ({have} of {need} bytes)"
     return frames, width, dtype
 
 
+def read_header(path):
+    """(frames, width, dtype) of a .npy file; InputError naming the file for anything
+    pooling cannot use."""
+    found = header_problem(path)
+    if isinstance(found, str):
+        raise InputError(f"{os.path.basename(path)}: {found}")
+    return found
+
+
 def check_files(paths):
-    """Headers of all files: returns (width, longest frame count) or raises one InputError."""
-    bad, by_width, longest = [], {}, 0
+    """Headers of all files: returns (width, longest frame count) or raises one InputError
+    naming every problem once, with a few of the files that have it."""
+    bad, by_width, longest = {}, {}, 0
     for path in paths:
-        try:
-            frames, width, _ = read_header(path)
-        except InputError as e:
-            bad.append(str(e))
+        found = header_problem(path)
+        if isinstance(found, str):
+            bad.setdefault(found, []).append(path)
             continue
+        frames, width, _ = found
         by_width.setdefault(width, []).append(path)
         longest = max(longest, frames)
     if bad:
-        more = f" (+{len(bad) - 3} more bad files)" if len(bad) > 3 else ""
-        raise InputError("; ".join(bad[:3]) + more)
+        problems = sorted(bad.items(), key=lambda kv: -len(kv[1]))
+        shown = "; ".join(f"{_names(ps)}: {problem}" for problem, ps in problems[:3])
+        hidden = sum(len(ps) for _, ps in problems[3:])
+        more = f" (+{hidden} more bad files)" if hidden else ""
+        raise InputError(shown + more)
     if len(by_width) > 1:
         raise widths_differ(by_width)
     return next(iter(by_width)), longest
@@ -115,15 +153,21 @@ def float16_column_sums(frames):
 
 
 def pool_array(frames_by_width, method, frames=None):
-    """One float32 vector from a (T, D) array; None if it holds NaN or Inf."""
+    """One float32 vector from a (T, D) array; None if it holds NaN or Inf. Finite
+    float64 values beyond float32's range (3.4e38) give Inf in the vector."""
     a = frames_by_width
     if method == "mean":
         if a.dtype == np.float16:
             total, finite = float16_column_sums(a)
             return total / a.shape[0] if finite else None
-        # The sum is non-finite exactly when some value is: one pass, no extra check.
+        # The float32 sum is non-finite when some value is, or when finite values near
+        # float32's largest (3.4e38) overflow it: one pass, and a float64 sum only then.
         total = a.sum(axis=0, dtype=np.float32)
-        return total / a.shape[0] if np.isfinite(total).all() else None
+        if np.isfinite(total).all():
+            return total / a.shape[0]
+        if not np.isfinite(a).all():
+            return None
+        return (a.sum(axis=0, dtype=np.float64) / a.shape[0]).astype(np.float32)
     if not np.isfinite(a).all():
         return None
     if method == "max":
@@ -140,6 +184,8 @@ def pool_array(frames_by_width, method, frames=None):
 
 def load_frames(path):
     a = np.load(path, allow_pickle=False)
+    if not a.dtype.isnative:  # big-endian floats: swapped in place, no copy
+        a = a.byteswap(inplace=True).view(a.dtype.newbyteorder("="))
     return a.reshape(-1, a.shape[-1])
 
 
@@ -182,23 +228,33 @@ def pool_files(paths, method, frames, matrix_path, log, keep_frames=None):
     # Written front to back, row by row: flatten never holds N x T*D in memory,
     # and no memory map makes the written pages count as this job's memory.
     progress = Progress(log, len(paths), "files pooled")
-    nonfinite, nbytes = [], 0
+    nonfinite, too_large, nbytes = [], [], 0
     keep_frames = keep_frames or [None] * len(paths)
     zeros = np.zeros(dim, dtype=np.float32)
     with open(matrix_path, "wb") as out:
         write_npy_header(out, (len(paths), dim))
         for i, (path, frames_of_file) in enumerate(zip(paths, read_ahead(paths))):
             a = frames_of_file[: keep_frames[i]]
-            vector = pool_array(a, method, frames)
+            with np.errstate(over="ignore"):  # float64 beyond float32's range: caught below
+                vector = pool_array(a, method, frames)
             if vector is None:
                 nonfinite.append(path)
+                vector = zeros
+            elif a.dtype != np.float16 and not np.abs(vector).max() <= LARGEST:  # Inf: float64 beyond float32
+                too_large.append(path)
                 vector = zeros
             out.write(vector.tobytes())
             nbytes += a.nbytes
             progress.update(i + 1, nbytes)
-    if nonfinite:
+    if nonfinite or too_large:
         os.remove(matrix_path)  # no partial output
-        raise InputError(f"NaN or Inf values in {len(nonfinite)} files: {_names(nonfinite)}")
+        problems = [f"NaN or Inf values in {len(nonfinite)} files: {_names(nonfinite)}"] if nonfinite else []
+        if too_large:
+            problems.append(
+                f"pooled values beyond {LARGEST:.0e} in magnitude, too large for the float32 sums of squares "
+                f"after pooling (PCA, distances), in {len(too_large)} files: {_names(too_large)}"
+            )
+        raise InputError("; ".join(problems))
     return {"width": int(width), "frames": int(frames), "dim": int(dim)}
 
 

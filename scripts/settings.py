@@ -4,8 +4,10 @@ A result's path names exactly the settings that made it, so this module is the
 single place that turns settings into path components (slugs) and back.
 """
 
+import collections
 import csv
 import difflib
+import io
 import itertools
 import os
 import re
@@ -59,7 +61,9 @@ def coerce(config, schema):
 
 def describe(prop):
     """What a schema property allows, in words."""
-    if "anyOf" in prop:
+    if "allowed" in prop:
+        text = prop["allowed"] + (" or null" if "null" in prop.get("type", []) else "")
+    elif "anyOf" in prop:
         text = " or ".join(describe(option) for option in prop["anyOf"])
     elif "const" in prop:
         text = repr(prop["const"])
@@ -69,7 +73,9 @@ def describe(prop):
         types = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
         main = [t for t in types if t != "null"][0]
         text = {"integer": "an integer", "string": "a string", "boolean": "true or false"}[main]
-        if "minimum" in prop:
+        if "minimum" in prop and "maximum" in prop:
+            text += f" from {prop['minimum']} to {prop['maximum']}"
+        elif "minimum" in prop:
             text += f" >= {prop['minimum']}"
         if "pattern" in prop:
             text += f" matching {prop['pattern']}"
@@ -94,7 +100,7 @@ def validate(config, schema):
         if isinstance(value, list) and not values:
             raise ConfigError(f"config key '{key}' is an empty list; allowed: {describe(prop)}")
         for item in values:
-            check = {k: v for k, v in prop.items() if k not in ("sweep", "default", "description")}
+            check = {k: v for k, v in prop.items() if k not in ("sweep", "default", "description", "allowed")}
             try:
                 jsonschema.validate(item, check)
             except jsonschema.ValidationError:
@@ -104,7 +110,8 @@ def validate(config, schema):
     full = {key: prop.get("default") for key, prop in props.items()}
     full.update(config)
     if not full["dataset"]:
-        full["dataset"] = os.path.basename(os.path.normpath(full["embedding_dir"])) or "dataset"
+        # abspath, so that embedding_dir=. or .. names its folder, never . or .. itself.
+        full["dataset"] = os.path.basename(os.path.abspath(full["embedding_dir"])) or "dataset"
     return full
 
 
@@ -250,13 +257,50 @@ def list_embeddings(directory):
 
 
 def check_labels(path):
-    """Refuse a labels CSV without an `id` column and at least one label column."""
+    """Refuse a labels CSV that metrics and the map would misread: not UTF-8, no `id`
+    column or no label column, a column named twice, or an id on more than one row.
+    A UTF-8 byte order mark (Excel's "CSV UTF-8") is fine."""
     if not os.path.isfile(path):
         raise ConfigError(f"labels file '{path}' does not exist")
-    with open(path, newline="") as f:
-        header = next(csv.reader(f), [])
-    if "id" not in header or len(header) < 2:
-        raise ConfigError(f"labels file '{path}' needs an 'id' column and at least one label column; it has {header}")
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            f"labels file '{path}' is not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}); save it as UTF-8"
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, [])
+        twice = sorted(name for name, n in collections.Counter(header).items() if n > 1)
+        if twice:
+            raise ConfigError(f"labels file '{path}' names the column(s) {', '.join(map(repr, twice))} more than once")
+        if "id" not in header or len(header) < 2:
+            raise ConfigError(f"labels file '{path}' needs an 'id' column and at least one label column; it has {header}")
+        column = header.index("id")
+        rows_of = {}
+        for row in reader:
+            if row:  # csv.DictReader, which reads the labels, skips blank lines too
+                rows_of.setdefault(row[column] if column < len(row) else "", []).append(reader.line_num)
+    except csv.Error as e:
+        raise ConfigError(f"labels file '{path}' is not a readable CSV: {e} (line {reader.line_num})") from None
+    repeated = [(i, lines) for i, lines in rows_of.items() if len(lines) > 1]
+    if repeated:
+        shown = "; ".join(f"{i!r} on lines {', '.join(map(str, lines))}" for i, lines in repeated[:3])
+        more = f" (+{len(repeated) - 3} more)" if len(repeated) > 3 else ""
+        raise ConfigError(f"labels file '{path}' gives {len(repeated)} id(s) more than one row: {shown}{more}")
+
+
+def check_output_dir(output_dir, dataset):
+    """Refuse an output_dir (or its dataset folder) that is, or lies under, something
+    other than a directory."""
+    here = os.path.abspath(os.path.join(output_dir, dataset))
+    while not os.path.lexists(here):
+        here = os.path.dirname(here)
+    if not os.path.isdir(here):
+        raise ConfigError(f"output_dir '{output_dir}' cannot hold results: '{here}' exists and is not a directory")
 
 
 def list_audio(audio_dir, ids):
@@ -267,6 +311,7 @@ def list_audio(audio_dir, ids):
 
 
 def check_paths(config):
+    check_output_dir(config["output_dir"], config["dataset"])
     if config["labels"] is not None:
         check_labels(config["labels"])
     if config["audio_dir"] is not None and not os.path.isdir(config["audio_dir"]):
@@ -357,12 +402,38 @@ def figure_targets(root, s):
 
 def check_sizes(n_files, combos):
     """Refuse, before any job runs, settings that cannot work for n_files."""
+    where = f"only {n_files} .npy files in '{combos[0]['embedding_dir']}'"
     for s in combos:
-        if s["algorithm"] == "hdbscan" and n_files < s["min_cluster_size"]:
+        if s["algorithm"] == "hdbscan":
+            if n_files < s["min_cluster_size"]:
+                raise ConfigError(f"{where}, fewer than min_cluster_size={s['min_cluster_size']}")
+            # Each file's core distance is to its min_samples-th neighbour: more files are needed.
+            if s["min_samples"] is None and n_files <= s["min_cluster_size"]:
+                raise ConfigError(
+                    f"{where}, need more than min_cluster_size={s['min_cluster_size']} "
+                    "(min_samples, which defaults to it, counts neighbours besides the file itself)"
+                )
+            if s["min_samples"] is not None and n_files <= s["min_samples"]:
+                raise ConfigError(f"{where}, need more than min_samples={s['min_samples']}")
+        if s["algorithm"] == "spectral":
+            auto = s["n_clusters"] == "auto"
+            k = 2 if auto else s["n_clusters"]
+            if n_files <= k:
+                raise ConfigError(f"{where}, need more than n_clusters={k}" + (" (the least auto picks)" if auto else ""))
+        if s["reduce"] == "pca" and s["reduce_dim"] > n_files:
+            raise ConfigError(f"{where}: PCA gives at most {n_files} dims, fewer than reduce_dim={s['reduce_dim']}")
+        if s["reduce"] == "umap" and s["reduce_dim"] >= n_files - 1:
+            raise ConfigError(f"{where}: UMAP needs reduce_dim below {n_files - 1}, not {s['reduce_dim']}")
+
+
+def check_widths(width, longest, combos, pooled_width):
+    """Refuse a PCA reduce_dim wider than the pooled matrix, once the file headers have
+    given the embedding width and the longest file's frame count.
+    pooled_width(pooling, width, frames): the pool stage's own (scripts/pool.py)."""
+    for s in combos:
+        dim = pooled_width(s["pooling"], width, s["flatten_frames"] or longest)
+        if s["reduce"] == "pca" and s["reduce_dim"] > dim:
             raise ConfigError(
-                f"only {n_files} .npy files in '{s['embedding_dir']}', fewer than min_cluster_size={s['min_cluster_size']}"
-            )
-        if s["algorithm"] == "spectral" and s["n_clusters"] != "auto" and n_files <= s["n_clusters"]:
-            raise ConfigError(
-                f"only {n_files} .npy files in '{s['embedding_dir']}', need more than n_clusters={s['n_clusters']}"
+                f"reduce_dim={s['reduce_dim']} is more than PCA can give: pooling={s['pooling']} of files "
+                f"{width} wide makes {dim} columns"
             )

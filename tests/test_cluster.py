@@ -162,3 +162,14 @@ def test_eigengap_picks_the_number_of_blobs(n):
     assert k == 4 and values[0] == pytest.approx(0, abs=1e-6)
     labels = cluster(x, {"algorithm": "spectral", "n_clusters": "auto", "metric": "euclidean", "seed": 0}).labels
     assert adjusted_rand_score(truth, labels) == 1.0
+
+
+def test_auto_k_on_the_fewest_files_picks_the_only_k_there_is():
+    from cluster import affinity_graph, eigengap_k
+
+    x = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0]], dtype=np.float32)
+    assert eigengap_k(affinity_graph(x))[0] == 2
+    labels = cluster(x, {"algorithm": "spectral", "n_clusters": "auto", "metric": "euclidean", "seed": 0}).labels
+    assert labels[0] == labels[1] != labels[2]
+    with pytest.raises(InputError, match="2 files are too few for n_clusters=auto, which needs at least 3"):
+        eigengap_k(affinity_graph(x[:2]))

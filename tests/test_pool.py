@@ -110,8 +110,59 @@ def test_all_bad_files_are_reported_before_any_pooling(tmp_path):
     for p in paths:
         open(p, "wb").write(b"junk")
     message = error_for(paths, tmp_path=tmp_path)
-    assert "bad0.npy" in message and "bad2.npy" in message and "(+2 more bad files)" in message
+    assert message.startswith("bad0.npy, bad1.npy, bad2.npy (+2 more): not a readable .npy file")
     assert not (tmp_path / "pooled.npy").exists()
+
+
+def test_each_problem_is_named_once_with_a_few_of_its_files(tmp_path):
+    paths = [save(tmp_path, f"int{i}.npy", np.ones((2, 3), dtype=np.int16)) for i in range(6)]
+    paths.append(save(tmp_path, "good.npy", np.ones((2, 3), dtype=np.float32)))
+    paths.append(save(tmp_path, "empty.npy", np.ones((0, 3), dtype=np.float32)))
+    message = error_for(paths, tmp_path=tmp_path)
+    assert message == "int0.npy, int1.npy, int2.npy (+3 more): dtype int16 is not float16, float32 or float64; empty.npy: has 0 frames"
+    assert message.count("dtype") == 1
+
+
+@pytest.mark.parametrize("method", ["mean", "max", "meanstd", "flatten"])
+@pytest.mark.parametrize("dtype", [">f2", ">f4", ">f8"])
+def test_big_endian_floats_pool_as_their_values(tmp_path, dtype, method):
+    a = np.random.default_rng(0).normal(size=(5, 6))
+    big = save(tmp_path, "big.npy", a.astype(dtype))
+    native = save(tmp_path, "native.npy", a.astype(dtype).astype(np.dtype(dtype).newbyteorder("=")))
+    assert read_header(big)[2] == np.dtype(dtype)
+    np.testing.assert_array_equal(pool([big], method, tmp_path=tmp_path), pool([native], method, tmp_path=tmp_path))
+
+
+def test_files_of_one_shape_share_one_parsed_header(tmp_path):
+    from pool import _parse_header
+
+    paths = [save(tmp_path, f"{i}.npy", np.ones((4, 3), dtype=np.float32)) for i in range(20)]
+    _parse_header.cache_clear()
+    assert check_files(paths) == (3, 4)
+    assert _parse_header.cache_info().misses == 1
+
+
+def test_large_finite_float32_values_are_summed_without_overflow(tmp_path):
+    # Each column's float32 running sum overflows (3e38 + 3e38), though the values cancel.
+    a = np.array([[3e38, -3e38], [3e38, -3e38], [-3e38, 3e38], [-3e38, 3e38], [8.0, 4.0]], dtype=np.float32)
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(a.sum(axis=0, dtype=np.float32)).all()
+    np.testing.assert_allclose(pool([save(tmp_path, "big.npy", a)], "mean", tmp_path=tmp_path), [[1.6, 0.8]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_values_too_large_for_float32_arithmetic_are_named_as_such(tmp_path, dtype):
+    good = save(tmp_path, "good.npy", np.ones((3, 4), dtype=dtype))
+    huge = save(tmp_path, "huge.npy", np.full((3, 4), 3e38, dtype=dtype))
+    nan = save(tmp_path, "nan.npy", np.full((3, 4), np.nan, dtype=dtype))
+    message = error_for([good, huge, nan], "mean", tmp_path=tmp_path)
+    assert message == (
+        "NaN or Inf values in 1 files: nan.npy; pooled values beyond 1e+15 in magnitude, too large for the "
+        "float32 sums of squares after pooling (PCA, distances), in 1 files: huge.npy"
+    )
+    if dtype == np.float64:  # beyond float32's range: Inf once pooled, still not called Inf
+        beyond = save(tmp_path, "beyond.npy", np.full((3, 4), 1e300))
+        assert "in 1 files: beyond.npy" in error_for([beyond], "max", tmp_path=tmp_path)
 
 
 def test_header_reading_does_not_load_data(tmp_path):

@@ -35,6 +35,9 @@ def test_internal_scores_reward_separated_clusters():
     assert good["davies_bouldin"] < shuffled["davies_bouldin"]
     assert good["sample_size"] is None
     assert set(internal_scores(x, np.zeros(len(x), dtype=int), "euclidean", 0).values()) == {None}
+    # A cluster of one file (spectral clustering of 3 files makes one): DBCV is undefined.
+    single = internal_scores(np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0]]), np.array([0, 0, 1]), "euclidean", 0)
+    assert single["dbcv"] is None and single["silhouette"] is not None
 
 
 def test_internal_scores_sample_large_inputs(monkeypatch):

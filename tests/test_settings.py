@@ -155,3 +155,117 @@ def test_labels_file_needs_id_and_a_label_column(tmp_path):
 def test_trim_padding_needs_audio_dir():
     with pytest.raises(settings.ConfigError, match="trim_padding needs audio_dir"):
         settings.check_paths(valid(trim_padding=[False, True]))
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_dataset_cannot_be_the_output_dir_or_its_parent(name):
+    with pytest.raises(settings.ConfigError, match=r"'dataset' has value '\.{1,2}', which is not allowed; allowed: a name of"):
+        valid(dataset=name)
+    assert valid(dataset="v2..final")["dataset"] == "v2..final"
+
+
+def test_dataset_from_embedding_dir_dot_is_its_folder_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "clips").mkdir()
+    monkeypatch.chdir(tmp_path / "clips")
+    assert valid(embedding_dir=".")["dataset"] == "clips"
+    assert valid(embedding_dir="..")["dataset"] == tmp_path.name
+
+
+def test_seed_is_bounded_like_numpys_seeds():
+    assert valid(seed=2**32 - 1)["seed"] == 2**32 - 1
+    with pytest.raises(settings.ConfigError, match=r"'seed' has value 4294967296, which is not allowed; allowed: an integer from 0 to 4294967295"):
+        valid(seed=[0, 2**32])
+
+
+def labels_file(tmp_path, data):
+    path = tmp_path / "labels.csv"
+    path.write_bytes(data)
+    return str(path)
+
+
+def test_labels_with_a_byte_order_mark_are_read(tmp_path):
+    from _stage import read_labels
+
+    path = labels_file(tmp_path, "\ufeffid,speaker\na,s1\nb,s2\n".encode())
+    settings.check_labels(path)
+    assert read_labels(path) == (["speaker"], {"a": {"speaker": "s1"}, "b": {"speaker": "s2"}})
+
+
+def test_labels_that_are_not_utf8_are_refused_naming_the_line(tmp_path):
+    rows = "".join(f"clip{i},speaker{i}\n" for i in range(1000))  # the bad byte lies past 8 KB
+    path = labels_file(tmp_path, ("id,speaker\n" + rows).encode() + "x,Jos\u00e9\n".encode("latin-1"))
+    with pytest.raises(settings.ConfigError) as e:
+        settings.check_labels(path)
+    assert str(e.value) == f"labels file '{path}' is not UTF-8 text (byte 0xe9 on line 1002); save it as UTF-8"
+
+
+def test_labels_with_an_id_on_two_rows_are_refused_naming_it(tmp_path):
+    path = labels_file(tmp_path, b"id,speaker\na,s1\nb,s2\n\na,s3\nc,s4\nc,s5\n")
+    with pytest.raises(settings.ConfigError) as e:
+        settings.check_labels(path)
+    assert str(e.value) == f"labels file '{path}' gives 2 id(s) more than one row: 'a' on lines 2, 5; 'c' on lines 6, 7"
+
+
+def test_labels_with_a_column_named_twice_are_refused(tmp_path):
+    path = labels_file(tmp_path, b"id,speaker,id\na,s1,b\n")
+    with pytest.raises(settings.ConfigError, match=r"names the column\(s\) 'id' more than once"):
+        settings.check_labels(path)
+
+
+def test_output_dir_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "afile").write_text("")
+    for out in ("afile", "afile/deeper"):
+        with pytest.raises(settings.ConfigError, match=f"output_dir '{tmp_path}/{out}' cannot hold results: '{tmp_path}/afile' exists and is not a directory"):
+            settings.check_paths(valid(output_dir=str(tmp_path / out)))
+    (tmp_path / "out/emb").mkdir(parents=True)
+    settings.check_paths(valid(output_dir=str(tmp_path / "out"), embedding_dir="emb"))
+    (tmp_path / "out/emb").rmdir()
+    (tmp_path / "out/emb").write_text("")  # the dataset's folder itself
+    with pytest.raises(settings.ConfigError, match="is not a directory"):
+        settings.check_paths(valid(output_dir=str(tmp_path / "out"), embedding_dir="emb"))
+
+
+@pytest.mark.parametrize(
+    "n_files, overrides, message",
+    [
+        (40, {"min_cluster_size": 40}, "need more than min_cluster_size=40 (min_samples, which defaults to it"),
+        (39, {"min_cluster_size": 40}, "fewer than min_cluster_size=40"),
+        (10, {"min_cluster_size": 5, "min_samples": 10}, "need more than min_samples=10"),
+        (2, {"algorithm": "spectral", "n_clusters": "auto"}, "need more than n_clusters=2 (the least auto picks)"),
+        (8, {"algorithm": "spectral", "n_clusters": 8}, "need more than n_clusters=8"),
+        (30, {"reduce_dim": 50}, "PCA gives at most 30 dims, fewer than reduce_dim=50"),
+        (30, {"reduce": "umap", "reduce_dim": 29}, "UMAP needs reduce_dim below 29, not 29"),
+    ],
+)
+def test_sizes_that_cannot_work_are_refused_up_front(n_files, overrides, message):
+    combos = settings.combinations(valid(embedding_dir="emb", **overrides), SCHEMA)
+    with pytest.raises(settings.ConfigError) as e:
+        settings.check_sizes(n_files, combos)
+    assert str(e.value).startswith(f"only {n_files} .npy files in 'emb'") and message in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "n_files, overrides",
+    [
+        (41, {"min_cluster_size": 40, "reduce_dim": 41}),
+        (11, {"min_cluster_size": 5, "min_samples": 10, "reduce": "none"}),
+        (3, {"algorithm": "spectral", "n_clusters": "auto", "reduce": "none"}),
+        (50, {"reduce_dim": 50}),
+        (30, {"reduce": "umap", "reduce_dim": 28}),
+    ],
+)
+def test_sizes_at_the_limit_pass(n_files, overrides):
+    settings.check_sizes(n_files, settings.combinations(valid(**overrides), SCHEMA))
+
+
+def test_reduce_dim_wider_than_the_pooled_matrix_is_refused():
+    from pool import pooled_width
+
+    combos = settings.combinations(valid(pooling=["mean", "meanstd"], reduce_dim=20), SCHEMA)
+    with pytest.raises(settings.ConfigError, match="reduce_dim=20 is more than PCA can give: pooling=mean of files 16 wide makes 16 columns"):
+        settings.check_widths(16, 3, combos, pooled_width)
+    settings.check_widths(16, 3, settings.combinations(valid(pooling=["meanstd", "flatten"], reduce_dim=20), SCHEMA), pooled_width)
+    with pytest.raises(settings.ConfigError, match="pooling=flatten of files 16 wide makes 16 columns"):
+        settings.check_widths(16, 3, settings.combinations(valid(pooling="flatten", flatten_frames=1, reduce_dim=20), SCHEMA), pooled_width)
+    settings.check_widths(16, 3, settings.combinations(valid(reduce="umap", reduce_dim=20), SCHEMA), pooled_width)

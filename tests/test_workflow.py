@@ -209,12 +209,23 @@ def one_line_error(run, text):
         (["min_cluster_size=1"], "embclust: config key 'min_cluster_size' has value 1, which is not allowed"),
         (["pooling=median"], "allowed: one of mean, max, meanstd, flatten"),
         (["min_cluster_size=500"], "embclust: only 90 .npy files"),
+        (["dataset=.."], "embclust: config key 'dataset' has value '..', which is not allowed"),
+        (["seed=4294967296"], "embclust: config key 'seed' has value 4294967296, which is not allowed"),
+        (["output_dir={tmp}/afile"], "embclust: output_dir '{tmp}/afile' cannot hold results"),
+        (["labels={tmp}/latin.csv"], "embclust: labels file '{tmp}/latin.csv' is not UTF-8 text (byte 0xe9 on line 92)"),
+        (["labels={tmp}/twice.csv"], "embclust: labels file '{tmp}/twice.csv' gives 1 id(s) more than one row: 'c0_000' on lines 2, 3"),
+        (["min_cluster_size=90"], "embclust: only 90 .npy files in '{emb}', need more than min_cluster_size=90"),
+        (["reduce_dim=65"], "embclust: reduce_dim=65 is more than PCA can give: pooling=mean of files 64 wide makes 64 columns"),
     ],
 )
-def test_bad_config_fails_before_any_job(workflow, blobs, settings, message):
-    directory, _ = blobs
-    args = ["--config", f"embedding_dir={directory}"] + settings
-    one_line_error(workflow.run(*args, check=False), message)
+def test_bad_config_fails_before_any_job(workflow, blobs, tmp_path, settings, message):
+    directory, truth = blobs
+    (tmp_path / "afile").write_text("")
+    rows = "".join(f"{i},s\n" for i in sorted(truth)).encode()
+    (tmp_path / "latin.csv").write_bytes(b"id,speaker\n" + rows + "x,Jos\u00e9\n".encode("latin-1"))
+    (tmp_path / "twice.csv").write_text("id,speaker\nc0_000,a\nc0_000,b\n")
+    args = ["--config", f"embedding_dir={directory}"] + [s.format(tmp=tmp_path) for s in settings]
+    one_line_error(workflow.run(*args, check=False), message.format(tmp=tmp_path, emb=directory))
     assert not (workflow.root / "results").exists()
 
 
@@ -252,20 +263,34 @@ def other_width(path):
     np.save(path, np.ones((5, 32), dtype=np.float32))
 
 
+def integers(path):
+    np.save(path, np.ones((5, 64), dtype=np.int16))
+
+
+# Problems a header shows are found before any job runs ("embclust: ..."); NaN needs the data.
 BAD_FILES = [
-    (corrupt, "zz_bad.npy: not a readable .npy file"),
-    (truncated, "zz_bad.npy: truncated"),
-    (pickled, "zz_bad.npy: holds Python objects"),
-    (zero_frames, "zz_bad.npy: has 0 frames"),
-    (with_nan, "NaN or Inf values in 1 files: zz_bad.npy"),
-    (other_width, "width 32 in 1 files: zz_bad.npy"),
+    (corrupt, "embclust: zz_bad.npy: not a readable .npy file"),
+    (truncated, "embclust: zz_bad.npy: truncated"),
+    (pickled, "embclust: zz_bad.npy: holds Python objects"),
+    (zero_frames, "embclust: zz_bad.npy: has 0 frames"),
+    (integers, "embclust: zz_bad.npy: dtype int16 is not float16, float32 or float64"),
+    (with_nan, "embclust pool: error: NaN or Inf values in 1 files: zz_bad.npy"),
+    (other_width, "embclust: embedding widths differ: width 64 in 90 files: c0_000.npy, c0_001.npy, c0_002.npy (+87 more); width 32 in 1 files: zz_bad.npy"),
 ]
 
 
-def test_each_bad_file_fails_in_one_line_and_keeps_earlier_results(workflow, blobs):
-    directory, _ = blobs
-    args = ["--config", f"embedding_dir={directory}", "plot=none"]
+def test_each_bad_file_fails_in_one_line_and_keeps_earlier_results(workflow, blobs, tmp_path):
+    directory, truth = blobs
+    # Accepted as they are: big-endian floats of every width, and labels saved with a BOM.
+    for i, clip in enumerate(sorted(truth)[::10]):
+        path = directory / f"{clip}.npy"
+        np.save(path, np.load(path).astype([">f2", ">f4", ">f8"][i % 3]))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,blob\n" + "".join(f"{i},{c}\n" for i, c in truth.items()), encoding="utf-8-sig")
+    args = ["--config", f"embedding_dir={directory}", "plot=none", f"labels={labels}"]
     workflow.run(*args)
+    metrics = read_json(workflow.root / DEFAULT_RESULT / "metrics.json")
+    assert metrics["labels"]["blob"]["n_labelled"] == 90 and metrics["labels"]["blob"]["all"]["ari"] > 0.9
     before = {p: v for p, v in workflow.files().items() if p.endswith(("clusters_hard.json", "clusters_soft.json"))}
     assert len(before) == 2
     pooled = workflow.root / "results/emb/pooled"
@@ -273,11 +298,19 @@ def test_each_bad_file_fails_in_one_line_and_keeps_earlier_results(workflow, blo
         damage(directory / "zz_bad.npy")
         run = workflow.run(*args, check=False)
         line = one_line_error(run, message)
-        assert line.startswith(("embclust pool: error:", "embclust merge_pool: error:")), damage.__name__
+        assert line.startswith(message), damage.__name__
         # No output holds the bad file, and earlier results are untouched.
         assert not any("zz_bad" in p.read_text() for p in pooled.rglob("*.ids.tsv")), damage.__name__
         after = workflow.files()
         assert all(after[p] == v for p, v in before.items()), damage.__name__
+
+    # Bad files in every shard: each problem is named once, in one line, before any job runs.
+    (directory / "zz_bad.npy").unlink()
+    for clip in sorted(truth)[:4]:
+        integers(directory / f"{clip}.npy")
+    run = workflow.run(*args, "pool_shards=8", check=False)
+    one_line_error(run, "embclust: c0_000.npy, c0_001.npy, c0_002.npy (+1 more): dtype int16 is not float16")
+    assert run.stderr.count("dtype") == 1 and run.jobs == {}
 
 
 def test_only_noise_still_writes_valid_json(workflow, tmp_path):

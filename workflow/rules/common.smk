@@ -5,6 +5,8 @@ import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
 import settings
+import pool
+from _stage import InputError
 
 SCHEMA = settings.load_schema(os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
 
@@ -14,7 +16,13 @@ try:
     EMBEDDINGS = settings.list_embeddings(_validated["embedding_dir"])
     COMBOS = settings.combinations(_validated, SCHEMA)
     settings.check_sizes(len(EMBEDDINGS), COMBOS)
-except settings.ConfigError as e:
+    # Every file's header, before any job runs, so that all bad files are named in one
+    # line (the pool jobs, one per shard, would each name only their own). Jobs on
+    # cluster nodes parse this file again, but the run that submitted them has checked.
+    if workflow.is_main_process:
+        _width, _longest = pool.check_files([path for _, path in EMBEDDINGS])
+        settings.check_widths(_width, _longest, COMBOS, pool.pooled_width)
+except (settings.ConfigError, InputError) as e:
     sys.exit(f"embclust: {e}")
 config.update(_validated)
 
