@@ -20,6 +20,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 NOISE_COLOUR = "#b0b0b0"
+# Figures name at most this many clusters (the largest): more ids are unreadable,
+# and placing them apart costs the square of their number.
+MAX_LABELS = 60
+# Above this many points, or this many condensed-tree nodes, the SVG holds the
+# points or bars as one embedded image, so it stays small and quick to open.
+RASTERIZE_POINTS = 20_000
+RASTERIZE_TREE_NODES = 400
 SAVE_RC = {"svg.hashsalt": "embclust", "svg.fonttype": "path"}
 
 # Qualitative tables the palette picks from; tab10 leads, so small results look familiar.
@@ -139,27 +146,37 @@ def _spread(points, size, iterations=300):
     return pos
 
 
+def largest_clusters(labels, n):
+    """Ids of the n largest clusters (ties: lower id), in id order."""
+    sizes = np.bincount(labels[labels >= 0], minlength=int(labels.max(initial=-1)) + 1)
+    return np.sort(np.argsort(-sizes, kind="stable")[:n])
+
+
 def scatter(layout, labels, probabilities, title):
-    """The layout figure: noise below, grey and small; clusters above with ids at their centres."""
+    """The layout figure: noise below, grey and small; clusters above with ids at
+    their centres (of the MAX_LABELS largest when there are more)."""
     fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=150)
     noise = labels < 0
-    ax.scatter(layout[noise, 0], layout[noise, 1], s=3, c=NOISE_COLOUR, alpha=0.5, linewidths=0)
+    # Past RASTERIZE_POINTS the SVG carries the points as one image (text stays vector).
+    rasterized = len(labels) > RASTERIZE_POINTS
+    ax.scatter(layout[noise, 0], layout[noise, 1], s=3, c=NOISE_COLOUR, alpha=0.5, linewidths=0, rasterized=rasterized)
     n_clusters = int(labels.max()) + 1 if len(labels) else 0
     colours = palette(n_clusters)
-    for c, colour in enumerate(colours):
-        members = labels == c
-        # Weak members fade, so cluster cores stand out; strong members are drawn last.
-        order = np.argsort(probabilities[members], kind="stable")
-        alpha = 0.3 + 0.7 * np.clip(probabilities[members][order], 0, 1)
-        rgba = np.tile(matplotlib.colors.to_rgba(colour), (len(order), 1))
-        rgba[:, 3] = alpha
-        ax.scatter(layout[members][order, 0], layout[members][order, 1], s=9, c=rgba, linewidths=0)
+    # One draw call for every clustered point: weak members fade, so cluster cores
+    # stand out, and strong members are drawn last.
+    clustered = np.flatnonzero(~noise)
+    order = clustered[np.lexsort((labels[clustered], probabilities[clustered]))]
+    rgba = np.array([matplotlib.colors.to_rgba(c) for c in colours]).reshape(-1, 4)[labels[order]]
+    rgba[:, 3] = 0.3 + 0.7 * np.clip(probabilities[order], 0, 1)
+    ax.scatter(layout[order, 0], layout[order, 1], s=9, c=rgba, linewidths=0, rasterized=rasterized)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.margins(0.04)
     ax.set_title(title, fontsize=9)
+    named = largest_clusters(labels, MAX_LABELS)
     ax.text(0.0, -0.02, f"{len(labels)} files, {n_clusters} clusters, {noise.mean() if len(labels) else 0:.0%} noise "
-            "(small grey points); fainter points have weaker membership",
+            "(small grey points); fainter points have weaker membership"
+            + (f"; ids of the {len(named)} largest clusters shown" if len(named) < n_clusters else ""),
             transform=ax.transAxes, fontsize=7.5, va="top")
     if n_clusters:
         fig.canvas.draw()  # fixes the axes limits, so data can become axes fractions
@@ -168,8 +185,10 @@ def scatter(layout, labels, probabilities, title):
         digits = len(str(n_clusters - 1))
         size = np.array([(7 + 5.5 * digits) * fig.dpi / 72 / bbox.width, 13 * fig.dpi / 72 / bbox.height])
         anchors, starts = [], []
-        for c in range(n_clusters):
-            pts = to_axes.transform(layout[labels == c])
+        by_cluster = np.argsort(labels, kind="stable")
+        bounds = np.searchsorted(labels[by_cluster], np.arange(n_clusters + 1))
+        for c in named:
+            pts = to_axes.transform(layout[by_cluster[bounds[c] : bounds[c + 1]]])
             centre = np.median(pts, axis=0)
             anchors.append(centre)
             lo, hi = np.percentile(pts, [10, 90], axis=0)
@@ -178,7 +197,7 @@ def scatter(layout, labels, probabilities, title):
             starts.append(centre if big else [centre[0], pts[:, 1].max() + 0.7 * size[1]])
         anchors = np.array(anchors)
         placed = _spread(starts, size)
-        for c, (anchor, pos) in enumerate(zip(anchors, placed)):
+        for c, anchor, pos in zip(named, anchors, placed):
             far = np.hypot(*((pos - anchor) / size)) > 1.2
             ax.annotate(str(c), anchor, xytext=pos, xycoords="axes fraction", textcoords="axes fraction",
                         ha="center", va="center", fontsize=8, weight="bold", color="black",
@@ -215,36 +234,64 @@ def sizes(labels, title):
 
 
 def tree(condensed_tree, labels, title):
-    """hdbscan's condensed-tree icicle plot; the selected clusters are ringed in their
-    scatter colours and named by id."""
+    """hdbscan's condensed-tree icicle plot: bar width is the files still in a
+    branch; the selected clusters are ringed in their scatter colours and named by
+    id (the MAX_LABELS largest when there are more). Drawn from hdbscan's own plot
+    data, but as one collection of bars and one of rings: a patch per bar (as
+    hdbscan draws it) takes minutes at thousands of clusters."""
     from hdbscan.plots import CondensedTree
+    from matplotlib.collections import LineCollection, PatchCollection, PolyCollection
 
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=150)
     n_clusters = int(labels.max()) + 1 if len(labels) else 0
     if len(condensed_tree) == 0:
         ax.text(0.5, 0.5, "no condensed tree", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
-    else:
-        ct = CondensedTree(condensed_tree, labels)
-        # Plain dark bars, so the coloured rings (the selected clusters) stand out.
-        ct.plot(axis=ax, cmap="none", colorbar=False, select_clusters=n_clusters > 0,
-                selection_palette=palette(n_clusters), label_clusters=False)
-        if n_clusters:
-            # hdbscan's own labels sit far left of the rings; put each id above its ring instead.
-            rings = [p for p in ax.artists + list(ax.patches) if isinstance(p, matplotlib.patches.Ellipse)]
-            for c, ring in enumerate(rings):
-                # hdbscan (0.8.44) can leave a ring's size as a 1-element array, which
-                # matplotlib cannot draw: make them numbers.
-                x, y, width, height = (float(np.ravel(v)[0]) for v in (*ring.center, ring.width, ring.height))
-                ring.set_center((x, y))
-                ring.set_width(width)
-                ring.set_height(height)
+        ax.set_title(title, fontsize=9)
+        return fig
+    ct = CondensedTree(condensed_tree, labels)
+    n_nodes = int((condensed_tree["child_size"] > 1).sum()) + 1
+    # Fewer bars per branch when there are thousands of branches.
+    data = ct.get_plot_data(leaf_separation=1, max_rectangle_per_icicle=int(np.clip(20_000 // n_nodes, 2, 20)))
+    left = np.asarray(data["bar_centers"]) - np.asarray(data["bar_widths"]) / 2
+    right = left + np.asarray(data["bar_widths"])
+    bottom = np.asarray(data["bar_bottoms"])
+    top = bottom + np.asarray(data["bar_tops"])
+    bars = np.stack([np.column_stack(c) for c in ((left, bottom), (right, bottom), (right, top), (left, top))], axis=1)
+    # Past RASTERIZE_TREE_NODES the SVG holds bars, lines and rings as one image:
+    # everything below zorder 1 is rasterized together.
+    z = 0.5 if n_nodes > RASTERIZE_TREE_NODES else 1.5
+    ax.set_rasterization_zorder(1)
+    ax.add_collection(PolyCollection(bars, facecolors="black", linewidths=0, zorder=z))
+    lines = [np.column_stack([xs, ys]) for xs, ys in zip(data["line_xs"], data["line_ys"])]
+    ax.add_collection(LineCollection(lines, colors="black", linewidths=1, zorder=z))
+    finite = np.concatenate([bottom, top])
+    finite = finite[np.isfinite(finite)]
+    ax.set_xlim(min(left.min(), 0), right.max())
+    ax.set_ylim(finite.min(), finite.max())
+    if n_clusters:
+        # hdbscan's rings, its sizes: twice the cluster's width, 1.2 x its height (at
+        # least a tenth of the plot's middle 80% of lambda); ids above the rings.
+        min_height = 0.1 * np.diff(np.percentile(finite, [10, 90]))[0]
+        named = set(largest_clusters(labels, MAX_LABELS).tolist())
+        rings, colours = [], palette(n_clusters)
+        for c, node in enumerate(sorted(ct._select_clusters())):
+            l, r, b, t = data["cluster_bounds"][node]
+            height = max(t - b if np.isfinite(t - b) else 10 * min_height, min_height)
+            x, y = (l + r) / 2, (b + t) / 2 if np.isfinite(b + t) else (finite.min() + finite.max()) / 2
+            rings.append(matplotlib.patches.Ellipse((x, y), 2.0 * (r - l), 1.2 * height))
+            if c in named:
                 # λ grows downwards: the ring's top is its smallest λ.
-                ax.annotate(str(c), (x, y - height / 2), xytext=(0, 1.5), textcoords="offset points",
-                            ha="center", va="bottom", fontsize=7.5, weight="bold", color=ring.get_edgecolor(),
+                ax.annotate(str(c), (x, y - 0.6 * height), xytext=(0, 1.5), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=7.5, weight="bold", color=colours[c],
                             path_effects=[matplotlib.patheffects.withStroke(linewidth=2.5, foreground="white")])
-        ax.set_ylabel("λ = 1 / distance")
-        ax.set_xlabel("clusters (bar width: files still in the cluster)")
+        ax.add_collection(PatchCollection(rings, facecolors="none", edgecolors=colours,
+                                       linewidths=2 if n_clusters <= MAX_LABELS else 0.8, zorder=z))
+    ax.set_xticks([])
+    ax.spines[["right", "top", "bottom"]].set_visible(False)
+    ax.invert_yaxis()
+    ax.set_ylabel("λ = 1 / distance")
+    ax.set_xlabel("clusters (bar width: files still in the cluster)")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig

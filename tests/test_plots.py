@@ -193,10 +193,32 @@ def test_tree_rings_each_selected_cluster_in_its_colour():
     fig = plot.tree(model.condensed_tree_.to_numpy(), labels, "title")
     fig.canvas.draw()
     ax = fig.axes[0]
-    rings = [p for p in ax.patches if isinstance(p, matplotlib.patches.Ellipse)]
-    assert len(rings) == labels.max() + 1 == 4
-    assert [matplotlib.colors.to_hex(r.get_edgecolor()) for r in rings] == plot.palette(4)
+    rings = ax.collections[-1]  # bars, lines, then the rings
+    assert len(rings.get_paths()) == labels.max() + 1 == 4
+    assert [matplotlib.colors.to_hex(c) for c in rings.get_edgecolors()] == plot.palette(4)
     assert sorted(t.get_text() for t in ax.texts) == ["0", "1", "2", "3"]
+    # Each id sits just above its ring, inside the cluster's horizontal extent.
+    for text, ring in zip(sorted(ax.texts, key=lambda t: int(t.get_text())), rings.get_paths()):
+        x, y = text.xy
+        box = ring.get_extents()
+        assert box.x0 < x < box.x1 and abs(y - box.y0) < 1e-9 * max(1, abs(box.y0)) + 1e-9
+
+
+def test_tree_of_many_clusters_is_one_image_in_svg(tmp_path, monkeypatch):
+    """Thousands of branches: bars, lines and rings are one embedded image in the
+    SVG, and only the MAX_LABELS largest clusters are named."""
+    hdbscan = pytest.importorskip("hdbscan")
+    monkeypatch.setattr(plot, "RASTERIZE_TREE_NODES", 5)
+    monkeypatch.setattr(plot, "MAX_LABELS", 3)
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.normal(c * 10, 1, size=(20 + 5 * c, 2)) for c in range(8)])
+    model = hdbscan.HDBSCAN(min_cluster_size=10).fit(x)
+    labels = model.labels_
+    fig = plot.tree(model.condensed_tree_.to_numpy(), labels, "title")
+    assert sorted(int(t.get_text()) for t in fig.axes[0].texts) == sorted(plot.largest_clusters(labels, 3).tolist())
+    plot.save(fig, tmp_path / "t.png", tmp_path / "t.svg")
+    svg = (tmp_path / "t.svg").read_text()
+    assert svg.count("<image") == 1 and "<ellipse" not in svg
 
 
 def test_variance_and_sizes_figures_show_their_numbers():
