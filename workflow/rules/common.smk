@@ -11,17 +11,21 @@ SCHEMA = settings.load_schema(os.path.join(workflow.basedir, "workflow/schemas/c
 try:
     _validated = settings.validate(config, SCHEMA)
     settings.check_paths(_validated)
-    EMBEDDINGS = settings.list_embeddings(_validated["embedding_dir"])
+    settings.check_snakemake_paths(_validated)
     COMBOS = settings.combinations(_validated, SCHEMA)
-    settings.check_sizes(len(EMBEDDINGS), COMBOS)
+    OUT = f"{_validated['output_dir']}/{_validated['dataset']}"
+    # Each pool job's files, in a manifest per shard (scripts/settings.py), listed and
+    # written once by the main process. A job that parses this file again (on a
+    # cluster node) reads the manifests instead of listing every file.
+    MANIFESTS = f"{OUT}/pooled/files"
+    if workflow.is_main_process:
+        SHARDS, AUDIO = settings.prepare_inputs(_validated, COMBOS, MANIFESTS, lambda note: print(f"embclust: {note}", file=sys.stderr))
+    else:
+        SHARDS, AUDIO = settings.read_manifests(MANIFESTS)
 except settings.ConfigError as e:
     sys.exit(f"embclust: {e}")
 config.update(_validated)
 
-OUT = f"{config['output_dir']}/{config['dataset']}"
-SHARDS = settings.shards(EMBEDDINGS, config["pool_shards"])
-# {id: <audio_dir>/<id>.wav} for the clips that have one, listed once when the workflow starts.
-AUDIO = settings.list_audio(config["audio_dir"], [i for i, _ in EMBEDDINGS]) if config["audio_dir"] else {}
 TARGETS = settings.targets(OUT, COMBOS)
 RESULTS = settings.results(OUT, COMBOS)
 
@@ -86,15 +90,19 @@ def layout_graph(wildcards):
     return neighbours_file(wildcards, layout["metric"], settings.UMAP_NEIGHBOURS)
 
 
-def shard_embeddings(wildcards):
-    return [path for _, path in SHARDS[wildcards.shard]]
+MANIFEST = f"{MANIFESTS}/{{shard}}.tsv"
 
 
 def shard_audio(wildcards):
-    """The shard's wav files when this pooling trims padding by audio duration."""
+    """The manifest of the shard's wav files when this pooling trims padding by audio duration."""
     if not settings.parse_pooling(wildcards.pooling)["frames_per_second"]:
         return []
-    return [AUDIO[i] for i, _ in SHARDS[wildcards.shard] if i in AUDIO]
+    return f"{MANIFESTS}/{wildcards.shard}{settings.AUDIO_SUFFIX}.tsv"
+
+
+def shard_mb(wildcards):
+    """MiB of .npy data in one shard, from its manifest's sizes."""
+    return sum(row.size for row in SHARDS[wildcards.shard]) / 2**20
 
 
 def every_shard(suffix):
