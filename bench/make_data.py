@@ -9,12 +9,17 @@ around the clip's vector; `--frames 0` writes pooled `(D,)` vectors.
 
     python bench/make_data.py --out /tmp/embclust-bench/pooled-20k --n 20000
     python bench/make_data.py --out /tmp/embclust-bench/frames --n 2000 --frames 1500 --dtype float16
+    python bench/make_data.py --out /tmp/embclust-bench/nested-1M --n 1000000 --dim 8 --dtype float16 --subdirs 1000
+
+`--subdirs K` spreads the files over K subfolders `<out>/d000/...` (clip i in
+folder i mod K), as a million clips would be stored.
 
 Also writes <out>.labels.csv (id, true cluster; -1 for noise files), outside the
 embedding directory so the workflow never sees it. Deterministic for a seed.
 """
 
 import argparse
+import io
 import os
 
 import numpy as np
@@ -56,6 +61,7 @@ def main(argv=None):
     p.add_argument("--spread", type=float, default=1.0, help="std of a cluster in latent units")
     p.add_argument("--frame-noise", type=float, default=1.0, help="std of per-frame noise")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subdirs", type=int, default=0, help="spread the files over this many subfolders (0 = none)")
     a = p.parse_args(argv)
 
     labels, vectors = clip_vectors(a.n, a.clusters, a.latent, a.dim, a.noise, a.spread, a.seed, a.power)
@@ -71,14 +77,28 @@ def main(argv=None):
     os.makedirs(a.out, exist_ok=True)
     width = len(str(a.n - 1))
     ids = [f"clip{i:0{width}d}" for i in range(a.n)]
+    folders = [a.out]
+    if a.subdirs:
+        digits = len(str(a.subdirs - 1))
+        folders = [os.path.join(a.out, f"d{k:0{digits}d}") for k in range(a.subdirs)]
+        for folder in folders:
+            os.makedirs(folder, exist_ok=True)
+    # Pooled vectors all share one header: written once, then raw bytes per file (a
+    # million np.save calls would take several times longer).
+    header = None
+    if hi == 0:
+        buffer = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buffer, {"descr": dtype.str, "fortran_order": False, "shape": (a.dim,)})
+        header = buffer.getvalue()
     for i, name in enumerate(ids):
+        path = os.path.join(folders[i % len(folders)], name + ".npy")
         if hi == 0:
-            arr = vectors[i].astype(dtype)
-        else:
-            t = int(rng.integers(lo, hi + 1))
-            start = int(rng.integers(0, len(bank) - t + 1))
-            arr = (vectors[i] + bank[start : start + t]).astype(dtype)
-        np.save(os.path.join(a.out, name + ".npy"), arr)
+            with open(path, "wb") as f:
+                f.write(header + vectors[i].astype(dtype).tobytes())
+            continue
+        t = int(rng.integers(lo, hi + 1))
+        start = int(rng.integers(0, len(bank) - t + 1))
+        np.save(path, (vectors[i] + bank[start : start + t]).astype(dtype))
     with open(a.out.rstrip("/") + ".labels.csv", "w") as f:
         f.write("id,true_cluster\n")
         f.writelines(f"{name},{label}\n" for name, label in zip(ids, labels))

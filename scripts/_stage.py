@@ -70,7 +70,7 @@ def write_npy_header(f, shape):
 
 def write_ids(ids, paths, ids_path):
     """The pooled matrix's row index: one id and source path per row."""
-    with open(ids_path, "w") as f:
+    with open(ids_path, "w", encoding="utf-8") as f:
         f.write("id\tpath\n")
         for i, p in zip(ids, paths):
             f.write(f"{i}\t{p}\n")
@@ -78,9 +78,31 @@ def write_ids(ids, paths, ids_path):
 
 def read_ids(ids_path):
     """(ids, paths) from the ids.tsv that the pool stage writes beside its matrix."""
-    with open(ids_path) as f:
+    with open(ids_path, encoding="utf-8", newline="\n") as f:
         rows = [line.rstrip("\n").split("\t") for line in f][1:]
     return [r[0] for r in rows], [r[1] for r in rows]
+
+
+MANIFEST_HEADER = "id\tpath\tsize\tmtime_ns\n"
+
+
+def manifest_text(rows):
+    """A pool job's list of files (written at start-up by scripts/settings.py): one
+    row per file, id, path, size in bytes and mtime in ns. Names holding a tab, a
+    newline or a carriage return are refused before this is written."""
+    return MANIFEST_HEADER + "".join(f"{r[0]}\t{r[1]}\t{r[2]}\t{r[3]}\n" for r in rows)
+
+
+def read_manifest(path):
+    """[(id, path, size, mtime_ns), ...] from a manifest."""
+    with open(path, encoding="utf-8", newline="\n") as f:
+        if f.readline() != MANIFEST_HEADER:
+            raise ValueError(f"{path} is not a manifest of embclust")
+        out = []
+        for line in f:
+            clip_id, file_path, size, mtime_ns = line[:-1].split("\t")
+            out.append((clip_id, file_path, int(size), int(mtime_ns)))
+        return out
 
 
 def read_labels(path):

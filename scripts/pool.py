@@ -14,7 +14,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from _stage import InputError, Progress, write_ids, write_npy_header
+from _stage import InputError, Progress, read_manifest, write_ids, write_npy_header
 
 METHODS = ("mean", "max", "meanstd", "flatten")
 # The largest pooled value accepted. PCA's covariance and the neighbour distances are
@@ -259,12 +259,13 @@ def pool_files(paths, method, frames, matrix_path, log, keep_frames=None):
 
 
 def main(snakemake, log):
-    paths = list(snakemake.input.embeddings)
-    ids = [os.path.basename(p)[: -len(".npy")] for p in paths]
+    # The shard's files come from its manifest, written when the workflow started.
+    rows = read_manifest(snakemake.input.files)
+    ids, paths = [r[0] for r in rows], [r[1] for r in rows]
     params = snakemake.params.pooling
     keep_frames = None
     if params["frames_per_second"]:
-        wavs = {os.path.basename(w)[: -len(".wav")]: w for w in snakemake.input.wavs}
+        wavs = {r[0]: r[1] for r in read_manifest(snakemake.input.wavs)}
         keep_frames = [audio_frames(wavs[i], params["frames_per_second"]) if i in wavs else None for i in ids]
         if len(wavs) < len(ids):
             log.say(f"{len(ids) - len(wavs)} of {len(ids)} files have no <id>.wav in audio_dir: pooling all their frames")

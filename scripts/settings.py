@@ -11,10 +11,13 @@ import io
 import itertools
 import os
 import re
+import stat
 import zlib
+from typing import NamedTuple
 
 import jsonschema
 import yaml
+from _stage import manifest_text, read_manifest
 
 PATH_KEYS = ("embedding_dir", "output_dir", "dataset", "labels", "audio_dir")
 
@@ -245,15 +248,106 @@ def parse_layout(slug):
 # ---- inputs and targets ------------------------------------------------------
 
 
+class Embedding(NamedTuple):
+    """One input file: its id (the file name without .npy), path, and the size and
+    mtime (ns) that tell whether it changed since the manifest was written."""
+
+    id: str
+    path: str
+    size: int
+    mtime_ns: int
+
+
+# Characters that would break the one-row-per-file TSVs (manifests, ids.tsv).
+_UNSAFE = {"\t": "a tab", "\n": "a newline", "\r": "a carriage return"}
+
+
+def _untabular(text):
+    """Why text cannot be a TSV field (tab, newline, not UTF-8), or None."""
+    for char, what in _UNSAFE.items():
+        if char in text:
+            return what
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "bytes that are not UTF-8"
+    return None
+
+
+def _unusable(relpath):
+    """Why a file's path (relative to embedding_dir) cannot be an input, or None."""
+    if os.path.basename(relpath) == ".npy":
+        return "an empty id"
+    return _untabular(relpath)
+
+
+def _shown(names, limit=3):
+    return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _scan(folder, rel):
+    """(.npy files as (relpath, stat), subfolder relpaths, relpaths of links that lead nowhere)."""
+    files, folders, broken = [], [], []
+    with os.scandir(folder) as entries:
+        for e in entries:
+            relpath = os.path.join(rel, e.name) if rel else e.name
+            try:
+                if e.name.endswith(".npy"):
+                    st = e.stat()  # follows a link: its target's size and mtime
+                    if stat.S_ISREG(st.st_mode):
+                        files.append((relpath, st))
+                        continue
+                if e.is_dir():
+                    folders.append(relpath)
+            except OSError:  # a dangling link, or a loop of links
+                broken.append(relpath)
+    return files, folders, broken
+
+
 def list_embeddings(directory):
-    """Sorted (id, path) pairs of the .npy files in directory; other files are ignored."""
+    """(embeddings, notes): the .npy files in directory and in its subfolders (one level;
+    deeper folders are not read), as Embedding rows sorted by id, and lines to tell the
+    user (links skipped, deeper folders not read).
+
+    The id is the file name without .npy, wherever the file is: two files with the same
+    name in two subfolders are refused, and so are names the TSVs cannot hold.
+    """
     if not os.path.isdir(directory):
         raise ConfigError(f"embedding_dir '{directory}' does not exist or is not a directory")
-    with os.scandir(directory) as entries:
-        names = sorted((e.name for e in entries if e.name.endswith(".npy") and e.is_file()), key=lambda n: n[:-4])
-    if not names:
+    why = _untabular(directory)
+    if why:
+        raise ConfigError(f"embedding_dir {directory!r} holds {why}, which embclust cannot write to its TSV files")
+    files, subfolders, broken = _scan(directory, "")
+    deeper = []
+    for sub in subfolders:
+        more, below, gone = _scan(os.path.join(directory, sub), sub)
+        files += more
+        deeper += below
+        broken += [g for g in gone if g.endswith(".npy")]
+    bad = [f"{rel!r} holds {why}" for rel, _ in sorted(files) if (why := _unusable(rel))]
+    if bad:
+        raise ConfigError(f"file names embclust cannot use in '{directory}' (rename them): {_shown(bad)}")
+    if not files:
         raise ConfigError(f"embedding_dir '{directory}' holds no .npy files")
-    return [(name[: -len(".npy")], os.path.join(directory, name)) for name in names]
+    rows = sorted(
+        (Embedding(os.path.basename(rel)[: -len(".npy")], os.path.join(directory, rel), st.st_size, st.st_mtime_ns) for rel, st in files)
+    )
+    same = [(a, b) for a, b in zip(rows, rows[1:]) if a.id == b.id]
+    if same:
+        a, b = same[0]
+        more = f" (+{len(same) - 1} more)" if len(same) > 1 else ""
+        raise ConfigError(
+            f"id '{a.id}' is in two files, {a.path} and {b.path}{more}: ids are file names without .npy "
+            "and must be unique across the subfolders of embedding_dir"
+        )
+    notes = []
+    if broken:
+        notes.append(f"skipped {len(broken)} links in '{directory}' that lead nowhere (dangling or a loop): {_shown(sorted(broken))}")
+    if deeper:
+        notes.append(
+            f"{len(deeper)} folders two levels down in '{directory}' are not read (only its subfolders are): {_shown(sorted(deeper))}"
+        )
+    return rows, notes
 
 
 def check_labels(path):
@@ -304,10 +398,21 @@ def check_output_dir(output_dir, dataset):
 
 
 def list_audio(audio_dir, ids):
-    """{id: path} of the <id>.wav files in audio_dir for the given ids."""
+    """{id: Embedding row of <audio_dir>/<id>.wav} for the given ids that have a wav."""
+    why = _untabular(audio_dir)
+    if why:
+        raise ConfigError(f"audio_dir {audio_dir!r} holds {why}, which embclust cannot write to its TSV files")
+    wanted, out = set(ids), {}
     with os.scandir(audio_dir) as entries:
-        wavs = {e.name[: -len(".wav")] for e in entries if e.name.endswith(".wav")}
-    return {i: os.path.join(audio_dir, f"{i}.wav") for i in ids if i in wavs}
+        for e in entries:
+            clip_id = e.name[: -len(".wav")]
+            if e.name.endswith(".wav") and clip_id in wanted:
+                try:
+                    st = e.stat()
+                except OSError:  # a link that leads nowhere: no audio for this clip
+                    continue
+                out[clip_id] = Embedding(clip_id, os.path.join(audio_dir, e.name), st.st_size, st.st_mtime_ns)
+    return {i: out[i] for i in sorted(out)}
 
 
 def check_paths(config):
@@ -328,11 +433,120 @@ def shard_of(clip_id, n_shards):
 
 
 def shards(embeddings, n_shards):
-    """{shard name: [(id, path), ...]} for the non-empty shards, names like '3-of-8'."""
+    """{shard name: [Embedding, ...]} for the non-empty shards, names like '3-of-8'."""
     out = {}
-    for clip_id, path in embeddings:
-        out.setdefault(shard_of(clip_id, n_shards), []).append((clip_id, path))
+    for row in embeddings:
+        out.setdefault(shard_of(row.id, n_shards), []).append(row)
     return {f"{i}-of-{n_shards}": out[i] for i in sorted(out)}
+
+
+# pool_shards: auto keeps at most this many files per shard, doubling the shard count
+# from 8 as the file count doubles (8 up to 131,072 files; 64 for a million).
+FILES_PER_SHARD = 16384
+
+
+def shard_count(setting, n_files):
+    """The number of pooling jobs: pool_shards itself, or for 'auto' the smallest of 8,
+    16, 32, ... that leaves at most FILES_PER_SHARD files per shard. Doubling, not a
+    count per file, so that added files change the count (and re-pool everything)
+    only when the total has doubled."""
+    if setting != "auto":
+        return setting
+    n = 8
+    while n_files > n * FILES_PER_SHARD:
+        n *= 2
+    return n
+
+
+# ---- manifests: each pool job's list of files --------------------------------
+#
+# At start-up the workflow writes, for each shard, a manifest: one row per file with
+# its id, path, size and mtime in ns (and one for the shard's wav files, for
+# trim_padding). A manifest is rewritten only when its text changes, so Snakemake sees
+# one input per pool job, and a file added, removed, or changed in size or mtime (older
+# as well as newer) re-pools exactly its shard.
+
+AUDIO_SUFFIX = ".audio"
+
+
+def _write_if_changed(path, text):
+    """Write text to path unless it already holds exactly that; True if written."""
+    data = text.encode("utf-8")
+    try:
+        with open(path, "rb") as f:
+            if f.read() == data:
+                return False
+    except FileNotFoundError:
+        pass
+    partial = f"{path}.partial"
+    with open(partial, "wb") as f:
+        f.write(data)
+    os.replace(partial, path)  # never a half-written manifest, even if killed
+    return True
+
+
+def write_manifests(directory, shard_files, audio=None):
+    """Write each shard's manifest (and audio manifest, when audio is not None) into
+    directory, rewriting only those whose text changed, and remove the manifests of
+    shards that no longer exist. Returns the names of the files written."""
+    os.makedirs(directory, exist_ok=True)
+    wanted, written = {}, []
+    for name, rows in shard_files.items():
+        wanted[f"{name}.tsv"] = rows
+        if audio is not None:
+            wanted[f"{name}{AUDIO_SUFFIX}.tsv"] = [audio[r.id] for r in rows if r.id in audio]
+    for filename, rows in wanted.items():
+        if _write_if_changed(os.path.join(directory, filename), manifest_text(rows)):
+            written.append(filename)
+    for filename in os.listdir(directory):
+        if filename not in wanted:
+            os.remove(os.path.join(directory, filename))
+    return written
+
+
+def prepare_inputs(config, combos, manifest_dir, say):
+    """List the inputs, check them against the settings, write the manifests that
+    changed: (shards, audio). `say` gets the notes for the user (skipped links...)."""
+    embeddings, notes = list_embeddings(config["embedding_dir"])
+    for note in notes:
+        say(note)
+    check_sizes(len(embeddings), combos)
+    shard_files = shards(embeddings, shard_count(config["pool_shards"], len(embeddings)))
+    audio = list_audio(config["audio_dir"], [row.id for row in embeddings]) if config["audio_dir"] else None
+    write_manifests(manifest_dir, shard_files, audio)
+    return shard_files, audio or {}
+
+
+def read_manifests(directory):
+    """(shards, audio) as the main process wrote them: what a job that parses the
+    workflow again (on a cluster node) uses instead of listing the files."""
+    shard_files, audio = {}, {}
+    for filename in sorted(os.listdir(directory)):
+        rows = [Embedding(*row) for row in read_manifest(os.path.join(directory, filename))]
+        if filename.endswith(f"{AUDIO_SUFFIX}.tsv"):
+            audio.update((r.id, r) for r in rows)
+        elif filename.endswith(".tsv"):
+            shard_files[filename[: -len(".tsv")]] = rows
+    order = sorted(shard_files, key=lambda name: int(name.split("-")[0]))
+    return {name: shard_files[name] for name in order}, audio
+
+
+# Snakemake rewrites <name> in a rule's paths (its path variables) and reads {name} as
+# a wildcard; the paths that reach Snakemake must hold neither.
+_SNAKEMAKE_SYNTAX = re.compile(r"<[a-z][a-z0-9_]*>|[{}]")
+
+
+def check_snakemake_paths(config):
+    """Refuse output_dir, dataset and labels paths that Snakemake would rewrite, so that
+    every path reaches the filesystem as given. (embedding_dir, audio_dir and the file
+    names never reach Snakemake: the manifests hold them.)"""
+    for key, value in (("output_dir", config["output_dir"]), ("dataset", config["dataset"]), ("labels", config["labels"])):
+        found = _SNAKEMAKE_SYNTAX.search(value) if value is not None else None
+        if found:
+            where = " (the basename of embedding_dir; set dataset=NAME)" if key == "dataset" else ""
+            raise ConfigError(
+                f"{key} '{value}'{where} holds '{found.group()}', which Snakemake would rewrite in its paths; choose a path without <name> or braces"
+            )
 
 
 def result_dir(root, s):

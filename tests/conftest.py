@@ -47,7 +47,7 @@ class Workflow:
             else:
                 shutil.copy(src, self.root / name)
         config = self.root / "config/config.yaml"
-        config.write_text(re.sub(r"(?m)^pool_shards: \d+$", f"pool_shards: {pool_shards}", config.read_text()))
+        config.write_text(re.sub(r"(?m)^pool_shards: \S+$", f"pool_shards: {pool_shards}", config.read_text()))
 
     def run(self, *args, check=True, cores=2):
         cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), *args]

@@ -1,4 +1,6 @@
 import itertools
+import os
+import re
 
 import pytest
 import settings
@@ -124,11 +126,148 @@ def test_slugs_parse_back_to_their_settings(overrides):
     assert settings.parse_layout(settings.layout_slug(s))["method"] == s["plot"]
 
 
+def ids_of(directory):
+    rows, notes = settings.list_embeddings(str(directory))
+    return [row.id for row in rows]
+
+
 def test_list_embeddings_ignores_other_files_and_sorts(tmp_path):
     for name in ["b.npy", "a.npy", "notes.txt", "c.npy.bak"]:
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "sub.npy").mkdir()
-    assert [i for i, _ in settings.list_embeddings(str(tmp_path))] == ["a", "b"]
+    assert ids_of(tmp_path) == ["a", "b"]
+
+
+def test_list_embeddings_reads_one_level_of_subfolders(tmp_path):
+    (tmp_path / "top.npy").write_bytes(b"12345")
+    for sub, name in [("s1", "b.npy"), ("s2", "a.npy"), ("s2", "c.npy"), ("s1", "x.txt")]:
+        (tmp_path / sub).mkdir(exist_ok=True)
+        (tmp_path / sub / name).write_bytes(b"")
+    (tmp_path / "s1/deeper").mkdir()
+    (tmp_path / "s1/deeper/hidden.npy").write_bytes(b"")
+    rows, notes = settings.list_embeddings(str(tmp_path))
+    assert [(r.id, r.path) for r in rows] == [
+        ("a", f"{tmp_path}/s2/a.npy"), ("b", f"{tmp_path}/s1/b.npy"), ("c", f"{tmp_path}/s2/c.npy"), ("top", f"{tmp_path}/top.npy")
+    ]  # fmt: skip
+    top = rows[-1]
+    assert top.size == 5 and top.mtime_ns == (tmp_path / "top.npy").stat().st_mtime_ns
+    assert notes == [f"1 folders two levels down in '{tmp_path}' are not read (only its subfolders are): s1/deeper"]
+
+
+def test_the_same_name_in_two_subfolders_is_refused_naming_both(tmp_path):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "clip.npy").write_bytes(b"")
+    with pytest.raises(settings.ConfigError) as e:
+        settings.list_embeddings(str(tmp_path))
+    assert f"id 'clip' is in two files, {tmp_path}/a/clip.npy and {tmp_path}/b/clip.npy" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "name, shown",
+    [
+        ("tab\there.npy", "'tab\\there.npy' holds a tab"),
+        ("new\nline.npy", "'new\\nline.npy' holds a newline"),
+        ("carriage\rreturn.npy", "'carriage\\rreturn.npy' holds a carriage return"),
+        (".npy", "'.npy' holds an empty id"),
+    ],
+)
+def test_names_the_tsv_files_cannot_hold_are_refused_in_one_line(tmp_path, name, shown):
+    (tmp_path / "good.npy").write_bytes(b"")
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(settings.ConfigError) as e:
+        settings.list_embeddings(str(tmp_path))
+    message = str(e.value)
+    assert "\n" not in message and "\r" not in message and "\t" not in message
+    assert message == f"file names embclust cannot use in '{tmp_path}' (rename them): {shown}"
+
+
+def test_names_that_are_not_utf8_are_refused(tmp_path):
+    (tmp_path / "good.npy").write_bytes(b"")
+    open(os.fsencode(tmp_path) + b"/bad\xff.npy", "wb").close()
+    with pytest.raises(settings.ConfigError, match=r"'bad\\udcff.npy' holds bytes that are not UTF-8"):
+        settings.list_embeddings(str(tmp_path))
+
+
+def test_snakemake_syntax_in_file_names_is_just_a_name(tmp_path):
+    for name in ["{x}.npy", "<results>.npy", "<script>.npy"]:
+        (tmp_path / name).write_bytes(b"")
+    assert ids_of(tmp_path) == ["<results>", "<script>", "{x}"]
+
+
+def test_links_that_lead_nowhere_are_skipped_in_one_note(tmp_path):
+    (tmp_path / "real.npy").write_bytes(b"abc")
+    os.symlink(tmp_path / "real.npy", tmp_path / "alias.npy")  # a link to a file: read
+    os.symlink(tmp_path / "gone.npy", tmp_path / "dangling.npy")
+    os.symlink(tmp_path / "loop.npy", tmp_path / "loop.npy")
+    os.symlink(tmp_path / "loopdir", tmp_path / "loopdir")
+    rows, notes = settings.list_embeddings(str(tmp_path))
+    assert [r.id for r in rows] == ["alias", "real"] and rows[0].size == 3
+    assert notes == [f"skipped 3 links in '{tmp_path}' that lead nowhere (dangling or a loop): dangling.npy, loop.npy, loopdir"]
+
+
+def test_a_subfolder_linking_back_to_embedding_dir_is_a_duplicate(tmp_path):
+    (tmp_path / "a.npy").write_bytes(b"")
+    os.symlink(tmp_path, tmp_path / "again")
+    with pytest.raises(settings.ConfigError, match="id 'a' is in two files"):
+        settings.list_embeddings(str(tmp_path))
+
+
+def test_pool_shards_auto_doubles_with_the_file_count():
+    assert settings.shard_count(3, 10**6) == 3
+    assert [settings.shard_count("auto", n) for n in (1, 131072, 131073, 262145, 10**6, 10**7)] == [8, 8, 16, 32, 64, 1024]
+    assert valid(pool_shards="auto")["pool_shards"] == "auto" and valid()["pool_shards"] == "auto"
+    with pytest.raises(settings.ConfigError, match="an integer >= 1 or 'auto'"):
+        valid(pool_shards="many")
+
+
+def fake_rows(ids, mtime=1):
+    return [settings.Embedding(i, f"emb/{i}.npy", 10, mtime) for i in ids]
+
+
+def test_manifests_are_rewritten_only_when_their_content_changes(tmp_path):
+    directory = tmp_path / "files"
+    ids = [f"c{i}" for i in range(40)]
+    first = settings.shards(fake_rows(ids), 4)
+    assert sorted(settings.write_manifests(directory, first)) == [f"{i}-of-4.tsv" for i in range(4)]
+    stamps = {p.name: p.stat().st_mtime_ns for p in directory.iterdir()}
+    assert settings.write_manifests(directory, first) == []  # unchanged: nothing written
+    assert {p.name: p.stat().st_mtime_ns for p in directory.iterdir()} == stamps
+    # One file with an OLDER mtime (cp -p, rsync -a), one added: only their shards change.
+    rows = fake_rows(ids + ["new"])
+    rows[5] = rows[5]._replace(mtime_ns=0)
+    changed = {f"{settings.shard_of(i, 4)}-of-4.tsv" for i in ("c5", "new")}
+    assert set(settings.write_manifests(directory, settings.shards(rows, 4))) == changed
+    # Fewer shards: the old ones go, so the folder holds exactly the current lists.
+    assert sorted(settings.write_manifests(directory, settings.shards(rows, 2))) == ["0-of-2.tsv", "1-of-2.tsv"]
+    assert sorted(p.name for p in directory.iterdir()) == ["0-of-2.tsv", "1-of-2.tsv"]
+
+
+def test_manifests_read_back_as_written(tmp_path):
+    rows = fake_rows(["{x}", "<results>", "a b", "é"], mtime=1234567890123456789)
+    shard_files = settings.shards(rows, 3)
+    audio = {"a b": settings.Embedding("a b", "wav/a b.wav", 99, 5)}
+    settings.write_manifests(tmp_path, shard_files, audio)
+    assert settings.read_manifests(tmp_path) == (shard_files, audio)
+    # Without audio_dir, the audio manifests are removed.
+    settings.write_manifests(tmp_path, shard_files)
+    assert settings.read_manifests(tmp_path) == (shard_files, {})
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"output_dir": "/data/<logs>/x"}, "output_dir '/data/<logs>/x' holds '<logs>'"),
+        ({"output_dir": "out/{x}"}, "output_dir 'out/{x}' holds '{'"),
+        ({"embedding_dir": "data/<results>"}, "dataset '<results>' (the basename of embedding_dir; set dataset=NAME) holds '<results>'"),
+        ({"labels": "<resources>/labels.csv"}, "labels '<resources>/labels.csv' holds '<resources>'"),
+    ],
+)
+def test_paths_that_snakemake_would_rewrite_are_refused(config, message):
+    with pytest.raises(settings.ConfigError, match=re.escape(message)):
+        settings.check_snakemake_paths(valid(**config))
+    settings.check_snakemake_paths(valid(output_dir="/data/<Logs>/x", embedding_dir="data/<results>", dataset="ok"))
 
 
 def test_missing_and_empty_directories(tmp_path):

@@ -116,12 +116,19 @@ def test_cache_reruns_only_the_stages_below_a_change(workflow, blobs):
     reduced = workflow.run(*base, "reduce_dim=10")
     assert "pool" not in reduced.jobs and reduced.jobs["reduce"] == 1
 
-    # Snakemake keeps input checksums: a touched but unchanged file reruns nothing...
+    # A file's size and mtime are in its shard's manifest: touched, it re-pools its shard
+    # and everything below follows (the documented price of not reading contents)...
     first_file = sorted(directory.iterdir())[0]
     os.utime(first_file)
+    assert workflow.run(*base).jobs == dict(STAGES, pool=1)
     assert workflow.run(*base).jobs == {}
-    # ...while changed content re-pools its shard, and everything below follows.
+    # ...as for changed content,
     np.save(first_file, np.load(first_file) + 1)
+    assert workflow.run(*base).jobs == dict(STAGES, pool=1)
+    # also when the new content comes with an older mtime (cp -p, rsync -a).
+    stat = first_file.stat()
+    np.save(first_file, np.load(first_file) - 1)
+    os.utime(first_file, ns=(stat.st_atime_ns, stat.st_mtime_ns - 10**9 * 3600 * 24 * 365))
     assert workflow.run(*base).jobs == dict(STAGES, pool=1)
 
 
@@ -388,3 +395,65 @@ def test_added_files_repool_only_their_shards(workflow, blobs):
     assert changed == touched
     ids = [line.split("\t")[0] for line in (workflow.root / "results/emb/pooled/mean.ids.tsv").read_text().splitlines()[1:]]
     assert ids == sorted(list(truth) + new)
+    # A removed file re-pools only its shard too.
+    (directory / "new0.npy").unlink()
+    run = workflow.run(*args)
+    assert run.jobs["pool"] == 1 and run.jobs["merge_pool"] == 1
+    assert (shard_files / f"{settings.shard_of('new0', 8)}-of-8.ids.tsv").stat().st_mtime_ns > after[f"{settings.shard_of('new0', 8)}-of-8.ids.tsv"]
+
+
+def test_nested_folders_and_file_names_snakemake_would_rewrite(workflow, tmp_path):
+    """One run over subfolders, with file and directory names that Snakemake reads as
+    path variables or wildcards, and links that lead nowhere; then the names refused."""
+    # A folder named <results> beside a folder named results: Snakemake would read the latter.
+    parent = tmp_path / "pv"
+    directory = parent / "<results>"
+    truth = make_blobs(directory, n_per_cluster=20)
+    make_blobs(parent / "results", n_per_cluster=5, seed=1)  # the decoy
+    odd = {"{x}": "c0_000", "<script>": "c1_000", "<logs>": "c2_000"}
+    for name, clip in odd.items():
+        (directory / f"{clip}.npy").rename(directory / f"{name}.npy")
+        truth[name] = truth.pop(clip)
+    # Files in 3 subfolders, some left at the top; one folder two levels down is not read.
+    nested = {}
+    for k, clip in enumerate(sorted(truth)):
+        if k % 4:
+            sub = f"part{k % 3}"
+            (directory / sub).mkdir(exist_ok=True)
+            (directory / f"{clip}.npy").rename(directory / sub / f"{clip}.npy")
+            nested[clip] = os.path.join(str(directory), sub, f"{clip}.npy")
+        else:
+            nested[clip] = os.path.join(str(directory), f"{clip}.npy")
+    (directory / "part0/deeper").mkdir()
+    np.save(directory / "part0/deeper/unread.npy", np.ones((3, 64), dtype=np.float32))
+    os.symlink(directory / "gone.npy", directory / "dangling.npy")
+    os.symlink(directory / "part1/loop.npy", directory / "part1/loop.npy")
+    args = ["--config", f"embedding_dir={directory}", "dataset=pv", "plot=pca", "reduce=none"]
+    run = workflow.run(*args)
+    notes = [line for line in run.stderr.splitlines() if line.startswith("embclust: ")]
+    assert notes == [
+        f"embclust: skipped 2 links in '{directory}' that lead nowhere (dangling or a loop): dangling.npy, part1/loop.npy",
+        f"embclust: 1 folders two levels down in '{directory}' are not read (only its subfolders are): part0/deeper",
+    ]
+    hard = read_json(workflow.root / "results/pv/mean/none/hdbscan-mcs5-ms5-euclidean/clusters_hard.json")
+    assert {e["id"]: e["path"] for e in hard} == nested
+    assert adjusted_rand_score([truth[e["id"]] for e in hard], [e["cluster"] for e in hard]) > 0.9
+    assert workflow.run(*args).jobs == {}
+
+    # Names the TSVs cannot hold, all named in one line before any job runs.
+    for name in ["tab\there.npy", "new\nline.npy", "carriage\rreturn.npy", ".npy"]:
+        np.save(directory / "part2" / "x.npy", np.ones(64, dtype=np.float32))
+        (directory / "part2" / "x.npy").rename(directory / "part2" / name)
+    line = one_line_error(workflow.run(*args, check=False), "embclust: file names embclust cannot use")
+    assert r"'part2/carriage\rreturn.npy' holds a carriage return" in line and "(+1 more)" in line
+    for path in (directory / "part2").iterdir():
+        if path.name in ("tab\there.npy", "new\nline.npy", "carriage\rreturn.npy", ".npy"):
+            path.unlink()
+    # The same name in two subfolders.
+    shutil.copy(directory / "part1" / f"{sorted(c for c in nested if 'part1' in nested[c])[0]}.npy", directory / "part2")
+    line = one_line_error(workflow.run(*args, check=False), "embclust: id '")
+    assert "is in two files" in line and "/part1/" in line and "/part2/" in line
+    # An output_dir Snakemake would rewrite.
+    line = one_line_error(workflow.run(*args, f"output_dir={tmp_path}/<logs>/x", check=False), "embclust: output_dir")
+    assert "holds '<logs>', which Snakemake would rewrite" in line
+    assert not (tmp_path / "logs").exists()

@@ -13,23 +13,25 @@ SCHEMA = settings.load_schema(os.path.join(workflow.basedir, "workflow/schemas/c
 try:
     _validated = settings.validate(config, SCHEMA)
     settings.check_paths(_validated)
-    EMBEDDINGS = settings.list_embeddings(_validated["embedding_dir"])
+    settings.check_snakemake_paths(_validated)
     COMBOS = settings.combinations(_validated, SCHEMA)
-    settings.check_sizes(len(EMBEDDINGS), COMBOS)
-    # Every file's header, before any job runs, so that all bad files are named in one
-    # line (the pool jobs, one per shard, would each name only their own). Jobs on
-    # cluster nodes parse this file again, but the run that submitted them has checked.
+    OUT = f"{_validated['output_dir']}/{_validated['dataset']}"
+    # Each pool job's files, in a manifest per shard (scripts/settings.py), listed and
+    # written once by the main process. A job that parses this file again (on a
+    # cluster node) reads the manifests instead of listing every file.
+    MANIFESTS = f"{OUT}/pooled/files"
     if workflow.is_main_process:
-        _width, _longest = pool.check_files([path for _, path in EMBEDDINGS])
+        SHARDS, AUDIO = settings.prepare_inputs(_validated, COMBOS, MANIFESTS, lambda note: print(f"embclust: {note}", file=sys.stderr))
+        # Every file's header, before any job runs, so that all bad files are named in
+        # one line (the pool jobs, one per shard, would each name only their own).
+        _width, _longest = pool.check_files([row.path for rows in SHARDS.values() for row in rows])
         settings.check_widths(_width, _longest, COMBOS, pool.pooled_width)
+    else:
+        SHARDS, AUDIO = settings.read_manifests(MANIFESTS)
 except (settings.ConfigError, InputError) as e:
     sys.exit(f"embclust: {e}")
 config.update(_validated)
 
-OUT = f"{config['output_dir']}/{config['dataset']}"
-SHARDS = settings.shards(EMBEDDINGS, config["pool_shards"])
-# {id: <audio_dir>/<id>.wav} for the clips that have one, listed once when the workflow starts.
-AUDIO = settings.list_audio(config["audio_dir"], [i for i, _ in EMBEDDINGS]) if config["audio_dir"] else {}
 TARGETS = settings.targets(OUT, COMBOS)
 RESULTS = settings.results(OUT, COMBOS)
 
@@ -94,15 +96,19 @@ def layout_graph(wildcards):
     return neighbours_file(wildcards, layout["metric"], settings.UMAP_NEIGHBOURS)
 
 
-def shard_embeddings(wildcards):
-    return [path for _, path in SHARDS[wildcards.shard]]
+MANIFEST = f"{MANIFESTS}/{{shard}}.tsv"
 
 
 def shard_audio(wildcards):
-    """The shard's wav files when this pooling trims padding by audio duration."""
+    """The manifest of the shard's wav files when this pooling trims padding by audio duration."""
     if not settings.parse_pooling(wildcards.pooling)["frames_per_second"]:
         return []
-    return [AUDIO[i] for i, _ in SHARDS[wildcards.shard] if i in AUDIO]
+    return f"{MANIFESTS}/{wildcards.shard}{settings.AUDIO_SUFFIX}.tsv"
+
+
+def shard_mb(wildcards):
+    """MiB of .npy data in one shard, from its manifest's sizes."""
+    return sum(row.size for row in SHARDS[wildcards.shard]) / 2**20
 
 
 def every_shard(suffix):

@@ -1,6 +1,6 @@
 rule pool:
     input:
-        embeddings=shard_embeddings,
+        files=MANIFEST,
         wavs=shard_audio,
     output:
         matrix=f"{SHARD}.npy",
@@ -12,8 +12,8 @@ rule pool:
     resources:
         # Up to 16 files read ahead, each up to twice its size once in float32; rows
         # go straight to disk. Runtime: ~50 MB/s of reading, worst case.
-        mem_mb=lambda wc, input: 1024 + 32 * int(input.size_mb / max(1, len(input.embeddings)) + 1),
-        runtime=lambda wc, input: 10 + int(input.size_mb / 3000),
+        mem_mb=lambda wc: 1024 + 32 * int(shard_mb(wc) / len(SHARDS[wc.shard]) + 1),
+        runtime=lambda wc: 10 + int(shard_mb(wc) / 3000),
     log:
         log_path("pool", "pooling", "shard"),
     conda:
