@@ -125,6 +125,7 @@ def label_colouring(values, codes):
     """(traces, trace_of) for a label column, as cluster_colouring: the MAX_CATEGORIES - 1
     most frequent values get their own colour, the rest are grouped as OTHER."""
     counts = np.bincount(codes, minlength=len(values))
+    where = {v: k for k, v in enumerate(values)}
     named = [v for v in values if v != NO_LABEL]
     keep = set(named)
     if len(named) > MAX_CATEGORIES:
@@ -132,18 +133,18 @@ def label_colouring(values, codes):
         keep = set(sorted(named, key=lambda v: (-count[v], v))[: MAX_CATEGORIES - 1])
     traces, trace_of = [], np.zeros(len(values), dtype=np.int64)
     grouped = [v for v in named if v not in keep]
-    if NO_LABEL in values:
-        k = values.index(NO_LABEL)
+    if NO_LABEL in where:
+        k = where[NO_LABEL]
         trace_of[k] = 0
         traces.append(dict(name=f"{NO_LABEL} ({counts[k]})", colour=NOISE_COLOUR, opacity=0.55, size=4))
     cats = _natural(list(keep))
     for v, colour in zip(cats + ([OTHER] if grouped else []), palette(len(cats) + bool(grouped))):
         if v == OTHER:
-            members = [values.index(g) for g in grouped]
+            members = [where[g] for g in grouped]
             trace_of[members] = len(traces)
             traces.append(dict(name=f"{OTHER} ({int(counts[members].sum())})", colour="#555555", opacity=0.8, size=7))
         else:
-            k = values.index(v)
+            k = where[v]
             trace_of[k] = len(traces)
             traces.append(dict(name=f"{v} ({counts[k]})", colour=colour, opacity=0.8, size=7))
     return traces, trace_of
@@ -169,10 +170,11 @@ def density(xy, bins=DENSITY_BINS):
     """A heatmap trace of log10(files per cell) over every point; empty cells are blank."""
     counts, xe, ye = np.histogram2d(xy[:, 0], xy[:, 1], bins=bins)
     # + 0.3, so that a cell of one file is a shade above the colour scale's blank end.
-    z = np.where(counts > 0, np.round(np.log10(np.maximum(counts, 1)) + 0.3, 3), np.nan)
+    z = np.where(counts > 0, np.log10(np.maximum(counts, 1)) + 0.3, np.nan).astype(np.float32)
+    # numpy arrays go into the page as base64 typed arrays; plotly.js leaves NaN cells blank.
     return go.Heatmap(
-        x=np.round((xe[:-1] + xe[1:]) / 2, 6).tolist(), y=np.round((ye[:-1] + ye[1:]) / 2, 6).tolist(),
-        z=[[None if np.isnan(v) else float(v) for v in row] for row in z.T],
+        x=((xe[:-1] + xe[1:]) / 2).astype(np.float32), y=((ye[:-1] + ye[1:]) / 2).astype(np.float32),
+        z=np.ascontiguousarray(z.T),
         colorscale=[[0, "#f2f2f2"], [1, "#555555"]], zmin=0, showscale=False, hoverinfo="skip",
         name="density of all files", zsmooth=False)
 

@@ -288,7 +288,9 @@ def test_map_of_200k_files_is_small_and_answers_a_hover_within_15_s(tmp_path, pa
     xy = rng.uniform(-50, 50, size=(clusters + 1, 2))[labels] + rng.normal(0, 0.8, size=(n, 2))
     ids = [f"clip{i:07d}" for i in range(n)]
     planted = n // 2
-    xy[planted] = (90, 90)  # far from every other file: one right answer to the hover
+    # Far from every other file, one right answer to the hover, and a cluster of its own,
+    # so that the sample drawn above DRAW_AT_MOST files keeps it.
+    labels[planted], xy[planted] = clusters, (90, 90)
     table = {i: {"speaker": f"spk{k % 50}"} for k, i in enumerate(ids)}
     path = tmp_path / "map.html"
     write_map(path, ids, xy, labels, table, ["speaker"])
