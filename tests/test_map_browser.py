@@ -5,10 +5,12 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
+import urllib.parse
 
 import numpy as np
 import pytest
-from test_plots import HDBSCAN, NO_AUDIO, NO_LABEL, plots_run  # noqa: F401  (shared session fixture)
+from test_plots import HDBSCAN, NO_AUDIO, NO_LABEL, map_data, map_script, plots_run  # noqa: F401  (shared session fixture)
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -54,35 +56,29 @@ def page(chromium):
         context.close()
 
 
-POINT_OF = """id => {
-  const gd = document.getElementById('map');
-  for (const trace of gd.querySelectorAll('.scatterlayer .trace')) {
-    const data = trace.__data__[0].trace;
-    const points = trace.querySelectorAll('path.point');
-    for (const el of points) {
-      const cd = data.customdata[el.__data__.i];
-      if (cd[0] === id) { const r = el.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2, cd[4]]; }
-    }
-  }
-  return null;
+# The page's pixel of layout coordinates (x, y): WebGL points have no DOM element to ask.
+PIXEL = """([x, y]) => {
+  const gd = document.getElementById('map'), xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+  const r = gd.getBoundingClientRect();
+  return [r.x + xa._offset + xa.l2p(x), r.y + ya._offset + ya.l2p(y)];
 }"""
 
-# Zoom far in on one file, as a user would to single out a point among overlapping ones.
-ZOOM_TO = """id => {
+# Zoom far in on (x, y), as a user would to single out a point among overlapping ones.
+ZOOM = """([x, y]) => {
   const gd = document.getElementById('map');
-  for (const trace of gd.data) {
-    if (trace.visible === false || !trace.customdata) continue;
-    const i = trace.customdata.findIndex(cd => cd[0] === id);
-    if (i < 0) continue;
-    const [x, y] = [trace.x[i], trace.y[i]];
-    const dx = (gd._fullLayout.xaxis.range[1] - gd._fullLayout.xaxis.range[0]) / 1e4;
-    const dy = (gd._fullLayout.yaxis.range[1] - gd._fullLayout.yaxis.range[0]) / 1e4;
-    return Plotly.relayout(gd, {'xaxis.range': [x - dx, x + dx], 'yaxis.range': [y - dy, y + dy]}).then(() => true);
-  }
-  return false;
+  const dx = (gd._fullLayout.xaxis.range[1] - gd._fullLayout.xaxis.range[0]) / 1e4;
+  const dy = (gd._fullLayout.yaxis.range[1] - gd._fullLayout.yaxis.range[0]) / 1e4;
+  return Plotly.relayout(gd, {'xaxis.range': [x - dx, x + dx], 'yaxis.range': [y - dy, y + dy]}).then(() => true);
 }"""
 
 AUTOSCALE = "() => Plotly.relayout(document.getElementById('map'), {'xaxis.autorange': true, 'yaxis.autorange': true})"
+
+# Points drawn by the visible WebGL traces (the search ring aside).
+DRAWN = """() => document.getElementById('map').data
+  .filter(t => t.type === 'scattergl' && t.visible !== false && t.name !== 'search')
+  .reduce((n, t) => n + t.x.length, 0)"""
+
+RING = "() => { const d = document.getElementById('map').data; return Array.from(d[d.length - 1].x); }"
 
 AUDIO_DURATION = """() => new Promise(resolve => {
   const a = document.getElementById('player');
@@ -91,6 +87,12 @@ AUDIO_DURATION = """() => new Promise(resolve => {
   a.addEventListener('error', () => resolve(-1));
   a.load();
 })"""
+
+
+def coordinates(path):
+    """{id: (x, y)} decoded from the map's own data."""
+    _, data = map_data(path)
+    return dict(zip(data["ids"], zip(*(map_script.decode(data[k]).tolist() for k in ("x", "y")))))
 
 
 def isolated(out, exclude):
@@ -103,62 +105,76 @@ def isolated(out, exclude):
     return max((i for i in ids if i not in exclude), key=lambda i: d[ids.index(i)].min())
 
 
-def hover_text(page, expect):
-    """The hover label's text once it names `expect` (or whatever it shows after 5 s)."""
+def hover(page, xy):
+    """Move the mouse off the plot and then onto layout point xy."""
+    x, y = page.evaluate(PIXEL, list(xy))
+    page.mouse.move(5, 5)
+    page.mouse.move(x, y)
+    return x, y
+
+
+def tip_text(page, expect, timeout=5000):
+    """The hover box's text once its id is `expect` (or whatever it shows after the timeout)."""
     try:
         page.wait_for_function(
-            "id => (document.querySelector('#map .hoverlayer') || {}).textContent.includes(id)", arg=expect, timeout=5000)
+            "id => { const t = document.getElementById('tip'); return !t.hidden && t.querySelector('b').textContent === id; }",
+            arg=expect, timeout=timeout)
     except Exception:
         pass
-    return page.text_content("#map .hoverlayer")
+    return page.evaluate("() => { const t = document.getElementById('tip'); return t.hidden ? null : t.innerText; }")
+
+
+def search(page, text, expect_status):
+    page.fill("#search", text)
+    page.press("#search", "Enter")
+    page.wait_for_function("s => document.getElementById('status').textContent.startsWith(s)", arg=expect_status,
+                           timeout=5000)
+    return page.text_content("#status")
 
 
 def test_map_in_headless_chromium(plots_run, page):  # noqa: F811
-    wf, truth = plots_run["wf"], plots_run["truth"]
+    wf, truth, root = plots_run["wf"], plots_run["truth"], plots_run["root"]
     path = wf.root / HDBSCAN / "map-pca.html"
+    xy = coordinates(path)
     page.goto(path.as_uri())
     page.wait_for_selector("body[data-ready=yes]", timeout=20000)
 
-    # One point per input file, all drawn in the initial (cluster) colouring.
-    assert page.locator("#map .scatterlayer .trace path.point").count() == len(truth)
+    # One point per input file, all drawn in the initial (cluster) colouring, with WebGL.
+    assert page.evaluate(DRAWN) == len(truth)
+    assert page.locator("#map canvas").count() > 0 and page.locator("#map path.point").count() == 0
 
     # Hover shows the id, its cluster, membership probability and outlier score, and labels.
     target = isolated(wf.root / "results/emb", exclude={NO_AUDIO, NO_LABEL})
-    x, y, link = page.evaluate(POINT_OF, target)
-    page.mouse.move(x, y)
-    text = hover_text(page, target)  # plotly clicks the hovered point
-    assert target in text and "cluster:" in text and "membership probability:" in text
+    x, y = hover(page, xy[target])
+    text = tip_text(page, target)  # plotly clicks the hovered point
+    assert text.startswith(target) and "cluster:" in text and "membership probability:" in text
     assert "outlier score:" in text and "speaker: spk" in text and f"blob: blob{truth[target]}" in text
 
     # Clicking plays that clip, by a relative link that resolves to the wav file.
     page.mouse.click(x, y)
     page.wait_for_function(f"document.getElementById('player').dataset.id === '{target}'", timeout=5000)
     src = page.evaluate("document.getElementById('player').getAttribute('src')")
-    assert src == link and src.startswith("../") and src.endswith(f"audio/{target}.wav")
+    assert src == urllib.parse.quote(os.path.relpath(root / "audio" / f"{target}.wav", path.parent))
+    assert src.startswith("../") and src.endswith(f"audio/{target}.wav")
     assert abs(page.evaluate(AUDIO_DURATION) - 0.25) < 0.01
 
     # A file without a clip says so and leaves the player alone.
-    assert page.evaluate(ZOOM_TO, NO_AUDIO)
-    x, y, link = page.evaluate(POINT_OF, NO_AUDIO)
-    assert link == ""
-    page.mouse.move(5, 5)
-    page.mouse.move(x, y)
-    assert NO_AUDIO in hover_text(page, NO_AUDIO)  # plotly clicks the hovered point
+    assert page.evaluate(ZOOM, list(xy[NO_AUDIO]))
+    x, y = hover(page, xy[NO_AUDIO])
+    assert tip_text(page, NO_AUDIO).startswith(NO_AUDIO)  # plotly clicks the hovered point
     page.wait_for_timeout(400)  # two clicks within plotly's 300 ms make a double click (reset zoom)
     page.mouse.click(x, y)
     page.wait_for_function(f"document.getElementById('status').textContent.includes('{NO_AUDIO}: no audio')")
     assert page.evaluate("document.getElementById('player').dataset.id") == target
     page.evaluate(AUTOSCALE)
 
-    # Search by id rings the file and shows its hover label.
+    # Search by id rings the file and shows its hover box.
     page.mouse.move(5, 5)
-    page.fill("#search", "c2_010")
-    page.press("#search", "Enter")
-    page.wait_for_function("document.getElementById('status').textContent.startsWith('found c2_010')")
-    assert "c2_010" in hover_text(page, "c2_010")
-    page.fill("#search", "nope")
-    page.press("#search", "Enter")
-    page.wait_for_function("document.getElementById('status').textContent === 'no file with id nope'")
+    search(page, "c2_010", "found c2_010")
+    assert tip_text(page, "c2_010").startswith("c2_010")
+    assert page.evaluate(RING) == [pytest.approx(xy["c2_010"][0])]
+    assert search(page, "nope", "no file") == "no file with id nope"
+    assert page.evaluate(RING) == []
 
     # Colour by a label column: the menu swaps the legend to that column's values.
     page.click("#map .updatemenu-header-group")
@@ -166,13 +182,126 @@ def test_map_in_headless_chromium(plots_run, page):  # noqa: F811
     page.wait_for_function("document.querySelector('#map .legendtitletext').textContent === 'speaker'")
     legend = page.text_content("#map .legend")
     assert all(f"spk{i}" in legend for i in range(4)) and "(no label) (1)" in legend
-    assert page.locator("#map .scatterlayer .trace path.point").count() == len(truth)
-    assert page.evaluate(ZOOM_TO, NO_LABEL)
-    x, y, _ = page.evaluate(POINT_OF, NO_LABEL)
-    page.mouse.move(5, 5)
-    page.mouse.move(x, y)
-    text = hover_text(page, NO_LABEL)
-    assert NO_LABEL in text and "speaker: (no label)" in text
+    assert page.evaluate(DRAWN) == len(truth)
+    assert page.evaluate(ZOOM, list(xy[NO_LABEL]))
+    hover(page, xy[NO_LABEL])
+    text = tip_text(page, NO_LABEL)
+    assert text.startswith(NO_LABEL) and "speaker: (no label)" in text
 
     assert page.problems == [], page.problems
     assert page.external == [], page.external
+
+
+HOSTILE_IDS = ["<B>bold<B>", '<span style="font-size:80px;color:red">big</span>', " lead", "trail ", "lead",
+               "a&amp;b", "<br>"]
+LINK = '<a href="https://example.com/">ext</a>'
+COLUMN = "<i>col</i>"
+
+
+def write_map(path, ids, xy, labels, table=None, columns=(), **kw):
+    n = len(ids)
+    fig, data = map_script.build(np.asarray(xy, dtype=np.float32), np.asarray(labels), np.linspace(0, 1, n),
+                                 np.linspace(1, 0, n), ids, list(columns), table or {}, None, **kw)
+    path.write_text(map_script.page(fig, data, "test", list(columns)), encoding="utf-8")
+    return data
+
+
+def test_ids_and_labels_show_as_plain_text_and_search_is_exact(tmp_path, page):
+    # Hostile ids on a line, far apart, among a few ordinary files.
+    ids = HOSTILE_IDS + [f"f{i}" for i in range(20)]
+    xy = [(10 * k, 0) for k in range(len(HOSTILE_IDS))] + [(5 * (i % 10), 40 + 5 * (i // 10)) for i in range(20)]
+    labels = [k % 2 for k in range(len(ids))]
+    table = {i: {COLUMN: LINK if k % 3 == 0 else f"v{k % 3}"} for k, i in enumerate(ids)}
+    path = tmp_path / "map.html"
+    write_map(path, ids, xy, labels, table, [COLUMN])
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready=yes]", timeout=20000)
+    assert page.evaluate(DRAWN) == len(ids)
+
+    markup = "() => document.querySelectorAll('#map a, #map [style*=\"80px\"], #tip :not(b):not(br), #status *').length"
+    for k, id_ in enumerate(HOSTILE_IDS):
+        hover(page, xy[k])
+        text = tip_text(page, id_)
+        assert text is not None and page.evaluate("() => document.querySelector('#tip b').textContent") == id_
+        assert f"{COLUMN}: {table[id_][COLUMN]}" in page.text_content("#tip")
+        assert page.evaluate(markup) == 0
+
+    # Search finds ids exactly as written: " lead" is not "lead", and "trail " needs its space.
+    page.mouse.move(5, 5)
+    for k, id_ in enumerate(HOSTILE_IDS):
+        status = search(page, id_, "found ")
+        assert status == f"found {id_} (cluster {k % 2})"
+        assert page.evaluate("() => document.querySelector('#tip b').textContent") == id_
+        assert page.evaluate(RING) == [xy[k][0]]
+    assert search(page, "trail", "no file") == "no file with id trail"
+    assert page.evaluate(markup) == 0
+
+    # The legend, its title and the menu show label values and column names as written.
+    page.click("#map .updatemenu-header-group")
+    page.locator("#map .updatemenu-dropdown-button", has_text=f"colour by {COLUMN}").click()
+    page.wait_for_function("c => document.querySelector('#map .legendtitletext').textContent === c", arg=COLUMN)
+    legend = page.text_content("#map .legend")
+    assert f"{LINK} (9)" in legend and "v1 (9)" in legend
+    assert page.evaluate(markup) == 0
+    box = page.locator("#map .legend .legendtext", has_text="ext").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # once threw a TypeError
+    page.wait_for_timeout(200)
+    page.mouse.move(5, 5)
+    assert page.problems == [], page.problems
+    assert page.external == [], page.external
+
+
+def test_above_the_limit_a_sample_is_drawn_over_a_density_and_search_finds_every_id(tmp_path, page):
+    rng = np.random.default_rng(0)
+    n = 3000
+    labels = rng.integers(-1, 5, n)
+    xy = rng.normal(0, 1, size=(n, 2)) + 6 * labels[:, None]
+    ids = [f"f{i:04d}" for i in range(n)]
+    labels[0], xy[0] = 5, (60, 60)  # an isolated cluster of one: drawn, as every cluster keeps some
+    path = tmp_path / "map.html"
+    data = write_map(path, ids, xy, labels, draw_at_most=400)
+    drawn = map_script.decode(data["drawn"]).astype(bool)
+    assert drawn[0] and 400 <= drawn.sum() < 450
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready=yes]", timeout=20000)
+    assert page.evaluate(DRAWN) == drawn.sum()
+    assert page.evaluate("() => document.getElementById('map').data.filter(t => t.type === 'heatmap').length") == 1
+    assert f"{drawn.sum()} of {n} are drawn" in page.text_content("#sampled")
+    hover(page, xy[0])
+    assert tip_text(page, ids[0]).startswith(ids[0])
+    page.mouse.move(5, 5)
+    hidden = ids[int(np.flatnonzero(~drawn)[0])]
+    k = ids.index(hidden)
+    status = search(page, hidden, f"found {hidden}")
+    assert status == f"found {hidden} (cluster {labels[k]}), not in the drawn sample: ringed".replace(
+        "cluster -1", "cluster noise (-1)")
+    assert page.evaluate(RING) == [pytest.approx(xy[k][0])]
+    text = tip_text(page, hidden)
+    assert text.startswith(hidden) and "(not in the drawn sample)" in text
+    assert page.problems == [], page.problems
+
+
+def test_map_of_200k_files_is_small_and_answers_a_hover_within_15_s(tmp_path, page):
+    rng = np.random.default_rng(0)
+    n, clusters = 200_000, 2000
+    labels = np.where(rng.uniform(size=n) < 0.1, -1, rng.integers(0, clusters, n))
+    xy = rng.uniform(-50, 50, size=(clusters + 1, 2))[labels] + rng.normal(0, 0.8, size=(n, 2))
+    ids = [f"clip{i:07d}" for i in range(n)]
+    planted = n // 2
+    # Far from every other file, one right answer to the hover, and a cluster of its own,
+    # so that the sample drawn above DRAW_AT_MOST files keeps it.
+    labels[planted], xy[planted] = clusters, (90, 90)
+    table = {i: {"speaker": f"spk{k % 50}"} for k, i in enumerate(ids)}
+    path = tmp_path / "map.html"
+    write_map(path, ids, xy, labels, table, ["speaker"])
+    assert path.stat().st_size <= 40e6
+    start = time.perf_counter()
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready=yes]", timeout=30000)
+    hover(page, xy[planted])
+    text = tip_text(page, ids[planted], timeout=30000)
+    seconds = time.perf_counter() - start
+    assert text.startswith(ids[planted]) and "speaker: spk0" in text
+    assert seconds <= 15, f"load and hover took {seconds:.1f} s"
+    assert search(page, ids[-1], f"found {ids[-1]}")
+    assert page.problems == [], page.problems

@@ -2,6 +2,7 @@
 spectral result) checked from several sides, plus unit tests of the drawing functions."""
 
 import csv
+import json
 import re
 import wave
 import xml.etree.ElementTree as ET
@@ -13,6 +14,7 @@ from conftest import Workflow, make_blobs
 
 matplotlib.use("Agg")
 import plot  # noqa: E402
+import map as map_script  # noqa: E402
 
 HDBSCAN = "results/emb/mean/pca-50/hdbscan-mcs5-ms5-euclidean"
 SPECTRAL = "results/emb/mean/pca-50/spectral-k3-euclidean-s0"
@@ -95,19 +97,29 @@ def test_figures_are_byte_for_byte_reproducible(plots_run):
     assert "<dc:date>" not in svg and "Matplotlib v" not in svg
 
 
+def map_data(path):
+    """(figure, data) embedded in a map page, as its script reads them."""
+    text = path.read_text(encoding="utf-8")
+    found = [json.loads(re.search(f'<script type="application/json" id="{name}">(.*?)</script>', text, re.S).group(1))
+             for name in ("map-figure", "map-data")]
+    return found[0], found[1]
+
+
 def test_map_is_self_contained_with_relative_audio_links(plots_run):
     root = plots_run["root"]
-    text = (plots_run["wf"].root / HDBSCAN / "map-pca.html").read_text()
+    path = plots_run["wf"].root / HDBSCAN / "map-pca.html"
+    text = path.read_text()
     # plotly.js inlined, and nothing fetched from elsewhere.
     assert re.search(r"plotly\.js v\d+\.\d+", text)
     assert not re.search(r"""<(script|link|img|audio|source)[^>]+(src|href)=["']?(https?:)?//""", text)
     # Clips are linked relative to the map, so results and audio can move together.
-    data = text.replace("\\u002f", "/")  # plotly's JSON escapes slashes
-    links = set(re.findall(r'"((?:\.\./)+audio/[^"]+\.wav)"', data))
-    assert len(links) == len(plots_run["truth"]) - 1
-    assert f"audio/{NO_AUDIO}.wav" not in data
+    _, data = map_data(path)
+    has = map_script.decode(data["audio"]["has"])
+    links = {i: map_script.audio_link(data["audio"]["prefix"], i) for i, h in zip(data["ids"], has) if h}
+    assert len(links) == len(plots_run["truth"]) - 1 and NO_AUDIO not in links
+    assert all(link.startswith("../") for link in links.values())
     assert str(root) not in text
-    for link in links:
+    for link in links.values():
         assert (plots_run["wf"].root / HDBSCAN / link).resolve().is_file()
     # Both label columns can colour the map; the unlabelled file says so.
     assert "colour by speaker" in text and "colour by blob" in text and "(no label)" in text
@@ -253,3 +265,78 @@ def test_titles_state_trimmed_pooling():
     title = plot.describe({"dataset": "d", "pooling": settings.parse_pooling("mean-trim50")})
     assert title == "d: mean pooling of the audio's frames (50/s)"
     assert plot.describe({"dataset": "d", "pooling": settings.parse_pooling("mean")}) == "d: mean pooling"
+
+
+def small_map(n=1000, clusters=3, seed=0, **kw):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(-1, clusters, n)
+    xy = rng.normal(0, 5, size=(n, 2)).astype(np.float32)
+    prob, outl = rng.uniform(0, 1, n), rng.uniform(0, 1, n)
+    ids = [f"f{i:05d}" for i in range(n)]
+    table = {i: {"speaker": f"spk{k % 7}"} for k, i in enumerate(ids) if k % 10}
+    audio = ("../audio/", {i for k, i in enumerate(ids) if k % 2})
+    fig, data = map_script.build(xy, labels, prob, outl, ids, ["speaker"], table, audio, **kw)
+    return (xy, labels, prob, outl, ids, table, audio), fig, data
+
+
+def test_map_data_is_columns_of_typed_arrays_that_decode_to_the_inputs():
+    (xy, labels, prob, outl, ids, table, audio), fig, data = small_map()
+    dec = map_script.decode
+    assert data["ids"] == ids
+    assert np.array_equal(dec(data["x"]), xy[:, 0]) and np.array_equal(dec(data["y"]), xy[:, 1])
+    assert np.array_equal(dec(data["cluster"]).astype(int) - 1, labels) and data["cluster"]["dtype"] == "u1"
+    assert np.array_equal(dec(data["probability"]), prob.astype(np.float32))
+    assert np.array_equal(dec(data["outlier"]), outl.astype(np.float32))
+    (col,) = data["columns"]
+    assert col["codes"]["dtype"] == "u1"
+    assert [col["values"][c] for c in dec(col["codes"])] == [table.get(i, {}).get("speaker", "(no label)") for i in ids]
+    assert [i for i, h in zip(ids, dec(data["audio"]["has"])) if h] == sorted(audio[1])
+    assert data["drawn"] is None
+    # No per-point data in the figure: the page's script fills the traces from the columns.
+    points = [t for t in fig.data if t.name != "search"]
+    assert points and all(t.x is None and t.y is None and t.customdata is None for t in points)
+    # Each cluster colouring trace takes the points its code maps to.
+    cluster = data["colourings"][0]
+    names = [fig.data[cluster["first"] + t].name for t in cluster["trace_of"]]
+    assert names[0].startswith("noise (") and names[1:] == [f"cluster {c} ({(labels == c).sum()})" for c in range(3)]
+
+
+def test_map_page_grows_by_its_columns_not_by_per_point_records():
+    sizes = {}
+    for n in (2000, 4000):
+        _, fig, data = small_map(n)
+        sizes[n] = len(map_script.page(fig, data, "t", ["speaker"]).encode())
+    # 4 float32 columns, 3 one-byte codes, base64 (4/3): 25 bytes; an id "f00000" in a JSON array: 9.
+    per_point = (sizes[4000] - sizes[2000]) / 2000
+    assert per_point < 36, per_point
+
+
+def test_integer_codes_take_the_smallest_type():
+    for top, dtype in ((255, "u1"), (256, "u2"), (65535, "u2"), (65536, "i4")):
+        enc = map_script.encode_codes(np.array([0, top]))
+        assert enc["dtype"] == dtype and map_script.decode(enc).tolist() == [0, top]
+
+
+def test_sample_keeps_every_cluster_and_is_deterministic():
+    labels = np.r_[np.zeros(10_000, int), np.ones(2, int), np.full(5, 2), np.full(40, -1)]
+    labels = labels[np.random.default_rng(1).permutation(len(labels))]
+    drawn = map_script.sample(labels, 1000)
+    assert np.array_equal(drawn, map_script.sample(labels, 1000))
+    assert 1000 <= drawn.sum() <= 1000 + 3 * 4
+    for c, keep in ((1, 2), (2, 3), (-1, 3)):
+        assert drawn[labels == c].sum() >= keep
+    assert map_script.sample(labels, len(labels)).all()
+    # Above the limit the map carries every file but draws the sample over a density.
+    (xy, *_), fig, data = small_map(3000, draw_at_most=500)
+    assert len(data["ids"]) == 3000 and 500 <= map_script.decode(data["drawn"]).sum() < 600
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heat) == 1 and np.nansum(np.power(10.0, np.array(heat[0].z, dtype=float) - 0.3)) == pytest.approx(3000, rel=1e-2)
+
+
+def test_many_clusters_keep_the_largest_in_the_legend_and_share_one_trace():
+    labels = np.repeat(np.arange(-1, 100), np.r_[5, np.arange(100, 0, -1)])
+    traces, trace_of = map_script.cluster_colouring(labels)
+    assert len(traces) == 1 + 39 + 1
+    assert [t["name"] for t in traces[1:40]] == [f"cluster {c} ({100 - c})" for c in range(39)]
+    assert traces[-1]["name"] == f"61 other clusters ({sum(range(1, 62))})" and traces[-1]["colour"] == "cluster"
+    assert trace_of[0] == 0 and list(trace_of[1:40]) == list(range(1, 40)) and set(trace_of[40:]) == {40}

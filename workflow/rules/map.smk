@@ -22,9 +22,13 @@ rule map:
         # A param, so adding or removing clips redraws the maps.
         audio={"dir": config["audio_dir"], "clips": AUDIO_IDS},
     threads: 1
+    # Measured by bench/map_scale.py: the job's peak is about 100 MB plus 14 times the
+    # layout, ids and labels files (1 GB at 1M files, ids of 11 characters, two label
+    # columns). clusters.npz (input 0) is left out: the map reads three N-long arrays of
+    # it, not the soft memberships that make most of its size.
     resources:
-        mem_mb=lambda wc, input: 1024 + 4 * int(input.size_mb),
-        runtime=lambda wc, input: 10 + int(input.size_mb / 50),
+        mem_mb=lambda wc, input: 1024 + 16 * int(sum(input.size_files_mb[1:])),
+        runtime=lambda wc, input: 10 + int(sum(input.size_files_mb[1:]) / 20),
     log:
         log_path("map", "pooling", "reducer", "clusterer", "layout"),
     conda:
