@@ -10,7 +10,7 @@ import platform
 import subprocess
 from importlib import metadata
 
-from _stage import read_ids
+from _stage import read_ids, read_json_files
 
 PACKAGES = ["numpy", "scipy", "scikit-learn", "hdbscan", "umap-learn", "numba", "matplotlib", "snakemake"]
 
@@ -48,9 +48,22 @@ def git_commit(directory):
     return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
 
 
-def provenance(settings, ids, pooled_matrix_path, commit):
+def reduction(summary):
+    """The reduction as run, from the reduce stage's reduce.json (None: reduce=none).
+    `dim` is the dimensions kept, which PCA clamps to what it can give; `requested_dim`
+    is the setting the result's path names."""
+    if summary is None:
+        return {"method": "none"}
+    out = {k: summary[k] for k in ("method", "requested_dim", "dim", "metric", "seed", "input_shape") if k in summary}
+    if "explained_variance_ratio" in summary:
+        out["explained_variance"] = round(sum(summary["explained_variance_ratio"]), 6)
+    return out
+
+
+def provenance(settings, ids, pooled_matrix_path, commit, reduce_summary=None):
     return {
         "settings": settings,
+        "reduction": reduction(reduce_summary),
         "n_inputs": len(ids),
         "input_ids_sha256": sha256_lines(ids),
         "pooled_matrix_sha256": sha256_file(pooled_matrix_path),
@@ -61,7 +74,8 @@ def provenance(settings, ids, pooled_matrix_path, commit):
 
 def main(snakemake, log):
     ids, _ = read_ids(snakemake.input.ids)
-    record = provenance(snakemake.params.settings, ids, snakemake.input.pooled, git_commit(snakemake.scriptdir))
+    summary = read_json_files([snakemake.input.reduce])[0] if snakemake.input.get("reduce") else None
+    record = provenance(snakemake.params.settings, ids, snakemake.input.pooled, git_commit(snakemake.scriptdir), summary)
     with open(snakemake.output.provenance, "w") as f:
         json.dump(record, f, indent=1)
         f.write("\n")

@@ -120,6 +120,11 @@ def test_provenance_digests_and_versions(tmp_path):
     assert {"python", "numpy", "scikit-learn", "hdbscan", "umap-learn", "snakemake"} <= set(record["versions"])
     assert record["versions"]["hdbscan"]
     assert git_commit(str(tmp_path)) is None
+    assert record["reduction"] == {"method": "none"}
+    # PCA as run: the dimensions kept, the setting, and the share of variance.
+    summary = {"method": "pca", "dim": 2, "requested_dim": 50, "input_shape": [2, 3], "explained_variance_ratio": [0.75, 0.25]}
+    reduction = provenance({}, ["a", "b"], str(matrix), None, summary)["reduction"]
+    assert reduction == {"method": "pca", "requested_dim": 50, "dim": 2, "input_shape": [2, 3], "explained_variance": 1.0}
 
 
 def test_git_commit_marks_uncommitted_changes(tmp_path):

@@ -195,6 +195,31 @@ def test_custom_embedding_and_output_dirs(workflow, tmp_path):
     assert not (workflow.root / "results").exists()
 
 
+def test_defaults_work_on_small_narrow_embeddings(workflow, tmp_path):
+    """30 files of width 16 with the default reduce=pca, reduce_dim=50: PCA keeps the 16
+    dims it can give, says so once, and reduce.json and provenance.json record it."""
+    directory = tmp_path / "small"
+    truth = make_blobs(directory, n_per_cluster=10, width=16)
+    run = workflow.run("--config", f"embedding_dir={directory}", "plot=pca")
+    said = [line for line in run.stderr.splitlines() if "more than PCA can give" in line]
+    assert said == [
+        "embclust reduce: reduce_dim=50 is more than PCA can give (30 files of width 16): keeping 16 dims "
+        "(the path still names pca-50; reduce.json records 16)"
+    ]
+    # The path names the setting asked for; what was run is recorded beside it.
+    reduced = workflow.root / "results/small/mean/pca-50"
+    summary = read_json(reduced / "reduce.json")
+    assert summary["dim"] == 16 and summary["requested_dim"] == 50 and len(summary["explained_variance_ratio"]) == 16
+    assert np.load(reduced / "reduced.npy").shape == (30, 16)
+    result = reduced / "hdbscan-mcs5-ms5-euclidean"
+    hard, _ = check_contract(result, truth, str(directory))
+    assert adjusted_rand_score([truth[e["id"]] for e in hard], [e["cluster"] for e in hard]) > 0.9
+    reduction = read_json(result / "provenance.json")["reduction"]
+    assert reduction["dim"] == 16 and reduction["requested_dim"] == 50
+    assert reduction["explained_variance"] == pytest.approx(1.0, abs=1e-5)
+    assert (reduced / "variance.png").exists()
+
+
 def one_line_error(run, text):
     assert run.returncode != 0
     lines = [line for line in run.stderr.splitlines() if text in line]
@@ -215,7 +240,6 @@ def one_line_error(run, text):
         (["labels={tmp}/latin.csv"], "embclust: labels file '{tmp}/latin.csv' is not UTF-8 text (byte 0xe9 on line 92)"),
         (["labels={tmp}/twice.csv"], "embclust: labels file '{tmp}/twice.csv' gives 1 id(s) more than one row: 'c0_000' on lines 2, 3"),
         (["min_cluster_size=90"], "embclust: only 90 .npy files in '{emb}', need more than min_cluster_size=90"),
-        (["reduce_dim=65"], "embclust: reduce_dim=65 is more than PCA can give: pooling=mean of files 64 wide makes 64 columns"),
     ],
 )
 def test_bad_config_fails_before_any_job(workflow, blobs, tmp_path, settings, message):

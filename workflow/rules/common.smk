@@ -20,8 +20,7 @@ try:
     # line (the pool jobs, one per shard, would each name only their own). Jobs on
     # cluster nodes parse this file again, but the run that submitted them has checked.
     if workflow.is_main_process:
-        _width, _longest = pool.check_files([path for _, path in EMBEDDINGS])
-        settings.check_widths(_width, _longest, COMBOS, pool.pooled_width)
+        pool.check_files([path for _, path in EMBEDDINGS])
 except (settings.ConfigError, InputError) as e:
     sys.exit(f"embclust: {e}")
 config.update(_validated)

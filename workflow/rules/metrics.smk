@@ -27,11 +27,19 @@ rule metrics:
         "../../scripts/metrics.py"
 
 
+def reduce_summary(wildcards):
+    """reduce.json of a result's reduction (the dimensions kept); reduce=none has none."""
+    if wildcards.reducer == "none":
+        return []
+    return REDUCE_SUMMARY.format(pooling=wildcards.pooling, reducer=wildcards.reducer)
+
+
 rule provenance:
     input:
         pooled=POOLED,
         ids=POOLED_IDS,
         clusters=CLUSTERS,
+        reduce=reduce_summary,
     output:
         provenance=PROVENANCE,
     params:
