@@ -60,8 +60,9 @@ def reduction(summary):
     return out
 
 
-def provenance(settings, ids, pooled_matrix_path, commit, reduce_summary=None):
+def provenance(settings, ids, pooled_matrix_path, commit, reduce_summary=None, version=None):
     return {
+        "workflow_version": version,
         "settings": settings,
         "reduction": reduction(reduce_summary),
         "n_inputs": len(ids),
@@ -75,7 +76,8 @@ def provenance(settings, ids, pooled_matrix_path, commit, reduce_summary=None):
 def main(snakemake, log):
     ids, _ = read_ids(snakemake.input.ids)
     summary = read_json_files([snakemake.input.reduce])[0] if snakemake.input.get("reduce") else None
-    record = provenance(snakemake.params.settings, ids, snakemake.input.pooled, git_commit(snakemake.scriptdir), summary)
+    commit = git_commit(snakemake.scriptdir)
+    record = provenance(snakemake.params.settings, ids, snakemake.input.pooled, commit, summary, snakemake.params.version)
     with open(snakemake.output.provenance, "w") as f:
         json.dump(record, f, indent=1)
         f.write("\n")

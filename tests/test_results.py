@@ -120,7 +120,8 @@ def test_provenance_digests_and_versions(tmp_path):
     assert {"python", "numpy", "scikit-learn", "hdbscan", "umap-learn", "snakemake"} <= set(record["versions"])
     assert record["versions"]["hdbscan"]
     assert git_commit(str(tmp_path)) is None
-    assert record["reduction"] == {"method": "none"}
+    assert record["reduction"] == {"method": "none"} and record["workflow_version"] is None
+    assert provenance({}, ["a"], str(matrix), None, version="1.2.3")["workflow_version"] == "1.2.3"
     # PCA as run: the dimensions kept, the setting, and the share of variance.
     summary = {"method": "pca", "dim": 2, "requested_dim": 50, "input_shape": [2, 3], "explained_variance_ratio": [0.75, 0.25]}
     reduction = provenance({}, ["a", "b"], str(matrix), None, summary)["reduction"]

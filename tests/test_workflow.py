@@ -214,7 +214,9 @@ def test_defaults_work_on_small_narrow_embeddings(workflow, tmp_path):
     result = reduced / "hdbscan-mcs5-ms5-euclidean"
     hard, _ = check_contract(result, truth, str(directory))
     assert adjusted_rand_score([truth[e["id"]] for e in hard], [e["cluster"] for e in hard]) > 0.9
-    reduction = read_json(result / "provenance.json")["reduction"]
+    provenance = read_json(result / "provenance.json")
+    assert provenance["workflow_version"] == (REPO / "VERSION").read_text().strip()
+    reduction = provenance["reduction"]
     assert reduction["dim"] == 16 and reduction["requested_dim"] == 50
     assert reduction["explained_variance"] == pytest.approx(1.0, abs=1e-5)
     assert (reduced / "variance.png").exists()

@@ -27,6 +27,11 @@ rule metrics:
         "../../scripts/metrics.py"
 
 
+# The workflow's version (VERSION; CITATION.cff names the same), recorded in each provenance.json.
+with open(os.path.join(workflow.basedir, "VERSION")) as _version:
+    WORKFLOW_VERSION = _version.read().strip()
+
+
 def reduce_summary(wildcards):
     """reduce.json of a result's reduction (the dimensions kept); reduce=none has none."""
     if wildcards.reducer == "none":
@@ -44,6 +49,7 @@ rule provenance:
         provenance=PROVENANCE,
     params:
         settings=result_settings,
+        version=WORKFLOW_VERSION,
     threads: 1
     resources:
         mem_mb=512,
