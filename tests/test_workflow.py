@@ -72,6 +72,12 @@ def test_demo_run_clusters_the_digits(workflow):
     assert len(selection["candidates"]) == 3
     assert max(c["dbcv"] for c in selection["candidates"]) == read_json(dataset / chosen / "metrics.json")["internal"]["dbcv"]
     assert (dataset / "best/clusters_hard.json").read_bytes() == (dataset / chosen / "clusters_hard.json").read_bytes()
+    # best/methods.md: the chosen result's paragraph, then how the sweep chose it.
+    best_methods = (dataset / "best/methods.md").read_text(encoding="utf-8")
+    chosen_methods = (dataset / chosen / "methods.md").read_text(encoding="utf-8")
+    assert best_methods.startswith(chosen_methods.split("\n\n## References")[0])
+    assert f"from the 3 results of a sweep over min_cluster_size (5, 10, 20)" in best_methods and chosen in best_methods
+    assert "the first two principal components" not in chosen_methods and "laid out in two dimensions by UMAP" in chosen_methods
     assert (dataset / "summary.png").read_bytes()[:4] == b"\x89PNG"
     provenance = read_json(result / "provenance.json")
     assert provenance["n_inputs"] == 1797 and provenance["settings"]["min_cluster_size"] == 5
@@ -79,6 +85,7 @@ def test_demo_run_clusters_the_digits(workflow):
     workflow.run("--report", "report.html", "--config", "min_cluster_size=[5,10,20]", "labels=demo/digits/labels.csv")
     report = (workflow.root / "report.html").read_text(errors="replace")
     assert "summary.tsv" in report and "metrics.json" in report and "plot-umap-euclidean-s0.png" in report
+    assert "methods.md" in report
 
 
 def test_cache_reruns_only_the_stages_below_a_change(workflow, blobs):
@@ -94,6 +101,13 @@ def test_cache_reruns_only_the_stages_below_a_change(workflow, blobs):
     after = workflow.files()
     assert all(after[p] == before[p] for p in before), "an existing file was rewritten"
     assert (workflow.root / "results/emb/mean/pca-50/hdbscan-mcs7-ms7-euclidean/clusters_hard.json").exists()
+    # Each result's methods paragraph states its own setting.
+    methods = [
+        (workflow.root / f"results/emb/mean/pca-50/hdbscan-mcs{m}-ms{m}-euclidean/methods.md").read_text(encoding="utf-8")
+        for m in (5, 7)
+    ]
+    assert "min_cluster_size=5 and min_samples=5" in methods[0] and "min_cluster_size=7 and min_samples=7" in methods[1]
+    assert methods[0].replace("=5", "=7") == methods[1]
 
     back = workflow.run(*base)
     assert back.jobs == {} and "Nothing to be done" in back.stdout + back.stderr
@@ -220,6 +234,11 @@ def test_defaults_work_on_small_narrow_embeddings(workflow, tmp_path):
     assert reduction["dim"] == 16 and reduction["requested_dim"] == 50
     assert reduction["explained_variance"] == pytest.approx(1.0, abs=1e-5)
     assert (reduced / "variance.png").exists()
+    # The methods paragraph names the dimensions PCA kept, and why not the 50 asked for.
+    methods = (result / "methods.md").read_text(encoding="utf-8")
+    assert "reduced by principal component analysis (PCA; Pearson, 1901; Jolliffe & Cadima, 2016) to 16 components" in methods
+    assert "50 components were requested, but PCA of 30 vectors of width 16 gives at most 16" in methods
+    assert f"embclust {provenance['workflow_version']}" in methods
 
 
 def one_line_error(run, text):

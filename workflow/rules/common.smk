@@ -146,3 +146,24 @@ def figure_settings(wildcards):
 
 
 AUDIO_IDS = list(AUDIO)
+
+
+# ---- provenance and the methods paragraph (workflow/rules/metrics.smk) ------------
+
+# The workflow's version (VERSION; CITATION.cff names the same), recorded in each provenance.json.
+with open(os.path.join(workflow.basedir, "VERSION")) as _version:
+    WORKFLOW_VERSION = _version.read().strip()
+
+
+def reduce_summary(wildcards):
+    """reduce.json of a result's reduction (the dimensions kept); reduce=none has none."""
+    if wildcards.reducer == "none":
+        return []
+    return REDUCE_SUMMARY.format(pooling=wildcards.pooling, reducer=wildcards.reducer)
+
+
+def result_layouts(wildcards):
+    """The 2-D layouts drawn for a result (plot can be swept), for its methods paragraph."""
+    directory = RESULT.format(**wildcards)
+    slugs = {settings.layout_slug(s) for s in COMBOS if settings.result_dir(OUT, s) == directory}
+    return sorted(slugs - {None})

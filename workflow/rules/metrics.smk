@@ -27,18 +27,6 @@ rule metrics:
         "../../scripts/metrics.py"
 
 
-# The workflow's version (VERSION; CITATION.cff names the same), recorded in each provenance.json.
-with open(os.path.join(workflow.basedir, "VERSION")) as _version:
-    WORKFLOW_VERSION = _version.read().strip()
-
-
-def reduce_summary(wildcards):
-    """reduce.json of a result's reduction (the dimensions kept); reduce=none has none."""
-    if wildcards.reducer == "none":
-        return []
-    return REDUCE_SUMMARY.format(pooling=wildcards.pooling, reducer=wildcards.reducer)
-
-
 rule provenance:
     input:
         pooled=POOLED,
@@ -47,9 +35,18 @@ rule provenance:
         reduce=reduce_summary,
     output:
         provenance=PROVENANCE,
+        # A paragraph for a paper: every step with its settings, versions, seed and references.
+        methods=report(
+            f"{RESULT}/methods.md",
+            caption="../report/methods.rst",
+            category="Methods",
+            subcategory="{pooling} / {reducer}",
+            labels={"clustering": "{clusterer}", "file": "methods.md"},
+        ),
     params:
         settings=result_settings,
         version=WORKFLOW_VERSION,
+        layouts=result_layouts,
     threads: 1
     resources:
         mem_mb=512,
