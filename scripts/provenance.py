@@ -1,7 +1,9 @@
 """Provenance stage: what made a result, so it can be reproduced and cited.
 
-Holds no times and no absolute paths, so two runs of the same commit on the
-same inputs write the same bytes.
+Writes provenance.json (settings, digests, versions) and methods.md, a methods
+paragraph for a paper naming every step that made the result, with its settings,
+the package versions, the seed, and references. Neither holds times or absolute
+paths, so two runs of the same commit on the same inputs write the same bytes.
 """
 
 import hashlib
@@ -10,7 +12,9 @@ import platform
 import subprocess
 from importlib import metadata
 
-from _stage import read_ids
+import numpy as np
+from _stage import read_ids, read_json_files
+from settings import parse_layout
 
 PACKAGES = ["numpy", "scipy", "scikit-learn", "hdbscan", "umap-learn", "numba", "matplotlib", "snakemake"]
 
@@ -48,9 +52,23 @@ def git_commit(directory):
     return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
 
 
-def provenance(settings, ids, pooled_matrix_path, commit):
+def reduction(summary):
+    """The reduction as run, from the reduce stage's reduce.json (None: reduce=none).
+    `dim` is the dimensions kept, which PCA clamps to what it can give; `requested_dim`
+    is the setting the result's path names."""
+    if summary is None:
+        return {"method": "none"}
+    out = {k: summary[k] for k in ("method", "requested_dim", "dim", "metric", "seed", "input_shape") if k in summary}
+    if "explained_variance_ratio" in summary:
+        out["explained_variance"] = round(sum(summary["explained_variance_ratio"]), 6)
+    return out
+
+
+def provenance(settings, ids, pooled_matrix_path, commit, reduce_summary=None, version=None):
     return {
+        "workflow_version": version,
         "settings": settings,
+        "reduction": reduction(reduce_summary),
         "n_inputs": len(ids),
         "input_ids_sha256": sha256_lines(ids),
         "pooled_matrix_sha256": sha256_file(pooled_matrix_path),
@@ -59,12 +77,268 @@ def provenance(settings, ids, pooled_matrix_path, commit):
     }
 
 
+# ---- methods.md ------------------------------------------------------------------
+
+REFERENCES = {
+    "pca": [
+        "Pearson, K. (1901). On lines and planes of closest fit to systems of points in space. "
+        "*The London, Edinburgh, and Dublin Philosophical Magazine and Journal of Science*, 2(11), 559-572. "
+        "https://doi.org/10.1080/14786440109462720",
+        "Jolliffe, I. T., & Cadima, J. (2016). Principal component analysis: a review and recent developments. "
+        "*Philosophical Transactions of the Royal Society A*, 374(2065), 20150202. https://doi.org/10.1098/rsta.2015.0202",
+    ],
+    "umap": [
+        "McInnes, L., Healy, J., & Melville, J. (2018). UMAP: Uniform Manifold Approximation and Projection for "
+        "Dimension Reduction. *arXiv:1802.03426*. https://arxiv.org/abs/1802.03426",
+    ],
+    "hdbscan": [
+        "Campello, R. J. G. B., Moulavi, D., & Sander, J. (2013). Density-based clustering based on hierarchical "
+        "density estimates. In *Advances in Knowledge Discovery and Data Mining (PAKDD 2013)*, LNCS 7819, 160-172. "
+        "Springer. https://doi.org/10.1007/978-3-642-37456-2_14",
+        "McInnes, L., Healy, J., & Astels, S. (2017). hdbscan: Hierarchical density based clustering. "
+        "*Journal of Open Source Software*, 2(11), 205. https://doi.org/10.21105/joss.00205",
+        "Campello, R. J. G. B., Moulavi, D., Zimek, A., & Sander, J. (2015). Hierarchical density estimates for data "
+        "clustering, visualization, and outlier detection. *ACM Transactions on Knowledge Discovery from Data*, "
+        "10(1), 5. https://doi.org/10.1145/2733381",
+    ],
+    "spectral": [
+        "Ng, A. Y., Jordan, M. I., & Weiss, Y. (2002). On spectral clustering: Analysis and an algorithm. In "
+        "*Advances in Neural Information Processing Systems 14*, 849-856. MIT Press.",
+        "von Luxburg, U. (2007). A tutorial on spectral clustering. *Statistics and Computing*, 17(4), 395-416. "
+        "https://doi.org/10.1007/s11222-007-9033-z",
+        "Knyazev, A. V. (2001). Toward the optimal preconditioned eigensolver: Locally optimal block preconditioned "
+        "conjugate gradient method. *SIAM Journal on Scientific Computing*, 23(2), 517-541. "
+        "https://doi.org/10.1137/S1064827500366124",
+    ],
+    "internal": [
+        "Moulavi, D., Jaskowiak, P. A., Campello, R. J. G. B., Zimek, A., & Sander, J. (2014). Density-based "
+        "clustering validation. In *Proceedings of the 2014 SIAM International Conference on Data Mining*, 839-847. "
+        "https://doi.org/10.1137/1.9781611973440.96",
+        "Rousseeuw, P. J. (1987). Silhouettes: a graphical aid to the interpretation and validation of cluster "
+        "analysis. *Journal of Computational and Applied Mathematics*, 20, 53-65. "
+        "https://doi.org/10.1016/0377-0427(87)90125-7",
+        "Caliński, T., & Harabasz, J. (1974). A dendrite method for cluster analysis. *Communications in "
+        "Statistics*, 3(1), 1-27. https://doi.org/10.1080/03610927408827101",
+        "Davies, D. L., & Bouldin, D. W. (1979). A cluster separation measure. *IEEE Transactions on Pattern "
+        "Analysis and Machine Intelligence*, PAMI-1(2), 224-227. https://doi.org/10.1109/TPAMI.1979.4766909",
+    ],
+    "labels": [
+        "Hubert, L., & Arabie, P. (1985). Comparing partitions. *Journal of Classification*, 2(1), 193-218. "
+        "https://doi.org/10.1007/BF01908075",
+        "Vinh, N. X., Epps, J., & Bailey, J. (2010). Information theoretic measures for clusterings comparison: "
+        "Variants, properties, normalization and correction for chance. *Journal of Machine Learning Research*, "
+        "11, 2837-2854.",
+        "Strehl, A., & Ghosh, J. (2002). Cluster ensembles: A knowledge reuse framework for combining multiple "
+        "partitions. *Journal of Machine Learning Research*, 3, 583-617.",
+        "Rosenberg, A., & Hirschberg, J. (2007). V-measure: A conditional entropy-based external cluster evaluation "
+        "measure. In *Proceedings of EMNLP-CoNLL 2007*, 410-420.",
+    ],
+    "software": [
+        "Pedregosa, F., Varoquaux, G., Gramfort, A., Michel, V., Thirion, B., Grisel, O., et al. (2011). "
+        "Scikit-learn: Machine learning in Python. *Journal of Machine Learning Research*, 12, 2825-2830.",
+        "Mölder, F., Jablonski, K. P., Letcher, B., Hall, M. B., Tomkins-Tinch, C. H., Sochat, V., et al. (2021). "
+        "Sustainable data analysis with Snakemake. *F1000Research*, 10, 33. https://doi.org/10.12688/f1000research.29032.2",
+    ],
+}
+
+METRIC_WORDS = {
+    "euclidean": "euclidean distance",
+    "cosine": "cosine distance (computed as euclidean distance between L2-normalised vectors, which orders "
+    "pairs identically)",
+}
+
+
+def pooling_sentence(s, n_items, width):
+    method = s["pooling"]
+    if method == "flatten":
+        frames = s.get("flatten_frames")
+        kept = f"its first {frames} frames" if frames else "as many frames as the longest file has"
+        text = (
+            f"Each of the {n_items} embeddings was flattened into one {width}-dimensional vector: {kept} "
+            "were concatenated, shorter files zero-padded"
+        )
+    else:
+        how = {
+            "mean": "averaged over its frames (mean pooling)",
+            "max": "max-pooled over its frames (the largest value of each dimension)",
+            "meanstd": "summarised by the mean and the standard deviation of its frames, concatenated",
+        }[method]
+        text = f"Each of the {n_items} embeddings was {how} into one {width}-dimensional vector"
+    if s.get("trim_padding"):
+        text += (
+            f", using only the frames that cover the clip's audio (the first ceil(duration x "
+            f"{s['frames_per_second']}) frames, the duration read from its audio file)"
+        )
+    return text + "."
+
+
+def reduction_sentence(r, width, seed_words, cited):
+    if r["method"] == "none":
+        return f"The {width}-dimensional vectors were clustered without dimensionality reduction."
+    if r["method"] == "pca":
+        cited.append("pca")
+        n, w = r["input_shape"]
+        from reduce import COVARIANCE_EIGH_MAX_WIDTH, uses_gram
+
+        if uses_gram(n, w):
+            how = "computed exactly from the eigendecomposition of the centred Gram matrix"
+        elif w <= COVARIANCE_EIGH_MAX_WIDTH:
+            how = "computed exactly from the eigendecomposition of the covariance matrix"
+        else:
+            how = "computed by randomized singular value decomposition (random_state=0)"
+        text = (
+            f"They were reduced by principal component analysis (PCA; Pearson, 1901; Jolliffe & Cadima, 2016) to "
+            f"{r['dim']} components, which kept {r['explained_variance']:.1%} of the variance ({how})"
+        )
+        if r["dim"] < r["requested_dim"]:
+            text += (
+                f"; {r['requested_dim']} components were requested, but PCA of {n} vectors of width {w} "
+                f"gives at most {min(n, w)}"
+            )
+        return text + "."
+    cited.append("umap")
+    seed_words.append((r["seed"], "the UMAP reduction"))
+    return (
+        f"They were reduced by UMAP (McInnes, Healy & Melville, 2018) to {r['dim']} dimensions "
+        f"(n_neighbors=min(15, n-1), {r['metric']} metric, other parameters at umap-learn's defaults, "
+        f"random_state={r['seed']}, single-threaded so that the result is deterministic)."
+    )
+
+
+def clustering_sentences(s, n_items, n_clusters_used, seed_words, cited):
+    from cluster import EIGENGAP_MAX_K, SPECTRAL_NEIGHBOURS
+    from settings import neighbour_count
+
+    metric = METRIC_WORDS[s["metric"]]
+    if s["algorithm"] == "hdbscan":
+        cited.append("hdbscan")
+        k = neighbour_count(s["min_samples"])
+        return [
+            f"Each vector's {k} exact nearest neighbours in {metric} were found by brute force.",
+            "The vectors were clustered by HDBSCAN (Campello, Moulavi & Sander, 2013; McInnes, Healy & Astels, 2017) "
+            f"with min_cluster_size={s['min_cluster_size']} and min_samples={s['min_samples']}, excess-of-mass "
+            "cluster selection and no single-cluster result: the exact minimum spanning tree of mutual "
+            "reachability distances was built from that neighbour graph by Borůvka's algorithm, and the hdbscan "
+            "library condensed it, selected the clusters and scored outliers by GLOSH (Campello et al., 2015). "
+            "Points in no cluster were labelled noise; soft memberships follow hdbscan's definition "
+            "(all_points_membership_vectors).",
+        ]
+    cited.append("spectral")
+    seed_words.append((s["seed"], "spectral clustering"))
+    if s["n_clusters"] == "auto":
+        k = (
+            f"k={n_clusters_used} clusters, chosen as the k in 2..{min(EIGENGAP_MAX_K, n_items - 1)} after which the gap between "
+            f"consecutive smallest eigenvalues of the normalised graph Laplacian is largest (the eigengap "
+            f"heuristic; von Luxburg, 2007)"
+        )
+    else:
+        k = f"k={s['n_clusters']} clusters"
+    return [
+        f"The vectors were clustered by spectral clustering (Ng, Jordan & Weiss, 2002; von Luxburg, 2007) into {k}, "
+        f"on the symmetrised {SPECTRAL_NEIGHBOURS}-nearest-neighbour connectivity graph in {metric}, with "
+        f"scikit-learn's SpectralClustering (LOBPCG eigensolver, Knyazev, 2001; k-means label assignment; "
+        f"random_state={s['seed']}). A vector's soft membership in a cluster is that cluster's share among the "
+        f"vector and its {SPECTRAL_NEIGHBOURS} nearest neighbours.",
+    ]
+
+
+def layout_sentence(layouts, seed_words, cited):
+    from settings import UMAP_NEIGHBOURS
+
+    parts = []
+    for layout in layouts:
+        if layout["method"] == "pca":
+            parts.append("the first two principal components")
+        else:
+            cited.append("umap")
+            seed_words.append((layout["seed"], "the UMAP layout"))
+            parts.append(
+                f"UMAP (McInnes, Healy & Melville, 2018; {UMAP_NEIGHBOURS} nearest neighbours from the exact "
+                f"{layout['metric']} neighbour graph, random_state={layout['seed']})"
+            )
+    if not parts:
+        return None
+    return f"For the figures, the clustered vectors were laid out in two dimensions by {' and by '.join(parts)}."
+
+
+def validation_sentence(s, cited):
+    from metrics import SAMPLE
+
+    cited.append("internal")
+    text = (
+        "The clustering was scored on its non-noise points by density-based cluster validation (DBCV; Moulavi et "
+        "al., 2014), the silhouette coefficient (Rousseeuw, 1987) in the clustering's metric, and the "
+        f"Calinski-Harabasz (1974) and Davies-Bouldin (1979) indices (silhouette and DBCV on a seeded random "
+        f"sample of {SAMPLE:,} points when more were clustered)."
+    )
+    if s.get("labels"):
+        cited.append("labels")
+        text += (
+            " It was compared with reference labels by the adjusted Rand index (Hubert & Arabie, 1985), adjusted "
+            "and normalised mutual information (Vinh, Epps & Bailey, 2010; Strehl & Ghosh, 2002) and V-measure "
+            "(Rosenberg & Hirschberg, 2007), on all labelled points (noise counted as one more cluster) and on "
+            "the clustered ones."
+        )
+    return text
+
+
+def seed_sentence(seed_words, settings, reduction):
+    """Which steps took which random seed, and which are deterministic."""
+    steps = {}
+    for seed, step in seed_words:
+        steps.setdefault(seed, []).append(step)
+    used = {"PCA": reduction["method"] == "pca", "HDBSCAN": settings["algorithm"] == "hdbscan"}
+    fixed = [name for name, ran in used.items() if ran]
+    deterministic = f"{' and '.join(fixed)} {'are' if len(fixed) > 1 else 'is'} deterministic" if fixed else ""
+    if not steps:
+        return f"No step used a random seed: {deterministic}."
+    seeds = "; ".join(f"{seed} for {' and '.join(names)}" for seed, names in steps.items())
+    return f"The random seed (random_state) was {seeds}" + (f"; {deterministic}." if deterministic else ".")
+
+
+def software_sentence(version, versions, used):
+    names = ["numpy", "scipy", "scikit-learn", "hdbscan"] + [n for n in ("umap-learn", "matplotlib") if n in used]
+    listed = ", ".join(f"{name} {versions.get(name)}" for name in names if versions.get(name))
+    return (
+        f"The analysis ran in embclust {version or '(unversioned)'}, a Snakemake workflow (Mölder et al., 2021), "
+        f"with Python {versions['python']}, {listed} (scikit-learn: Pedregosa et al., 2011)."
+    )
+
+
+def methods(settings, reduction, n_items, width, versions, version, layouts=(), n_clusters_used=None):
+    """methods.md: one paragraph naming every step that made the result, with its settings,
+    the versions, the seed, and the references of the methods used."""
+    seed_words, cited = [], []
+    sentences = [pooling_sentence(settings, n_items, width), reduction_sentence(reduction, width, seed_words, cited)]
+    sentences += clustering_sentences(settings, n_items, n_clusters_used, seed_words, cited)
+    layout = layout_sentence(layouts, seed_words, cited)
+    sentences += [layout] if layout else []
+    sentences.append(validation_sentence(settings, cited))
+    sentences.append(seed_sentence(seed_words, settings, reduction))
+    used = {"umap-learn"} if "umap" in cited else set()
+    used |= {"matplotlib"} if layouts else set()
+    sentences.append(software_sentence(version, versions, used))
+    cited.append("software")
+    references = [ref for key in dict.fromkeys(cited) for ref in REFERENCES[key]]
+    return "# Methods\n\n" + " ".join(sentences) + "\n\n## References\n\n" + "".join(f"- {r}\n" for r in references)
+
+
 def main(snakemake, log):
     ids, _ = read_ids(snakemake.input.ids)
-    record = provenance(snakemake.params.settings, ids, snakemake.input.pooled, git_commit(snakemake.scriptdir))
+    summary = read_json_files([snakemake.input.reduce])[0] if snakemake.input.get("reduce") else None
+    commit = git_commit(snakemake.scriptdir)
+    record = provenance(snakemake.params.settings, ids, snakemake.input.pooled, commit, summary, snakemake.params.version)
     with open(snakemake.output.provenance, "w") as f:
         json.dump(record, f, indent=1)
         f.write("\n")
+    width = np.load(snakemake.input.pooled, mmap_mode="r").shape[1]
+    # Spectral clustering's soft memberships have one column per cluster: the k that n_clusters=auto chose.
+    soft = np.load(snakemake.input.clusters).get("soft")
+    layouts = [parse_layout(slug) for slug in snakemake.params.layouts]
+    text = methods(record["settings"], record["reduction"], len(ids), width, record["versions"], snakemake.params.version,
+                   layouts, None if soft is None else soft.shape[1])  # fmt: skip
+    with open(snakemake.output.methods, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 if "snakemake" in globals():

@@ -1,5 +1,9 @@
 """Reduce stage: PCA or UMAP of the pooled matrix to `dim` dimensions.
 
+PCA gives at most min(files, pooled width) dimensions: a larger reduce_dim (the
+default 50 on small or narrow inputs) is clamped to that, with one line saying
+so, and reduce.json records the dimensions kept.
+
 The pooled matrix is memory-mapped, not loaded: flatten pooling makes it huge
 (2,000 Whisper files: 2,000 x 1,920,000 float32, 15 GB). PCA of such a wide
 matrix streams it from disk in column blocks (gram_pca).
@@ -121,13 +125,29 @@ def umap(matrix, dim, metric, seed):
     return model.fit_transform(matrix).astype(np.float32)
 
 
+def pca_dim(requested, n, width):
+    """The dimensions PCA gives for a requested reduce_dim: at most one per file and one
+    per column of the pooled matrix."""
+    return min(requested, n, width)
+
+
 def reduce_matrix(matrix, params, log):
-    """(reduced matrix, summary dict); PCA's summary has the explained variance per component."""
-    summary = dict(params, input_shape=list(matrix.shape))
+    """(reduced matrix, summary dict). `dim` in the summary is the dimensions kept and
+    `requested_dim` the setting (the path's); PCA keeps fewer when the pooled matrix has
+    fewer files or columns than requested, and says so. PCA's summary has the explained
+    variance per component."""
+    n, width = matrix.shape
+    summary = dict(params, requested_dim=params["dim"], input_shape=[n, width])
     if params["method"] == "pca":
-        reduced, ratio = pca(matrix, params["dim"], log)
-        log.info(f"PCA to {params['dim']} dims keeps {ratio.sum():.1%} of the variance")
-        return reduced, dict(summary, explained_variance_ratio=[round(float(r), 8) for r in ratio])
+        dim = pca_dim(params["dim"], n, width)
+        if dim < params["dim"]:
+            log.say(
+                f"reduce_dim={params['dim']} is more than PCA can give ({n} files of width {width}): "
+                f"keeping {dim} dims (the path still names pca-{params['dim']}; reduce.json records {dim})"
+            )
+        reduced, ratio = pca(matrix, dim, log)
+        log.info(f"PCA to {dim} dims keeps {ratio.sum():.1%} of the variance")
+        return reduced, dict(summary, dim=dim, explained_variance_ratio=[round(float(r), 8) for r in ratio])
     return umap(matrix, params["dim"], params["metric"], params["seed"]), summary
 
 

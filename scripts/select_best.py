@@ -28,6 +28,39 @@ def choose(metrics_list):
     return best
 
 
+def swept(results):
+    """'min_cluster_size (5, 10, 20)' for each setting that differs between results, leaving
+    out one that only follows an earlier one (min_samples defaults to min_cluster_size)."""
+    keys, columns = [], []
+    for key in results[0]["settings"]:
+        values = [r["settings"].get(key) for r in results]
+        if len({json.dumps(v) for v in values}) > 1 and values not in columns:
+            keys.append(f"{key} ({', '.join(map(str, dict.fromkeys(values)))})")
+            columns.append(values)
+    return " and ".join(keys) or "its settings"
+
+
+def selection_paragraph(results, metrics_list, best):
+    """How the sweep chose the result, for best/methods.md."""
+    chosen = metrics_list[best]
+    dbcv = chosen["internal"][CRITERION]
+    score = (
+        f"it scored a DBCV of {dbcv:.3f}" if dbcv is not None else "no result had a DBCV score (fewer than two clusters)"
+    )
+    return (
+        f"This result was selected without labels from the {len(results)} results of a sweep over {swept(results)}: "
+        f"the one with the highest DBCV (Moulavi et al., 2014), ties going to the smaller noise fraction, then to the "
+        f"earlier result. It is {results[best]['name']}; {score}, with {chosen['noise_fraction']:.1%} of the points "
+        f"labelled noise."
+    )
+
+
+def with_selection(methods_text, paragraph):
+    """The chosen result's methods.md with the selection paragraph after its methods paragraph."""
+    body, references = methods_text.split("\n\n## References\n", 1)
+    return f"{body}\n\n{paragraph}\n\n## References\n{references}"
+
+
 def main(snakemake, log):
     metrics_list = read_json_files(snakemake.input.metrics)
     results = snakemake.params.results
@@ -47,6 +80,10 @@ def main(snakemake, log):
     with open(snakemake.output.selection, "w") as f:
         json.dump(selection, f, indent=1)
         f.write("\n")
+    with open(snakemake.input.methods[best], encoding="utf-8") as f:
+        methods = f.read()
+    with open(snakemake.output.methods, "w", encoding="utf-8") as f:
+        f.write(with_selection(methods, selection_paragraph(results, metrics_list, best)))
     log.say(f"best of {len(results)} by {CRITERION}: {chosen['name']}")
 
 

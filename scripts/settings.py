@@ -634,20 +634,8 @@ def check_sizes(n_files, combos):
             k = 2 if auto else s["n_clusters"]
             if n_files <= k:
                 raise ConfigError(f"{where}, need more than n_clusters={k}" + (" (the least auto picks)" if auto else ""))
-        if s["reduce"] == "pca" and s["reduce_dim"] > n_files:
-            raise ConfigError(f"{where}: PCA gives at most {n_files} dims, fewer than reduce_dim={s['reduce_dim']}")
+        # A PCA reduce_dim above the file count or the pooled width is not refused: the
+        # reduce stage keeps what PCA can give and says so (scripts/reduce.py).
         if s["reduce"] == "umap" and s["reduce_dim"] >= n_files - 1:
             raise ConfigError(f"{where}: UMAP needs reduce_dim below {n_files - 1}, not {s['reduce_dim']}")
 
-
-def check_widths(width, longest, combos, pooled_width):
-    """Refuse a PCA reduce_dim wider than the pooled matrix, once the file headers have
-    given the embedding width and the longest file's frame count.
-    pooled_width(pooling, width, frames): the pool stage's own (scripts/pool.py)."""
-    for s in combos:
-        dim = pooled_width(s["pooling"], width, s["flatten_frames"] or longest)
-        if s["reduce"] == "pca" and s["reduce_dim"] > dim:
-            raise ConfigError(
-                f"reduce_dim={s['reduce_dim']} is more than PCA can give: pooling={s['pooling']} of files "
-                f"{width} wide makes {dim} columns"
-            )

@@ -15,7 +15,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 # process, and the suite runs ~40 workflows. Sharding itself is tested with more.
 TEST_POOL_SHARDS = 2
 
-WORKFLOW_FILES = ("Snakefile", "workflow", "scripts", "config", "profiles", "environment.yml", "requirements.txt")
+WORKFLOW_FILES = ("Snakefile", "VERSION", "workflow", "scripts", "config", "profiles", "environment.yml", "requirements.txt")
 
 
 def make_blobs(directory, n_per_cluster=30, centres=3, width=64, frames=(3, 9), seed=0, dtype=np.float32):

@@ -112,6 +112,23 @@ def test_summary_has_explained_variance():
     json.dumps(summary)
 
 
+@pytest.mark.parametrize("n, width, kept", [(30, 16, 16), (12, 5000, 12), (40, 64, 40)])
+def test_pca_keeps_what_it_can_give_and_says_so(capfd, n, width, kept):
+    """The default reduce_dim=50 on a narrow or small input: clamped, in one line, and recorded."""
+    matrix = structured(n, width, rank=min(8, width))
+    reduced, summary = reduce.reduce_matrix(matrix, {"method": "pca", "dim": 50}, Log(stage="reduce"))
+    assert reduced.shape == (n, kept)
+    assert summary["dim"] == kept and summary["requested_dim"] == 50 and len(summary["explained_variance_ratio"]) == kept
+    lines = capfd.readouterr().err.splitlines()
+    assert lines == [
+        f"embclust reduce: reduce_dim=50 is more than PCA can give ({n} files of width {width}): keeping {kept} dims "
+        f"(the path still names pca-50; reduce.json records {kept})"
+    ]
+    # Within what PCA can give, nothing is said and the setting is kept.
+    _, summary = reduce.reduce_matrix(matrix, {"method": "pca", "dim": 3}, Log(stage="reduce"))
+    assert summary["dim"] == summary["requested_dim"] == 3 and capfd.readouterr().err == ""
+
+
 def test_memory_request_of_gram_pca_follows_the_number_of_files(tmp_path):
     np.save(tmp_path / "wide.npy", np.zeros((100, 5000), dtype=np.float32))
     np.save(tmp_path / "narrow.npy", np.zeros((100, 64), dtype=np.float32))

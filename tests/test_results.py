@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 from metrics import compute_metrics, exemplars, internal_scores, label_scores
-from provenance import git_commit, provenance, sha256_lines
-from select_best import choose
+from provenance import git_commit, methods, provenance, sha256_lines, versions
+from select_best import choose, selection_paragraph, with_selection
 from summary import summary_rows, varying
 
 
@@ -120,6 +120,12 @@ def test_provenance_digests_and_versions(tmp_path):
     assert {"python", "numpy", "scikit-learn", "hdbscan", "umap-learn", "snakemake"} <= set(record["versions"])
     assert record["versions"]["hdbscan"]
     assert git_commit(str(tmp_path)) is None
+    assert record["reduction"] == {"method": "none"} and record["workflow_version"] is None
+    assert provenance({}, ["a"], str(matrix), None, version="1.2.3")["workflow_version"] == "1.2.3"
+    # PCA as run: the dimensions kept, the setting, and the share of variance.
+    summary = {"method": "pca", "dim": 2, "requested_dim": 50, "input_shape": [2, 3], "explained_variance_ratio": [0.75, 0.25]}
+    reduction = provenance({}, ["a", "b"], str(matrix), None, summary)["reduction"]
+    assert reduction == {"method": "pca", "requested_dim": 50, "dim": 2, "input_shape": [2, 3], "explained_variance": 1.0}
 
 
 def test_git_commit_marks_uncommitted_changes(tmp_path):
@@ -136,3 +142,73 @@ def test_git_commit_marks_uncommitted_changes(tmp_path):
     assert len(commit) == 40
     (tmp_path / "f.txt").write_text("2")
     assert git_commit(str(tmp_path)) == commit + "+dirty"
+
+
+HDBSCAN_SETTINGS = {
+    "pooling": "mean", "reduce": "pca", "reduce_dim": 50, "algorithm": "hdbscan", "min_cluster_size": 5,
+    "min_samples": 5, "metric": "euclidean", "embedding_dir": "emb", "dataset": "emb", "labels": None,
+}  # fmt: skip
+PCA_16_OF_50 = {"method": "pca", "requested_dim": 50, "dim": 16, "input_shape": [30, 16], "explained_variance": 1.0}
+
+
+def paragraph(text):
+    body, references = text.split("\n\n## References\n\n")
+    return body, references
+
+
+def test_methods_names_each_step_with_its_settings_and_references():
+    text = methods(HDBSCAN_SETTINGS, PCA_16_OF_50, 30, 16, versions(), "0.2.0", [{"method": "pca"}])
+    body, references = paragraph(text)
+    assert text.startswith("# Methods\n\n") and body.count("\n\n") == 1  # one paragraph to paste
+    for step in (
+        "Each of the 30 embeddings was averaged over its frames (mean pooling) into one 16-dimensional vector",
+        "to 16 components, which kept 100.0% of the variance",
+        "50 components were requested, but PCA of 30 vectors of width 16 gives at most 16",
+        "32 exact nearest neighbours in euclidean distance",
+        "HDBSCAN (Campello, Moulavi & Sander, 2013; McInnes, Healy & Astels, 2017) with min_cluster_size=5 and min_samples=5",
+        "laid out in two dimensions by the first two principal components",
+        "(DBCV; Moulavi et al., 2014)",
+        "No step used a random seed: PCA and HDBSCAN are deterministic.",
+        f"embclust 0.2.0, a Snakemake workflow (Mölder et al., 2021), with Python {versions()['python']}",
+        f"scikit-learn {versions()['scikit-learn']}, hdbscan {versions()['hdbscan']}",
+    ):
+        assert step in body, step
+    for cited in ("Campello, R. J. G. B., Moulavi, D., & Sander, J. (2013)", "McInnes, L., Healy, J., & Astels, S. (2017)",
+                  "Moulavi, D., Jaskowiak", "Pearson, K. (1901)", "Pedregosa, F."):  # fmt: skip
+        assert cited in references, cited
+    assert "Melville" not in text and "spectral" not in text and "Hubert" not in text  # not used, not cited
+
+    # Each setting changes the text: here the clustering's parameters, the kept dimensions and the labels.
+    other = methods(dict(HDBSCAN_SETTINGS, min_cluster_size=7, min_samples=7), PCA_16_OF_50, 30, 16, versions(), "0.2.0")
+    assert "min_cluster_size=7 and min_samples=7" in other and "min_cluster_size=5" not in other
+    kept_all = dict(PCA_16_OF_50, requested_dim=16)
+    assert "were requested" not in methods(HDBSCAN_SETTINGS, kept_all, 30, 16, versions(), "0.2.0")
+    labelled = methods(dict(HDBSCAN_SETTINGS, labels="l.csv"), PCA_16_OF_50, 30, 16, versions(), "0.2.0")
+    assert "adjusted Rand index (Hubert & Arabie, 1985)" in labelled and "Hubert, L., & Arabie, P. (1985)" in labelled
+
+
+def test_methods_of_spectral_clustering_after_umap_name_the_seed_and_the_chosen_k():
+    spectral = dict(HDBSCAN_SETTINGS, algorithm="spectral", n_clusters="auto", seed=3, metric="cosine", reduce="umap", reduce_dim=5)
+    umap = {"method": "umap", "requested_dim": 5, "dim": 5, "metric": "cosine", "seed": 3, "input_shape": [30, 16]}
+    body, references = paragraph(methods(spectral, umap, 30, 16, versions(), "0.2.0", [], n_clusters_used=4))
+    assert "reduced by UMAP (McInnes, Healy & Melville, 2018) to 5 dimensions" in body
+    assert "spectral clustering (Ng, Jordan & Weiss, 2002; von Luxburg, 2007) into k=4 clusters, chosen as the k in 2..20" in body
+    assert "random_state=3" in body and "The random seed (random_state) was 3 for the UMAP reduction and spectral clustering." in body
+    assert "cosine distance" in body and "HDBSCAN" not in body and "PCA" not in body
+    assert "Ng, A. Y., Jordan, M. I., & Weiss, Y. (2002)" in references and "von Luxburg, U. (2007)" in references
+    assert "McInnes, L., Healy, J., & Melville, J. (2018)" in references and "Campello, R. J. G. B., Moulavi, D., & Sander" not in references
+
+
+def test_best_methods_say_how_the_sweep_chose_the_result():
+    results = [{"name": f"mean/pca-50/hdbscan-mcs{m}-ms{m}-euclidean", "settings": dict(HDBSCAN_SETTINGS, min_cluster_size=m, min_samples=m)} for m in (5, 10)]
+    metrics = [{"noise_fraction": 0.25, "internal": {"dbcv": d}} for d in (0.2, 0.3)]
+    text = with_selection(methods(results[1]["settings"], PCA_16_OF_50, 30, 16, versions(), "0.2.0"), selection_paragraph(results, metrics, 1))
+    body, _ = paragraph(text)
+    chosen, selection = body.split("\n\n")[1:]
+    assert "min_cluster_size=10" in chosen
+    assert selection == (
+        "This result was selected without labels from the 2 results of a sweep over min_cluster_size (5, 10): the one "
+        "with the highest DBCV (Moulavi et al., 2014), ties going to the smaller noise fraction, then to the earlier "
+        "result. It is mean/pca-50/hdbscan-mcs10-ms10-euclidean; it scored a DBCV of 0.300, with 25.0% of the points "
+        "labelled noise."
+    )

@@ -373,7 +373,6 @@ def test_output_dir_that_is_a_file_is_refused(tmp_path):
         (10, {"min_cluster_size": 5, "min_samples": 10}, "need more than min_samples=10"),
         (2, {"algorithm": "spectral", "n_clusters": "auto"}, "need more than n_clusters=2 (the least auto picks)"),
         (8, {"algorithm": "spectral", "n_clusters": 8}, "need more than n_clusters=8"),
-        (30, {"reduce_dim": 50}, "PCA gives at most 30 dims, fewer than reduce_dim=50"),
         (30, {"reduce": "umap", "reduce_dim": 29}, "UMAP needs reduce_dim below 29, not 29"),
     ],
 )
@@ -391,20 +390,12 @@ def test_sizes_that_cannot_work_are_refused_up_front(n_files, overrides, message
         (11, {"min_cluster_size": 5, "min_samples": 10, "reduce": "none"}),
         (3, {"algorithm": "spectral", "n_clusters": "auto", "reduce": "none"}),
         (50, {"reduce_dim": 50}),
+        # The default PCA reduce_dim on fewer files than it: the reduce stage keeps what PCA gives.
+        (30, {}),
+        (30, {"reduce_dim": 500}),
         (30, {"reduce": "umap", "reduce_dim": 28}),
     ],
 )
 def test_sizes_at_the_limit_pass(n_files, overrides):
     settings.check_sizes(n_files, settings.combinations(valid(**overrides), SCHEMA))
 
-
-def test_reduce_dim_wider_than_the_pooled_matrix_is_refused():
-    from pool import pooled_width
-
-    combos = settings.combinations(valid(pooling=["mean", "meanstd"], reduce_dim=20), SCHEMA)
-    with pytest.raises(settings.ConfigError, match="reduce_dim=20 is more than PCA can give: pooling=mean of files 16 wide makes 16 columns"):
-        settings.check_widths(16, 3, combos, pooled_width)
-    settings.check_widths(16, 3, settings.combinations(valid(pooling=["meanstd", "flatten"], reduce_dim=20), SCHEMA), pooled_width)
-    with pytest.raises(settings.ConfigError, match="pooling=flatten of files 16 wide makes 16 columns"):
-        settings.check_widths(16, 3, settings.combinations(valid(pooling="flatten", flatten_frames=1, reduce_dim=20), SCHEMA), pooled_width)
-    settings.check_widths(16, 3, settings.combinations(valid(reduce="umap", reduce_dim=20), SCHEMA), pooled_width)

@@ -72,6 +72,12 @@ def test_demo_run_clusters_the_digits(workflow):
     assert len(selection["candidates"]) == 3
     assert max(c["dbcv"] for c in selection["candidates"]) == read_json(dataset / chosen / "metrics.json")["internal"]["dbcv"]
     assert (dataset / "best/clusters_hard.json").read_bytes() == (dataset / chosen / "clusters_hard.json").read_bytes()
+    # best/methods.md: the chosen result's paragraph, then how the sweep chose it.
+    best_methods = (dataset / "best/methods.md").read_text(encoding="utf-8")
+    chosen_methods = (dataset / chosen / "methods.md").read_text(encoding="utf-8")
+    assert best_methods.startswith(chosen_methods.split("\n\n## References")[0])
+    assert f"from the 3 results of a sweep over min_cluster_size (5, 10, 20)" in best_methods and chosen in best_methods
+    assert "the first two principal components" not in chosen_methods and "laid out in two dimensions by UMAP" in chosen_methods
     assert (dataset / "summary.png").read_bytes()[:4] == b"\x89PNG"
     provenance = read_json(result / "provenance.json")
     assert provenance["n_inputs"] == 1797 and provenance["settings"]["min_cluster_size"] == 5
@@ -79,6 +85,7 @@ def test_demo_run_clusters_the_digits(workflow):
     workflow.run("--report", "report.html", "--config", "min_cluster_size=[5,10,20]", "labels=demo/digits/labels.csv")
     report = (workflow.root / "report.html").read_text(errors="replace")
     assert "summary.tsv" in report and "metrics.json" in report and "plot-umap-euclidean-s0.png" in report
+    assert "methods.md" in report
 
 
 def test_cache_reruns_only_the_stages_below_a_change(workflow, blobs):
@@ -94,6 +101,13 @@ def test_cache_reruns_only_the_stages_below_a_change(workflow, blobs):
     after = workflow.files()
     assert all(after[p] == before[p] for p in before), "an existing file was rewritten"
     assert (workflow.root / "results/emb/mean/pca-50/hdbscan-mcs7-ms7-euclidean/clusters_hard.json").exists()
+    # Each result's methods paragraph states its own setting.
+    methods = [
+        (workflow.root / f"results/emb/mean/pca-50/hdbscan-mcs{m}-ms{m}-euclidean/methods.md").read_text(encoding="utf-8")
+        for m in (5, 7)
+    ]
+    assert "min_cluster_size=5 and min_samples=5" in methods[0] and "min_cluster_size=7 and min_samples=7" in methods[1]
+    assert methods[0].replace("=5", "=7") == methods[1]
 
     back = workflow.run(*base)
     assert back.jobs == {} and "Nothing to be done" in back.stdout + back.stderr
@@ -202,6 +216,38 @@ def test_custom_embedding_and_output_dirs(workflow, tmp_path):
     assert not (workflow.root / "results").exists()
 
 
+def test_defaults_work_on_small_narrow_embeddings(workflow, tmp_path):
+    """30 files of width 16 with the default reduce=pca, reduce_dim=50: PCA keeps the 16
+    dims it can give, says so once, and reduce.json and provenance.json record it."""
+    directory = tmp_path / "small"
+    truth = make_blobs(directory, n_per_cluster=10, width=16)
+    run = workflow.run("--config", f"embedding_dir={directory}", "plot=pca")
+    said = [line for line in run.stderr.splitlines() if "more than PCA can give" in line]
+    assert said == [
+        "embclust reduce: reduce_dim=50 is more than PCA can give (30 files of width 16): keeping 16 dims "
+        "(the path still names pca-50; reduce.json records 16)"
+    ]
+    # The path names the setting asked for; what was run is recorded beside it.
+    reduced = workflow.root / "results/small/mean/pca-50"
+    summary = read_json(reduced / "reduce.json")
+    assert summary["dim"] == 16 and summary["requested_dim"] == 50 and len(summary["explained_variance_ratio"]) == 16
+    assert np.load(reduced / "reduced.npy").shape == (30, 16)
+    result = reduced / "hdbscan-mcs5-ms5-euclidean"
+    hard, _ = check_contract(result, truth, str(directory))
+    assert adjusted_rand_score([truth[e["id"]] for e in hard], [e["cluster"] for e in hard]) > 0.9
+    provenance = read_json(result / "provenance.json")
+    assert provenance["workflow_version"] == (REPO / "VERSION").read_text().strip()
+    reduction = provenance["reduction"]
+    assert reduction["dim"] == 16 and reduction["requested_dim"] == 50
+    assert reduction["explained_variance"] == pytest.approx(1.0, abs=1e-5)
+    assert (reduced / "variance.png").exists()
+    # The methods paragraph names the dimensions PCA kept, and why not the 50 asked for.
+    methods = (result / "methods.md").read_text(encoding="utf-8")
+    assert "reduced by principal component analysis (PCA; Pearson, 1901; Jolliffe & Cadima, 2016) to 16 components" in methods
+    assert "50 components were requested, but PCA of 30 vectors of width 16 gives at most 16" in methods
+    assert f"embclust {provenance['workflow_version']}" in methods
+
+
 def one_line_error(run, text):
     assert run.returncode != 0
     lines = [line for line in run.stderr.splitlines() if text in line]
@@ -222,7 +268,6 @@ def one_line_error(run, text):
         (["labels={tmp}/latin.csv"], "embclust: labels file '{tmp}/latin.csv' is not UTF-8 text (byte 0xe9 on line 92)"),
         (["labels={tmp}/twice.csv"], "embclust: labels file '{tmp}/twice.csv' gives 1 id(s) more than one row: 'c0_000' on lines 2, 3"),
         (["min_cluster_size=90"], "embclust: only 90 .npy files in '{emb}', need more than min_cluster_size=90"),
-        (["reduce_dim=65"], "embclust: reduce_dim=65 is more than PCA can give: pooling=mean of files 64 wide makes 64 columns"),
     ],
 )
 def test_bad_config_fails_before_any_job(workflow, blobs, tmp_path, settings, message):

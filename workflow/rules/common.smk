@@ -24,8 +24,7 @@ try:
         SHARDS, AUDIO = settings.prepare_inputs(_validated, COMBOS, MANIFESTS, lambda note: print(f"embclust: {note}", file=sys.stderr))
         # Every file's header, before any job runs, so that all bad files are named in
         # one line (the pool jobs, one per shard, would each name only their own).
-        _width, _longest = pool.check_files([row.path for rows in SHARDS.values() for row in rows])
-        settings.check_widths(_width, _longest, COMBOS, pool.pooled_width)
+        pool.check_files([row.path for rows in SHARDS.values() for row in rows])
     else:
         SHARDS, AUDIO = settings.read_manifests(MANIFESTS)
 except (settings.ConfigError, InputError) as e:
@@ -153,3 +152,24 @@ def figure_settings(wildcards):
 
 
 AUDIO_IDS = list(AUDIO)
+
+
+# ---- provenance and the methods paragraph (workflow/rules/metrics.smk) ------------
+
+# The workflow's version (VERSION; CITATION.cff names the same), recorded in each provenance.json.
+with open(os.path.join(workflow.basedir, "VERSION")) as _version:
+    WORKFLOW_VERSION = _version.read().strip()
+
+
+def reduce_summary(wildcards):
+    """reduce.json of a result's reduction (the dimensions kept); reduce=none has none."""
+    if wildcards.reducer == "none":
+        return []
+    return REDUCE_SUMMARY.format(pooling=wildcards.pooling, reducer=wildcards.reducer)
+
+
+def result_layouts(wildcards):
+    """The 2-D layouts drawn for a result (plot can be swept), for its methods paragraph."""
+    directory = RESULT.format(**wildcards)
+    slugs = {settings.layout_slug(s) for s in COMBOS if settings.result_dir(OUT, s) == directory}
+    return sorted(slugs - {None})

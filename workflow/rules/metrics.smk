@@ -32,10 +32,21 @@ rule provenance:
         pooled=POOLED,
         ids=POOLED_IDS,
         clusters=CLUSTERS,
+        reduce=reduce_summary,
     output:
         provenance=PROVENANCE,
+        # A paragraph for a paper: every step with its settings, versions, seed and references.
+        methods=report(
+            f"{RESULT}/methods.md",
+            caption="../report/methods.rst",
+            category="Methods",
+            subcategory="{pooling} / {reducer}",
+            labels={"clustering": "{clusterer}", "file": "methods.md"},
+        ),
     params:
         settings=result_settings,
+        version=WORKFLOW_VERSION,
+        layouts=result_layouts,
     threads: 1
     resources:
         mem_mb=512,

@@ -25,11 +25,19 @@ rule select_best:
         metrics=every_result("metrics.json"),
         hard=every_result("clusters_hard.json"),
         soft=every_result("clusters_soft.json"),
+        methods=every_result("methods.md"),
     output:
         selection=report(f"{BEST}/selection.json", caption="../report/selection.rst", category="Summary"),
         hard=f"{BEST}/clusters_hard.json",
         soft=f"{BEST}/clusters_soft.json",
         metrics=f"{BEST}/metrics.json",
+        # The chosen result's methods paragraph, with how the sweep chose it.
+        methods=report(
+            f"{BEST}/methods.md",
+            caption="../report/methods.rst",
+            category="Methods",
+            labels={"clustering": "best (selected)", "file": "methods.md"},
+        ),
     params:
         results=RESULTS,
     threads: 1
