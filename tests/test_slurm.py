@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO, Workflow, executed_jobs
 
@@ -82,37 +83,41 @@ def test_demo_on_slurm_matches_a_local_run_and_resumes_after_a_failed_job(cluste
     # One pooling shard: every SLURM job costs ~12 s of status polling.
     on_slurm = ["--profile", "profiles/slurm", *FAST_POLLING, "--config", "plot=none", "pool_shards=1"]
 
-    # The demo is 64 wide: PCA to 80 dims fails in the reduce job, after pool succeeded.
-    failed = snakemake(wf, *on_slurm, "reduce_dim=80", env=env)
+    # Pooling on SLURM, then the pooled matrix's values are corrupted on shared storage
+    # (NaN; its timestamps kept, so Snakemake takes it as done): the reduce job fails.
+    pooled = wf.root / "results/digits/pooled/mean.npy"
+    pooling = snakemake(wf, str(pooled.relative_to(wf.root)), *on_slurm, env=env)
+    assert pooling.returncode == 0, pooling.stderr[-4000:]
+    stamp = pooled.stat()
+    np.save(pooled, np.full_like(np.load(pooled), np.nan))
+    os.utime(pooled, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    failed = snakemake(wf, *on_slurm, env=env)
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0
-    assert failed.jobs == {
-        "pool": 1, "merge_pool": 1, "reduce": 1, "neighbours": 1, "cluster": 1, "export": 1, "metrics": 1,
-        "provenance": 1,
-    }  # fmt: skip
+    assert failed.jobs == {"reduce": 1, "neighbours": 1, "cluster": 1, "export": 1, "metrics": 1, "provenance": 1}
     assert "Error in rule reduce:" in output and "SLURM status is: 'FAILED'" in output
     # The failure names both logs: the stage's own and the SLURM job's.
-    stage_log = "results/digits/logs/reduce/mean/pca-80.log"
+    stage_log = "results/digits/logs/reduce/mean/pca-50.log"
     error = output[output.index("Error in rule reduce:") :]
     logs = next(line for line in error.splitlines() if line.strip().startswith("log: "))
     assert logs.strip().startswith(f"log: {stage_log}, ") and logs.endswith("(check log file(s) for error details)")
     slurm_log = Path(logs.split(", ")[1].split(" (check")[0])
     assert slurm_log.is_relative_to(wf.root / ".snakemake/slurm_logs/rule_reduce")
-    assert "embclust reduce: error: reduce_dim=80 is more than PCA can give" in slurm_log.read_text()
-    assert "reduce_dim=80 is more than PCA can give" in (wf.root / stage_log).read_text()
-    assert (wf.root / "results/digits/pooled/mean.npy").exists()
-    assert not (wf.root / "results/digits/mean/pca-80/reduced.npy").exists()
+    assert "embclust reduce: failed: ValueError: Input X contains NaN" in slurm_log.read_text()
+    assert "Traceback" in (wf.root / stage_log).read_text()
+    assert not (wf.root / "results/digits/mean/pca-50/reduced.npy").exists()
 
-    # Fixed and rerun: pooling is not done again.
+    # Fixed (the corrupt file removed) and rerun: the shards are not pooled again.
+    pooled.unlink()
     rerun = snakemake(wf, *on_slurm, env=env)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
-    assert rerun.jobs == {"reduce": 1, "neighbours": 1, "cluster": 1, "export": 1, "metrics": 1, "provenance": 1}
+    assert rerun.jobs == {"merge_pool": 1, "reduce": 1, "neighbours": 1, "cluster": 1, "export": 1, "metrics": 1, "provenance": 1}
     output = rerun.stdout + rerun.stderr
-    # reduce, neighbours, cluster and metrics went through sbatch; export and provenance ran where snakemake runs.
-    assert output.count("has been submitted with SLURM jobid") == 4
-    assert "localrule export:" in output and "localrule provenance:" in output
+    # Everything but provenance went through sbatch; provenance ran where snakemake runs.
+    assert output.count("has been submitted with SLURM jobid") == 6
+    assert "localrule provenance:" in output
     # What SLURM was asked for and did: each rule's threads, mem_mb (2048 = 2G) and runtime.
-    rules = dict(re.findall(r"SLURM jobid (\d+) \(log: \S+/rule_(\w+)/", failed.stdout + failed.stderr + output))
+    rules = dict(re.findall(r"SLURM jobid (\d+) \(log: \S+/rule_(\w+)/", pooling.stdout + pooling.stderr + failed.stdout + failed.stderr + output))
     accounting = subprocess.run(
         ["sacct", "-X", "-P", "-n", "--starttime=2020-01-01", "--format=JobIdRaw,State,AllocCPUS,ReqMem,Timelimit"],
         env=env, capture_output=True, text=True, check=True,
@@ -120,6 +125,8 @@ def test_demo_on_slurm_matches_a_local_run_and_resumes_after_a_failed_job(cluste
     done = sorted((rules[job], state, *request) for job, state, *request in (j.split("|") for j in accounting))
     assert done == [
         ("cluster", "COMPLETED", "1", "2058M", "00:30:00"),  # 2048 + 10 x 1 MB of matrix and neighbour graph
+        ("export", "COMPLETED", "2", "1G", "00:10:00"),  # 1024 + 3 x (under 1 MB of clusters, ids and matrix)
+        ("merge_pool", "COMPLETED", "1", "1.50G", "00:10:00"),
         ("merge_pool", "COMPLETED", "1", "1.50G", "00:10:00"),
         ("metrics", "COMPLETED", "1", "2G", "00:10:00"),
         ("neighbours", "COMPLETED", "2", "2G", "00:20:00"),

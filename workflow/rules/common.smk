@@ -24,7 +24,7 @@ try:
         SHARDS, AUDIO = settings.prepare_inputs(_validated, COMBOS, MANIFESTS, lambda note: print(f"embclust: {note}", file=sys.stderr))
         # Every file's header, before any job runs, so that all bad files are named in
         # one line (the pool jobs, one per shard, would each name only their own).
-        pool.check_files([row.path for rows in SHARDS.values() for row in rows])
+        pool.check_files(sorted(row.path for rows in SHARDS.values() for row in rows))
     else:
         SHARDS, AUDIO = settings.read_manifests(MANIFESTS)
 except (settings.ConfigError, InputError) as e:
