@@ -147,13 +147,20 @@ class SoftMemberships:
         at_peak = points["lambda_val"] == self.tree.max_lambda[points["parent"] - n]
         exemplar_cluster = leaf_owner[points["parent"] - n]
         keep = at_peak & (exemplar_cluster >= 0)
-        order = np.argsort(exemplar_cluster[keep], kind="stable")
-        self.exemplars = x[points["child"][keep][order]]
-        self.exemplar_sq = (self.exemplars**2).sum(axis=1)
         counts = np.bincount(exemplar_cluster[keep], minlength=len(self.clusters))
         if (counts == 0).any():
             raise RuntimeError(f"{int((counts == 0).sum())} selected clusters have no exemplars")
-        self.exemplar_starts = np.r_[0, np.cumsum(counts)[:-1]]
+        # Exemplars ordered by their cluster's exemplar count, then cluster: the clusters
+        # with c exemplars each are one (clusters, c, points) block, whose minimum over
+        # its middle axis is one vectorised pass (reduceat over ragged groups is not).
+        order = np.lexsort((exemplar_cluster[keep], counts[exemplar_cluster[keep]]))
+        self.exemplars = x[points["child"][keep][order]]
+        self.exemplar_sq = (self.exemplars**2).sum(axis=1)
+        by_count = np.lexsort((np.arange(len(counts)), counts))
+        self.exemplar_starts = np.empty(len(counts), dtype=np.int64)
+        self.exemplar_starts[by_count] = np.r_[0, np.cumsum(counts[by_count])[:-1]]
+        self.exemplar_counts = counts
+        self.count_groups = [(c, by_count[counts[by_count] == c]) for c in np.unique(counts)]
         # Every node's heights at once when the table is small (one lookup per point
         # after that); otherwise each block's nodes, as they come.
         fits = self.tree.n_nodes * self.n_clusters <= NODE_TABLE_ELEMENTS
@@ -170,18 +177,22 @@ class SoftMemberships:
         """Distance from each point to its nearest exemplar of each cluster, rows x K."""
         x = self.x[rows]
         x_sq = (x**2).sum(axis=1)
-        # |x|^2 is the same along a row: add it after taking each cluster's minimum.
-        d2 = x @ self.exemplars.T
-        d2 *= -2
-        d2 += self.exemplar_sq
-        d2 = np.minimum.reduceat(d2, self.exemplar_starts, axis=1)
-        d2 += x_sq[:, None]
+        # Exemplars x points, each cluster's exemplars consecutive rows; |x|^2 is the
+        # same for every exemplar, so it is added after the minimum.
+        e_x = self.exemplars @ x.T
+        e_x *= -2
+        e_x += self.exemplar_sq[:, None]
+        d2 = np.empty((self.n_clusters, len(rows)))
+        for c, clusters in self.count_groups:
+            start = self.exemplar_starts[clusters[0]]
+            d2[clusters] = e_x[start : start + c * len(clusters)].reshape(len(clusters), c, -1).min(axis=1)
+        d2 = d2.T + x_sq[:, None]
         # |x|^2 + |e|^2 - 2 x.e cancels badly for near-equal points, and an exemplar's
         # distance to itself must be exactly 0 (hdbscan treats 0 apart): recompute
         # those few directly.
-        ends = np.r_[self.exemplar_starts[1:], len(self.exemplars)]
         for i, c in zip(*np.nonzero(d2 < EXACT_BELOW * (x_sq[:, None] + self.exemplar_sq.max()))):
-            d2[i, c] = ((self.exemplars[self.exemplar_starts[c] : ends[c]] - x[i]) ** 2).sum(axis=1).min()
+            start = self.exemplar_starts[c]
+            d2[i, c] = ((self.exemplars[start : start + self.exemplar_counts[c]] - x[i]) ** 2).sum(axis=1).min()
         return np.sqrt(np.maximum(d2, 0))
 
     def node_heights(self, nodes):
