@@ -17,6 +17,7 @@ include: "workflow/rules/plot.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/summary.smk"
 include: "workflow/rules/map.smk"
+include: "workflow/rules/assign.smk"
 
 
 rule all:

@@ -173,9 +173,10 @@ class SoftMemberships:
     def block_size(self):
         return max(1, BLOCK_ELEMENTS // max(len(self.exemplars), self.n_clusters))
 
-    def exemplar_distances(self, rows):
-        """Distance from each point to its nearest exemplar of each cluster, rows x K."""
-        x = self.x[rows]
+    def exemplar_distances(self, rows, x=None):
+        """Distance from each point to its nearest exemplar of each cluster, rows x K;
+        `x`: other points than the clustered ones (the assign stage's new clips)."""
+        x = self.x[rows] if x is None else x
         x_sq = (x**2).sum(axis=1)
         # Exemplars x points, each cluster's exemplars consecutive rows; |x|^2 is the
         # same for every exemplar, so it is added after the minimum.

@@ -7,11 +7,18 @@ so, and reduce.json records the dimensions kept.
 The pooled matrix is memory-mapped, not loaded: flatten pooling makes it huge
 (2,000 Whisper files: 2,000 x 1,920,000 float32, 15 GB). PCA of such a wide
 matrix streams it from disk in column blocks (gram_pca).
+
+The fitted reduction is also saved, as plain arrays (reducer.npz, read with
+allow_pickle=False), for the assign stage (scripts/assign.py) to place new clips:
+PCA's mean and components, so that a new row x goes to (x - mean) @ components.T;
+UMAP's neighbour count and metric (its new points are placed as umap's transform
+initialises them, from the pooled and reduced matrices: see scripts/assign.py).
 """
 
 import json
 import mmap
 import os
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 from _stage import InputError, Progress
@@ -58,6 +65,20 @@ def read_columns(matrix, start, out):
         out[:] = matrix[:, start : start + out.shape[1]]
 
 
+def column_blocks(matrix, block_bytes):
+    """(start, stop, float64 block of those columns): the matrix read in column blocks."""
+    n, width = matrix.shape
+    columns = max(1, block_bytes // (8 * n))
+    # Flat buffers, so that a narrower last block is contiguous too (BLAS would copy it otherwise).
+    raw, block = np.empty(n * columns, dtype=matrix.dtype), np.empty(n * columns)
+    for start in range(0, width, columns):
+        stop = min(start + columns, width)
+        x, y = raw[: n * (stop - start)].reshape(n, -1), block[: n * (stop - start)].reshape(n, -1)
+        read_columns(matrix, start, x)
+        y[:] = x
+        yield start, stop, y
+
+
 def gram_pca(matrix, dim, log, block_bytes=BLOCK_BYTES):
     """Exact PCA of a wide n x width matrix through its centred n x n Gram matrix.
 
@@ -66,24 +87,22 @@ def gram_pca(matrix, dim, log, block_bytes=BLOCK_BYTES):
     eigenpairs (lambda, u) of K give scores u * sqrt(lambda) and explained variance
     ratios lambda / trace(K), as PCA by SVD would. Each component's sign makes its
     largest-magnitude score positive, so the result is deterministic.
-    Returns (scores float32 [n, dim], explained variance ratio [dim]).
+    The components (for new rows) take a second pass over the blocks, made while
+    they are written to disk (save_fitted), so they are never all in memory:
+    V_b = Xc_b^T u / sqrt(lambda), so that Xc V^T gives the scores back.
+    Returns (scores float32 [n, dim], explained variance ratio [dim],
+    column means [width], the components transposed [width, dim] as Streamed rows).
     """
     from scipy.linalg import eigh
     from scipy.linalg.blas import dsyrk
 
     n, width = matrix.shape
-    columns = max(1, block_bytes // (8 * n))
-    # Flat buffers, so that a narrower last block is contiguous too (BLAS would copy it otherwise).
-    raw, block = np.empty(n * columns, dtype=matrix.dtype), np.empty(n * columns)
     gram = np.zeros((n, n), order="F")  # Fortran order: dsyrk adds to it in place
-    starts = range(0, width, columns)
-    progress = Progress(log, len(starts), "column blocks into the Gram matrix")
-    for done, start in enumerate(starts, 1):
-        stop = min(start + columns, width)
-        x, y = raw[: n * (stop - start)].reshape(n, -1), block[: n * (stop - start)].reshape(n, -1)
-        read_columns(matrix, start, x)
-        y[:] = x
-        y -= y.mean(axis=0)
+    mean = np.empty(width)
+    progress = Progress(log, -(-width // max(1, block_bytes // (8 * n))), "column blocks into the Gram matrix")
+    for done, (start, stop, y) in enumerate(column_blocks(matrix, block_bytes), 1):
+        mean[start:stop] = y.mean(axis=0)
+        y -= mean[start:stop]
         # y.T is Fortran-ordered, so BLAS reads the block without a copy; only the upper triangle is written.
         gram = dsyrk(1.0, y.T, beta=1.0, c=gram, trans=1, overwrite_c=1)
         progress.update(done, stop * n * matrix.itemsize)
@@ -91,8 +110,16 @@ def gram_pca(matrix, dim, log, block_bytes=BLOCK_BYTES):
     values, vectors = eigh(gram, lower=False, subset_by_index=[n - dim, n - 1], overwrite_a=True, check_finite=False)
     values, vectors = values[::-1], vectors[:, ::-1]
     signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(dim)])
-    scores = vectors * (signs * np.sqrt(np.maximum(values, 0)))
-    return scores.astype(np.float32), values / total
+    roots = np.sqrt(np.maximum(values, 0))
+    scores = vectors * (signs * roots)
+    loadings = vectors * (signs / np.where(roots > 0, roots, 1))
+
+    def component_rows():
+        for start, stop, y in column_blocks(matrix, block_bytes):
+            y -= mean[start:stop]
+            yield (y.T @ loadings).astype(np.float32)
+
+    return scores.astype(np.float32), values / total, mean, Streamed((width, dim), component_rows)
 
 
 def pca(matrix, dim, log, block_bytes=BLOCK_BYTES):
@@ -111,7 +138,12 @@ def pca(matrix, dim, log, block_bytes=BLOCK_BYTES):
     solver = "covariance_eigh" if width <= COVARIANCE_EIGH_MAX_WIDTH else "randomized"
     model = PCA(n_components=dim, svd_solver=solver, random_state=0)
     reduced = model.fit_transform(np.asarray(matrix))
-    return reduced.astype(np.float32), model.explained_variance_ratio_
+    return reduced.astype(np.float32), model.explained_variance_ratio_, model.mean_, model.components_.T.astype(np.float32)
+
+
+def umap_neighbours(n):
+    """UMAP's n_neighbors for n rows."""
+    return min(15, n - 1)
 
 
 def umap(matrix, dim, metric, seed):
@@ -121,7 +153,7 @@ def umap(matrix, dim, metric, seed):
         raise InputError(f"reduce_dim={dim} is too large for UMAP on {n} files (needs fewer than {n - 1})")
     import umap as umap_learn
 
-    model = umap_learn.UMAP(n_components=dim, n_neighbors=min(15, n - 1), metric=metric, random_state=seed)
+    model = umap_learn.UMAP(n_components=dim, n_neighbors=umap_neighbours(n), metric=metric, random_state=seed)
     return model.fit_transform(matrix).astype(np.float32)
 
 
@@ -131,11 +163,36 @@ def pca_dim(requested, n, width):
     return min(requested, n, width)
 
 
+class Streamed(NamedTuple):
+    """A float32 array too big to hold: its shape, and a function giving its rows in blocks."""
+
+    shape: tuple
+    blocks: Callable[[], Iterator[np.ndarray]]
+
+
+def save_fitted(path, arrays):
+    """An .npz of plain arrays (np.load(path, allow_pickle=False) reads it), written as
+    np.savez would; a Streamed entry is written block by block."""
+    import zipfile
+
+    from _stage import write_npy_header
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+        for name, value in arrays.items():
+            with z.open(f"{name}.npy", "w", force_zip64=True) as f:
+                if isinstance(value, Streamed):
+                    write_npy_header(f, value.shape)
+                    for block in value.blocks():
+                        f.write(np.ascontiguousarray(block, dtype=np.float32).tobytes())
+                else:
+                    np.lib.format.write_array(f, np.asarray(value), allow_pickle=False)
+
+
 def reduce_matrix(matrix, params, log):
-    """(reduced matrix, summary dict). `dim` in the summary is the dimensions kept and
-    `requested_dim` the setting (the path's); PCA keeps fewer when the pooled matrix has
-    fewer files or columns than requested, and says so. PCA's summary has the explained
-    variance per component."""
+    """(reduced matrix, summary dict, fitted reduction as plain arrays). `dim` in the
+    summary is the dimensions kept and `requested_dim` the setting (the path's); PCA
+    keeps fewer when the pooled matrix has fewer files or columns than requested, and
+    says so. PCA's summary has the explained variance per component."""
     n, width = matrix.shape
     summary = dict(params, requested_dim=params["dim"], input_shape=[n, width])
     if params["method"] == "pca":
@@ -145,17 +202,21 @@ def reduce_matrix(matrix, params, log):
                 f"reduce_dim={params['dim']} is more than PCA can give ({n} files of width {width}): "
                 f"keeping {dim} dims (the path still names pca-{params['dim']}; reduce.json records {dim})"
             )
-        reduced, ratio = pca(matrix, dim, log)
+        reduced, ratio, mean, components_t = pca(matrix, dim, log)
         log.info(f"PCA to {dim} dims keeps {ratio.sum():.1%} of the variance")
-        return reduced, dict(summary, dim=dim, explained_variance_ratio=[round(float(r), 8) for r in ratio])
-    return umap(matrix, params["dim"], params["metric"], params["seed"]), summary
+        fitted = {"method": np.array("pca"), "mean": mean, "components_t": components_t}
+        return reduced, dict(summary, dim=dim, explained_variance_ratio=[round(float(r), 8) for r in ratio]), fitted
+    reduced = umap(matrix, params["dim"], params["metric"], params["seed"])
+    fitted = {"method": np.array("umap"), "n_neighbors": np.array(umap_neighbours(len(matrix))), "metric": np.array(params["metric"])}
+    return reduced, summary, fitted
 
 
 def main(snakemake, log):
     # Memory-mapped: only what a reduction reads is in memory.
     matrix = np.load(snakemake.input.matrix, mmap_mode="r")
-    reduced, summary = reduce_matrix(matrix, snakemake.params.reducer, log)
+    reduced, summary, fitted = reduce_matrix(matrix, snakemake.params.reducer, log)
     np.save(snakemake.output.matrix, reduced)
+    save_fitted(snakemake.output.fitted, fitted)
     with open(snakemake.output.summary, "w") as f:
         json.dump(summary, f, indent=1)
         f.write("\n")

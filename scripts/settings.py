@@ -19,7 +19,7 @@ import jsonschema
 import yaml
 from _stage import manifest_text, read_manifest
 
-PATH_KEYS = ("embedding_dir", "output_dir", "dataset", "labels", "audio_dir")
+PATH_KEYS = ("embedding_dir", "output_dir", "dataset", "labels", "audio_dir", "assign_dir", "assign_to", "assign_name")
 
 
 class ConfigError(ValueError):
@@ -112,6 +112,13 @@ def validate(config, schema):
                 ) from None
     full = {key: prop.get("default") for key, prop in props.items()}
     full.update(config)
+    if full["assign_dir"] is not None and not full["assign_name"]:
+        full["assign_name"] = os.path.basename(os.path.abspath(full["assign_dir"]))
+        if not re.fullmatch(r"(?!\.\.?$)[A-Za-z0-9._-]+", full["assign_name"]):
+            raise ConfigError(
+                f"assign_name '{full['assign_name']}' (the basename of assign_dir) is not a name of letters, digits, "
+                "'.', '_' and '-'; set assign_name=NAME"
+            )
     if not full["dataset"]:
         # abspath, so that embedding_dir=. or .. names its folder, never . or .. itself.
         full["dataset"] = os.path.basename(os.path.abspath(full["embedding_dir"])) or "dataset"
@@ -304,7 +311,7 @@ def _scan(folder, rel):
     return files, folders, broken
 
 
-def list_embeddings(directory):
+def list_embeddings(directory, key="embedding_dir"):
     """(embeddings, notes): the .npy files in directory and in its subfolders (one level;
     deeper folders are not read), as Embedding rows sorted by id, and lines to tell the
     user (links skipped, deeper folders not read).
@@ -313,10 +320,10 @@ def list_embeddings(directory):
     name in two subfolders are refused, and so are names the TSVs cannot hold.
     """
     if not os.path.isdir(directory):
-        raise ConfigError(f"embedding_dir '{directory}' does not exist or is not a directory")
+        raise ConfigError(f"{key} '{directory}' does not exist or is not a directory")
     why = _untabular(directory)
     if why:
-        raise ConfigError(f"embedding_dir {directory!r} holds {why}, which embclust cannot write to its TSV files")
+        raise ConfigError(f"{key} {directory!r} holds {why}, which embclust cannot write to its TSV files")
     files, subfolders, broken = _scan(directory, "")
     deeper = []
     for sub in subfolders:
@@ -328,7 +335,7 @@ def list_embeddings(directory):
     if bad:
         raise ConfigError(f"file names embclust cannot use in '{directory}' (rename them): {_shown(bad)}")
     if not files:
-        raise ConfigError(f"embedding_dir '{directory}' holds no .npy files")
+        raise ConfigError(f"{key} '{directory}' holds no .npy files")
     rows = sorted(
         (Embedding(os.path.basename(rel)[: -len(".npy")], os.path.join(directory, rel), st.st_size, st.st_mtime_ns) for rel, st in files)
     )
@@ -338,7 +345,7 @@ def list_embeddings(directory):
         more = f" (+{len(same) - 1} more)" if len(same) > 1 else ""
         raise ConfigError(
             f"id '{a.id}' is in two files, {a.path} and {b.path}{more}: ids are file names without .npy "
-            "and must be unique across the subfolders of embedding_dir"
+            f"and must be unique across the subfolders of {key}"
         )
     notes = []
     if broken:
@@ -639,3 +646,63 @@ def check_sizes(n_files, combos):
         if s["reduce"] == "umap" and s["reduce_dim"] >= n_files - 1:
             raise ConfigError(f"{where}: UMAP needs reduce_dim below {n_files - 1}, not {s['reduce_dim']}")
 
+
+# ---- assignment of new clips (assign_dir) ---------------------------------------------
+
+
+def assign_result(config, root, combos):
+    """The folder under root that assign_dir's clips are assigned to: a result's name
+    (pooling/reducer/clusterer) or 'best' (the sweep's chosen result, known once the
+    selection has run). None when nothing is to be assigned."""
+    if config["assign_dir"] is None:
+        return None
+    found = results(root, combos)
+    sweep_with_best = len(found) > 1 and combos[0]["selection"] == "auto"
+    to = config["assign_to"]
+    if to in ("auto", "best"):
+        if len(found) == 1 and to == "auto":
+            return found[0]["name"]
+        if sweep_with_best:
+            return "best"
+        raise ConfigError(
+            f"assign_to={to} needs "
+            + ("a sweep with selection: auto (best/ exists only then)" if to == "best" else "one result, or a sweep with selection: auto")
+            + f"; name the result instead, e.g. assign_to={found[0]['name']}"
+        )
+    name = to.strip("/")
+    if name.startswith(root.rstrip("/") + "/"):
+        name = name[len(root.rstrip("/")) + 1 :]
+    parts = name.split("/")
+    kinds = ("pooling", "reducer", "clusterer")
+    if len(parts) != 3 or not all(re.fullmatch(SLUG_PATTERNS[kind], part) for kind, part in zip(kinds, parts)):
+        raise ConfigError(
+            f"assign_to '{to}' is not auto, best or a result's folder under '{root}', "
+            "such as mean/pca-50/hdbscan-mcs5-ms5-euclidean"
+        )
+    return name
+
+
+def assign_targets(root, target, name):
+    """The assignment's outputs: <result or best>/assigned/<name>/..."""
+    return [f"{root}/{target}/assigned/{name}/{file}" for file in ("clusters_hard.json", "clusters_soft.json", "provenance.json")]
+
+
+def prepare_assign(config, manifest_dir, width, say, check_files):
+    """List assign_dir, check its files' headers against the clustered width and write
+    the manifests of its shards (as prepare_inputs does for embedding_dir): (shards, audio).
+    check_files(paths) -> (width, longest): the pool stage's header check."""
+    new, notes = list_embeddings(config["assign_dir"], "assign_dir")
+    for note in notes:
+        say(note)
+    try:
+        new_width, _ = check_files([row.path for row in new])
+    except ValueError as e:
+        raise ConfigError(f"assign_dir: {e}") from None
+    if new_width != width:
+        raise ConfigError(
+            f"assign_dir files are {new_width} wide, the clustered files {width}: {_shown([row.path for row in new])}"
+        )
+    shard_files = shards(new, shard_count(config["pool_shards"], len(new)))
+    audio = list_audio(config["audio_dir"], [row.id for row in new]) if config["audio_dir"] else None
+    write_manifests(manifest_dir, shard_files, audio)
+    return shard_files, audio or {}

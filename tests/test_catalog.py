@@ -21,7 +21,7 @@ def test_catalog_usage_matches_the_workflow():
     # conda: true is a promise that every rule names its environment.
     for rules in (REPO / "workflow/rules").glob("*.smk"):
         text = rules.read_text()
-        assert len(re.findall(r"^rule ", text, re.M)) == text.count('conda:\n        "../../environment.yml"'), rules.name
+        assert len(re.findall(r"^(?:rule|checkpoint) ", text, re.M)) == text.count('conda:\n        "../../environment.yml"'), rules.name
 
 
 def config_readme_defaults():

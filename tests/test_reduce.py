@@ -27,7 +27,7 @@ def test_gram_pca_equals_full_svd_pca():
     matrix = structured(200, 5000)
     assert reduce.uses_gram(*matrix.shape)
     # 700 columns per block: 8 blocks, the last one narrower.
-    scores, ratio = reduce.pca(matrix, 10, Log(), block_bytes=200 * 8 * 700)
+    scores, ratio, _, _ = reduce.pca(matrix, 10, Log(), block_bytes=200 * 8 * 700)
     model = PCA(n_components=10, svd_solver="full")
     reference = model.fit_transform(matrix.astype(np.float64))
     assert scores.dtype == np.float32 and scores.shape == (200, 10)
@@ -45,8 +45,8 @@ def test_gram_pca_does_not_depend_on_the_block_size():
 
 def test_gram_pca_is_deterministic_with_a_fixed_sign():
     matrix = structured(60, 4200)
-    first, ratio = reduce.gram_pca(matrix, 8, Log(), block_bytes=60 * 8 * 1000)
-    second, again = reduce.gram_pca(matrix, 8, Log(), block_bytes=60 * 8 * 1000)
+    first, ratio, _, _ = reduce.gram_pca(matrix, 8, Log(), block_bytes=60 * 8 * 1000)
+    second, again, _, _ = reduce.gram_pca(matrix, 8, Log(), block_bytes=60 * 8 * 1000)
     assert first.tobytes() == second.tobytes() and ratio.tobytes() == again.tobytes()
     # The largest-magnitude score of each component is positive.
     assert (first[np.abs(first).argmax(axis=0), np.arange(8)] > 0).all()
@@ -94,10 +94,25 @@ def test_wide_matrix_with_more_files_than_columns_uses_randomized_svd(monkeypatc
     monkeypatch.setattr(reduce, "COVARIANCE_EIGH_MAX_WIDTH", 8)
     tall, flat = structured(30, 20, rank=4), structured(12, 20, rank=4)
     assert not reduce.uses_gram(*tall.shape) and reduce.uses_gram(*flat.shape)
-    scores, _ = reduce.pca(tall, 3, Log())
+    scores = reduce.pca(tall, 3, Log())[0]
     reference = PCA(n_components=3, svd_solver="randomized", random_state=0).fit_transform(tall)
     np.testing.assert_array_equal(scores, reference.astype(np.float32))
     assert_same_up_to_sign(reduce.pca(flat, 3, Log())[0], PCA(n_components=3, svd_solver="full").fit_transform(flat))
+
+
+@pytest.mark.parametrize("shape, eigh_max_width", [((300, 40), 4096), ((40, 4300), 4096), ((30, 20), 8)])
+def test_saved_components_place_rows_where_the_reduction_did(tmp_path, monkeypatch, shape, eigh_max_width):
+    """The fitted PCA, saved as plain arrays and read without pickle, maps the pooled
+    rows to their reduced rows, for each solver: covariance eigh, the Gram matrix over
+    column blocks (its components from a second pass), randomized SVD."""
+    monkeypatch.setattr(reduce, "COVARIANCE_EIGH_MAX_WIDTH", eigh_max_width)
+    matrix = structured(*shape, rank=6)
+    reduced, _, fitted = reduce.reduce_matrix(matrix, {"method": "pca", "dim": 5}, Log())
+    reduce.save_fitted(tmp_path / "reducer.npz", fitted)
+    saved = np.load(tmp_path / "reducer.npz", allow_pickle=False)
+    assert str(saved["method"]) == "pca" and saved["components_t"].shape == (shape[1], 5)
+    again = (matrix - saved["mean"]) @ saved["components_t"]
+    np.testing.assert_allclose(again, reduced, rtol=1e-4, atol=1e-4 * np.abs(reduced).max())
 
 
 def test_too_many_components():
@@ -106,7 +121,7 @@ def test_too_many_components():
 
 
 def test_summary_has_explained_variance():
-    reduced, summary = reduce.reduce_matrix(structured(30, 5000), {"method": "pca", "dim": 4}, Log())
+    reduced, summary, _ = reduce.reduce_matrix(structured(30, 5000), {"method": "pca", "dim": 4}, Log())
     assert reduced.shape == (30, 4) and summary["input_shape"] == [30, 5000]
     assert len(summary["explained_variance_ratio"]) == 4
     json.dumps(summary)
@@ -116,7 +131,7 @@ def test_summary_has_explained_variance():
 def test_pca_keeps_what_it_can_give_and_says_so(capfd, n, width, kept):
     """The default reduce_dim=50 on a narrow or small input: clamped, in one line, and recorded."""
     matrix = structured(n, width, rank=min(8, width))
-    reduced, summary = reduce.reduce_matrix(matrix, {"method": "pca", "dim": 50}, Log(stage="reduce"))
+    reduced, summary, _ = reduce.reduce_matrix(matrix, {"method": "pca", "dim": 50}, Log(stage="reduce"))
     assert reduced.shape == (n, kept)
     assert summary["dim"] == kept and summary["requested_dim"] == 50 and len(summary["explained_variance_ratio"]) == kept
     lines = capfd.readouterr().err.splitlines()
@@ -125,7 +140,7 @@ def test_pca_keeps_what_it_can_give_and_says_so(capfd, n, width, kept):
         f"(the path still names pca-50; reduce.json records {kept})"
     ]
     # Within what PCA can give, nothing is said and the setting is kept.
-    _, summary = reduce.reduce_matrix(matrix, {"method": "pca", "dim": 3}, Log(stage="reduce"))
+    _, summary, _ = reduce.reduce_matrix(matrix, {"method": "pca", "dim": 3}, Log(stage="reduce"))
     assert summary["dim"] == summary["requested_dim"] == 3 and capfd.readouterr().err == ""
 
 

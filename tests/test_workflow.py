@@ -502,3 +502,69 @@ def test_nested_folders_and_file_names_snakemake_would_rewrite(workflow, tmp_pat
     line = one_line_error(workflow.run(*args, f"output_dir={tmp_path}/<logs>/x", check=False), "embclust: output_dir")
     assert "holds '<logs>', which Snakemake would rewrite" in line
     assert not (tmp_path / "logs").exists()
+
+
+def test_assign_new_clips_to_an_existing_result(workflow, blobs, tmp_path):
+    """assign_dir: copies of clustered clips get their clusters back, new clips near a blob
+    join it, adding a file reruns only its pool_assign shard and the assign job, and bad
+    new files fail in one line. Then a sweep assigns to best/."""
+    directory, truth = blobs
+    new = tmp_path / "new"
+    new.mkdir()
+    copied = sorted(truth)[::15]
+    for clip in copied:
+        shutil.copy(directory / f"{clip}.npy", new)
+    fresh = {}
+    for j, clip in enumerate(sorted(truth)[1::30]):  # one clip of each blob, a little moved
+        a = np.load(directory / f"{clip}.npy")
+        np.save(new / f"fresh{j}.npy", (a + 0.1).astype(np.float32))
+        fresh[f"fresh{j}"] = truth[clip]
+    args = ["--config", f"embedding_dir={directory}", "plot=none", f"assign_dir={new}"]
+    run = workflow.run(*args)
+    import settings
+
+    shards = {settings.shard_of(clip, 2) for clip in copied + list(fresh)}
+    assert run.jobs["assign"] == 1 and run.jobs["pool_assign"] == len(shards)
+    assert f"embclust assign: {len(copied)} of {len(copied) + 3} new clips have ids already in the clustering" in run.stderr
+    assigned = workflow.root / DEFAULT_RESULT / "assigned/new"
+    hard, soft = check_contract(assigned, copied + list(fresh), str(new))
+    own = {e["id"]: e for e in read_json(workflow.root / DEFAULT_RESULT / "clusters_hard.json")}
+    for e in hard:
+        if e["id"] in own:
+            # GLOSH: the same score, up to the rounding of the cluster stage's float32 one.
+            assert e["cluster"] == own[e["id"]]["cluster"] and abs(e["outlier_score"] - own[e["id"]]["outlier_score"]) < 2e-6
+    blob_of = {own[c]["cluster"]: truth[c] for c in copied}
+    assert all(blob_of[e["cluster"]] == fresh[e["id"]] for e in hard if e["id"] in fresh)
+    provenance = read_json(assigned / "provenance.json")
+    assert provenance["assigned_to"] == "mean/pca-50/hdbscan-mcs5-ms5-euclidean" and provenance["ids_already_clustered"] == len(copied)
+
+    # A new file: only its shard is pooled again, then the assignment; nothing above it.
+    before = workflow.files()
+    np.save(new / "late.npy", np.load(directory / f"{sorted(truth)[2]}.npy"))
+    rerun = workflow.run(*args)
+    assert rerun.jobs == {"pool_assign": 1, "assign": 1}
+    after = workflow.files()
+    assert [p for p in before if after[p] != before[p]] == [str(assigned.relative_to(workflow.root) / n) for n in ("clusters_hard.json", "clusters_soft.json", "provenance.json")]
+    assert workflow.run(*args).jobs == {}
+
+    # Bad new files, each in one line before any job runs.
+    np.save(new / "narrow.npy", np.ones((3, 32), dtype=np.float32))
+    line = one_line_error(workflow.run(*args, check=False), "embclust: assign_dir")
+    assert "embedding widths differ" in line and "narrow.npy" in line
+    for path in new.iterdir():
+        path.unlink()
+    np.save(new / "narrow.npy", np.ones((3, 32), dtype=np.float32))
+    one_line_error(workflow.run(*args, check=False), f"embclust: assign_dir files are 32 wide, the clustered files 64: {new}/narrow.npy")
+    (new / "narrow.npy").unlink()
+    one_line_error(workflow.run(*args, check=False), f"embclust: assign_dir '{new}' holds no .npy files")
+
+    # A sweep assigns to the result its selection chose, under best/.
+    for clip in copied:
+        shutil.copy(directory / f"{clip}.npy", new)
+    sweep = workflow.run(*args, "min_cluster_size=[5,10]")
+    assert sweep.jobs["select_best"] == 1
+    chosen = read_json(workflow.root / "results/emb/best/selection.json")["chosen"]
+    best = workflow.root / "results/emb/best/assigned/new"
+    assert read_json(best / "provenance.json")["assigned_to"] == chosen and read_json(best / "provenance.json")["via"] == "best"
+    result = {e["id"]: e["cluster"] for e in read_json(workflow.root / "results/emb" / chosen / "clusters_hard.json")}
+    assert {e["id"]: e["cluster"] for e in read_json(best / "clusters_hard.json")} == {c: result[c] for c in copied}

@@ -1,7 +1,9 @@
 # Config validation, sweeps and path templates. Slugs come from scripts/settings.py,
 # the one place that maps settings to paths and back.
+import json
 import os
 import sys
+import types
 
 sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
 import settings
@@ -24,14 +26,28 @@ try:
         SHARDS, AUDIO = settings.prepare_inputs(_validated, COMBOS, MANIFESTS, lambda note: print(f"embclust: {note}", file=sys.stderr))
         # Every file's header, before any job runs, so that all bad files are named in
         # one line (the pool jobs, one per shard, would each name only their own).
-        pool.check_files(sorted(row.path for rows in SHARDS.values() for row in rows))
+        _width, _longest = pool.check_files(sorted(row.path for rows in SHARDS.values() for row in rows))
     else:
         SHARDS, AUDIO = settings.read_manifests(MANIFESTS)
+    # New clips to place into an existing result (workflow/rules/assign.smk): their own
+    # manifests, one per shard, as for embedding_dir.
+    ASSIGN_TO = settings.assign_result(_validated, OUT, COMBOS)
+    ASSIGN_SHARDS, ASSIGN_AUDIO = {}, {}
+    if ASSIGN_TO is not None:
+        ASSIGN_ROOT = f"{OUT}/assigned/{_validated['assign_name']}"
+        if workflow.is_main_process:
+            ASSIGN_SHARDS, ASSIGN_AUDIO = settings.prepare_assign(
+                _validated, f"{ASSIGN_ROOT}/files", _width, lambda note: print(f"embclust: {note}", file=sys.stderr), pool.check_files
+            )
+        else:
+            ASSIGN_SHARDS, ASSIGN_AUDIO = settings.read_manifests(f"{ASSIGN_ROOT}/files")
 except (settings.ConfigError, InputError) as e:
     sys.exit(f"embclust: {e}")
 config.update(_validated)
 
 TARGETS = settings.targets(OUT, COMBOS)
+if ASSIGN_TO is not None:
+    TARGETS += settings.assign_targets(OUT, ASSIGN_TO, config["assign_name"])
 RESULTS = settings.results(OUT, COMBOS)
 
 POOLED = f"{OUT}/pooled/{{pooling}}.npy"
@@ -39,6 +55,7 @@ POOLED_IDS = f"{OUT}/pooled/{{pooling}}.ids.tsv"
 SHARD = f"{OUT}/pooled/{{pooling}}.shards/{{shard}}"
 REDUCED = f"{OUT}/{{pooling}}/{{reducer}}/reduced.npy"
 REDUCE_SUMMARY = f"{OUT}/{{pooling}}/{{reducer}}/reduce.json"
+REDUCER = f"{OUT}/{{pooling}}/{{reducer}}/reducer.npz"
 LAYOUT = f"{OUT}/{{pooling}}/{{reducer}}/layout-{{layout}}.npy"
 NEIGHBOURS = f"{OUT}/{{pooling}}/{{reducer}}/neighbours-{{neighbours}}.npz"
 RESULT = f"{OUT}/{{pooling}}/{{reducer}}/{{clusterer}}"
@@ -173,3 +190,60 @@ def result_layouts(wildcards):
     directory = RESULT.format(**wildcards)
     slugs = {settings.layout_slug(s) for s in COMBOS if settings.result_dir(OUT, s) == directory}
     return sorted(slugs - {None})
+
+
+# ---- new clips placed into an existing result (workflow/rules/assign.smk) ---------------
+
+ASSIGN_MANIFEST = f"{OUT}/assigned/{{name}}/files/{{shard}}.tsv"
+ASSIGN_SHARD = f"{OUT}/assigned/{{name}}/pooled/{{pooling}}.shards/{{shard}}"
+ASSIGNED = f"{OUT}/{{target}}/assigned/{{name}}"
+
+
+def assign_shard_audio(wildcards):
+    if not settings.parse_pooling(wildcards.pooling)["frames_per_second"]:
+        return []
+    return ASSIGN_MANIFEST.format(name=wildcards.name, shard=wildcards.shard).replace(".tsv", f"{settings.AUDIO_SUFFIX}.tsv")
+
+
+def assign_shard_mb(wildcards):
+    return sum(row.size for row in ASSIGN_SHARDS[wildcards.shard]) / 2**20
+
+
+def assigned_result(wildcards):
+    """The result's folder under OUT: best/ resolves to the result the selection chose."""
+    if wildcards.target != "best":
+        return wildcards.target
+    with open(checkpoints.select_best.get().output.selection) as f:
+        return json.load(f)["chosen"]
+
+
+def assign_inputs(wildcards):
+    name = assigned_result(wildcards)
+    pooling, reducer, clusterer = name.split("/")
+    parts = types.SimpleNamespace(pooling=pooling, reducer=reducer)
+    shard = ASSIGN_SHARD.format(name=wildcards.name, pooling=pooling, shard="{shard}")
+    out = {
+        "shards": [shard.format(shard=s) + ".npy" for s in ASSIGN_SHARDS],
+        "shard_ids": [shard.format(shard=s) + ".ids.tsv" for s in ASSIGN_SHARDS],
+        "clusters": CLUSTERS.format(pooling=pooling, reducer=reducer, clusterer=clusterer),
+        "ids": POOLED_IDS.format(pooling=pooling),
+        "matrix": reduced_matrix(parts),
+        # export.py's soft-membership code is part of this stage's logic.
+        "code": os.path.join(workflow.basedir, "scripts", "export.py"),
+    }
+    if reducer != "none":
+        out["fitted"] = REDUCER.format(pooling=pooling, reducer=reducer)
+    if settings.parse_reducer(reducer)["method"] == "umap":
+        out["pooled"] = POOLED.format(pooling=pooling)
+    method = settings.parse_clusterer(clusterer)
+    if method["algorithm"] == "hdbscan":
+        out["graph"] = neighbours_file(parts, method["metric"], method["min_samples"])
+    if wildcards.target == "best":
+        out["selection"] = f"{BEST}/selection.json"
+    return out
+
+
+def assigned_settings(wildcards):
+    name = assigned_result(wildcards)
+    pooling, reducer, clusterer = name.split("/")
+    return {"pooling": settings.parse_pooling(pooling), "reducer": settings.parse_reducer(reducer), "clusterer": settings.parse_clusterer(clusterer)}

@@ -7,6 +7,8 @@ rule reduce:
     output:
         matrix=REDUCED,
         summary=REDUCE_SUMMARY,
+        # The fitted reduction as plain arrays, for the assign stage.
+        fitted=REDUCER,
     params:
         reducer=lambda wildcards: settings.parse_reducer(wildcards.reducer),
     threads: 2

@@ -20,7 +20,8 @@ rule summary:
         "../../scripts/summary.py"
 
 
-rule select_best:
+# A checkpoint: assigning new clips to best/ (assign.smk) reads which result it chose.
+checkpoint select_best:
     input:
         metrics=every_result("metrics.json"),
         hard=every_result("clusters_hard.json"),

@@ -1,0 +1,48 @@
+# New clips (assign_dir) placed into an existing result without re-clustering it: pooled
+# as the result's files were, in shards with their own manifests (so adding files re-pools
+# only their shards), then one assign job per result. Nothing above the result reruns.
+
+use rule pool as pool_assign with:
+    input:
+        files=ASSIGN_MANIFEST,
+        wavs=assign_shard_audio,
+    output:
+        matrix=f"{ASSIGN_SHARD}.npy",
+        ids=f"{ASSIGN_SHARD}.ids.tsv",
+        info=f"{ASSIGN_SHARD}.json",
+    resources:
+        mem_mb=lambda wc: 1024 + 32 * int(assign_shard_mb(wc) / len(ASSIGN_SHARDS[wc.shard]) + 1),
+        runtime=lambda wc: 10 + int(assign_shard_mb(wc) / 3000),
+    log:
+        log_path("pool_assign", "name", "pooling", "shard"),
+
+
+rule assign:
+    input:
+        unpack(assign_inputs),
+    output:
+        hard=f"{ASSIGNED}/clusters_hard.json",
+        soft=f"{ASSIGNED}/clusters_soft.json",
+        provenance=f"{ASSIGNED}/provenance.json",
+    params:
+        result=assigned_result,
+        via=lambda wildcards: "best" if wildcards.target == "best" else "assign_to",
+        clusterer=lambda wildcards: assigned_settings(wildcards)["clusterer"],
+        settings=assigned_settings,
+        assign_dir=config["assign_dir"],
+        soft_top_k=config["soft_top_k"],
+    # The exact neighbour search is BLAS products: two threads.
+    threads: 2
+    resources:
+        # float64 copies of the clustered matrix (the pooled one for UMAP) and the new clips.
+        mem_mb=lambda wc, input: 2048 + 4 * int(input.size_mb),
+        runtime=lambda wc, input: 10 + int(input.size_mb / 10),
+    log:
+        log_path("assign", "target", "name"),
+    wildcard_constraints:
+        target=f"best|(?:{settings.WILDCARD_PATTERNS['pooling']})/(?:{settings.WILDCARD_PATTERNS['reducer']})/(?:{settings.WILDCARD_PATTERNS['clusterer']})",
+        name=r"[A-Za-z0-9._-]+",
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/assign.py"
