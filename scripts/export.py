@@ -183,7 +183,7 @@ class SoftMemberships:
         e_x = self.exemplars @ x.T
         e_x *= -2
         e_x += self.exemplar_sq[:, None]
-        d2 = np.empty((self.n_clusters, len(rows)))
+        d2 = np.empty((self.n_clusters, len(x)))
         for c, clusters in self.count_groups:
             start = self.exemplar_starts[clusters[0]]
             d2[clusters] = e_x[start : start + c * len(clusters)].reshape(len(clusters), c, -1).min(axis=1)
