@@ -33,7 +33,7 @@ import wave
 
 import numpy as np
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 RATE = 10  # Resemblyzer partial embeddings per second of audio (its default is 1.3)
 SR = 16000  # the encoder's sampling rate
 
@@ -50,6 +50,15 @@ WORDS = {
     "pt": "maçã janela manhã rio jardim céu carro queijo canção estrela estrada montanha".split(),
     "sv": "äpple fönster morgon flod trädgård himmel bil ost sång stjärna väg berg".split(),
     "pl": "jabłko okno poranek rzeka ogród niebo samochód ser piosenka gwiazda droga góra".split(),
+}
+# espeak-ng's voice file for each language. A language name can resolve to an MBROLA
+# voice that is not installed (in espeak-ng 1.51 `en-gb` and `es` do), and then the
+# variant after `+` is silently ignored: `en-gb+f3` and `en-gb+m7` give the same audio.
+# The file names always resolve to espeak-ng's own voices, and check_voices() makes sure
+# every voice of a set sounds different.
+VOICE_FILES = {
+    "en-us": "gmw/en-US", "en-gb": "gmw/en", "de": "gmw/de", "fr-fr": "roa/fr", "es": "roa/es",
+    "it": "roa/it", "nl": "gmw/nl", "pt": "roa/pt", "sv": "gmq/sv", "pl": "zlw/pl",
 }
 VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt3", "croak"]
 
@@ -92,12 +101,28 @@ def speak(text, language, variant, pitch, speed, tmp):
     """espeak-ng's rendering of text: float32 mono samples and their rate."""
     path = os.path.join(tmp, "clip.wav")
     subprocess.run(
-        ["espeak-ng", "-v", f"{language}+{variant}", "-p", str(pitch), "-s", str(speed), "-w", path, text],
+        ["espeak-ng", "-v", f"{VOICE_FILES[language]}+{variant}", "-p", str(pitch), "-s", str(speed), "-w", path, text],
         check=True, capture_output=True,
     )
     with wave.open(path) as w:
         rate, data = w.getframerate(), w.readframes(w.getnframes())
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0, rate
+
+
+def check_voices(clips):
+    """Refuse a set in which two voices (language and variant) render a test text alike."""
+    seen = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _, kind, spec, labels in clips:
+            if kind != "speech" or labels["voice"] in seen.values():
+                continue
+            _, language, variant, _, _ = spec
+            path = os.path.join(tmp, "check.wav")
+            subprocess.run(["espeak-ng", "-v", f"{VOICE_FILES[language]}+{variant}", "-w", path, "one two three"], check=True, capture_output=True)
+            h = hashlib.sha256(open(path, "rb").read()).hexdigest()
+            if h in seen:
+                raise SystemExit(f"quality_sets: voices {seen[h]} and {labels['voice']} sound the same in espeak-ng")
+            seen[h] = labels["voice"]
 
 
 def phrase(rng, language):
@@ -204,6 +229,7 @@ def clips_voices20(rng):
 def build_speech(name, out, seed):
     rng = np.random.default_rng([seed, SETS.index(name)])
     clips = {"voices8": clips_voices8, "voices20": clips_voices20}[name](rng)
+    check_voices(clips)
     encoder = Encoder()
     emb, wavs = os.path.join(out, "emb"), os.path.join(out, "audio")
     os.makedirs(emb)
