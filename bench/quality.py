@@ -21,7 +21,8 @@ files with an empty group, the non-speech clips, are left out):
 
 The tables (markdown) are printed and written to <workdir>/quality.md; every
 number, with the wall time of each run, goes to <workdir>/quality.json, and
-each sweep's summary.tsv is kept in <workdir>/runs/<set>/.
+each sweep's summary.tsv is kept as <workdir>/runs/<set>-summary.tsv.
+--table prints the tables of an earlier run again.
 """
 
 import argparse
@@ -247,13 +248,17 @@ def markdown(report):
     if len(report["sets"]) > 1:
         names = [s["set"] for s in report["sets"]]
         lines += ["### ARI by run and set", "", "| run | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
-        labels = list(dict.fromkeys(r["run"].split(" (")[0] if r["run"].startswith("selection") else r["run"]
-                                    for s in report["sets"] for r in s["rows"]))
+        lines[-2] = "| run (ARI, clusters found) | " + " | ".join(names) + " |"
+
+        def short(run):
+            return run.split(" (")[0].split(" =")[0]
+
+        labels = list(dict.fromkeys(short(r["run"]) for s in report["sets"] for r in s["rows"]))
         for label in labels:
             cells = []
             for s in report["sets"]:
-                found = [r for r in s["rows"] if r["run"].startswith(label) or r["run"] == label]
-                cells.append(fmt(found[0]["ari"]) if found else "")
+                found = [r for r in s["rows"] if short(r["run"]) == label]
+                cells.append(f"{fmt(found[0]['ari'])} ({found[0]['n_clusters']})" if found else "")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -266,7 +271,12 @@ def main():
     ap.add_argument("--sets", nargs="+", choices=quality_sets.SETS, default=quality_sets.SETS)
     ap.add_argument("--runs", nargs="+", choices=RUNS, default=RUNS)
     ap.add_argument("--fresh", action="store_true", help="delete <workdir>/runs first (the sets stay cached)")
+    ap.add_argument("--table", action="store_true", help="print the tables of <workdir>/quality.json again; run nothing")
     args = ap.parse_args()
+    if args.table:
+        report = json.load(open(os.path.join(args.workdir, "quality.json")))
+        print(markdown(report) + f"\nTotal: {report['total_s']} s.")
+        return
     if args.fresh:
         import shutil
 
