@@ -116,7 +116,7 @@ def config_value(value):
 
 
 def snakemake(set_dir, name, overrides, out_root, log_path):
-    """Run the workflow on one set; returns wall seconds."""
+    """Run the workflow on one set; returns wall seconds and its results ({dir, name, settings})."""
     config = {
         "embedding_dir": os.path.join(set_dir, "emb"),
         "labels": os.path.join(set_dir, "labels.csv"),
@@ -133,12 +133,12 @@ def snakemake(set_dir, name, overrides, out_root, log_path):
     if rc != 0:
         sys.stderr.write(open(log_path).read()[-3000:])
         raise SystemExit(f"quality: snakemake failed ({rc}), log {log_path}")
+    # The result folders these settings make, named as the workflow names them.
+    schema = settings.load_schema(os.path.join(REPO, "workflow/schemas/config.schema.yaml"))
     full = yaml.safe_load(open(os.path.join(REPO, "config/config.yaml")))
     full.update(config)
-    full = settings.validate(full, settings.load_schema(os.path.join(REPO, "workflow/schemas/config.schema.yaml")))
-    schema = settings.load_schema(os.path.join(REPO, "workflow/schemas/config.schema.yaml"))
-    results = settings.results(f"{out_root}/{name}", settings.combinations(full, schema))
-    return wall, results
+    full = settings.validate(full, schema)
+    return wall, settings.results(f"{out_root}/{name}", settings.combinations(full, schema))
 
 
 def label_scores(metrics, group):
