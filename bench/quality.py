@@ -1,0 +1,301 @@
+"""Quality benchmark: how well the workflow recovers known groups in real embeddings.
+
+    .venv/bin/python bench/quality.py                    # every set, every run
+    .venv/bin/python bench/quality.py --sets voices8 --runs defaults sweep
+
+For each labelled set built by bench/quality_sets.py (cached under
+<workdir>/sets, deterministic for --seed) it runs the real workflow
+(`snakemake --cores 2` from the repository root, plot=none, labels=the set's
+CSV, output under <workdir>/runs) once per run below, and reads ARI and AMI
+against the set's groups from the workflow's own metrics.json / summary.tsv
+(labels.<group>.all: every labelled file, noise counted as one more cluster;
+files with an empty group, the non-speech clips, are left out):
+
+  defaults        config/config.yaml as it is
+  old             the old script's defaults: reduce=none, metric=euclidean, min_cluster_size=5
+  spectral-k      algorithm=spectral, n_clusters = the true number of groups
+  spectral-auto   algorithm=spectral, n_clusters=auto (eigengap)
+  sweep           the standard sweep (STANDARD_SWEEP) with selection: auto; its pick
+                  (best/selection.json), its best result by ARI, and what each
+                  candidate selection criterion (CRITERIA) would have picked
+
+The tables (markdown) are printed and written to <workdir>/quality.md; every
+number, with the wall time of each run, goes to <workdir>/quality.json, and
+each sweep's summary.tsv is kept as <workdir>/runs/<set>-summary.tsv.
+--table prints the tables of an earlier run again.
+"""
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import quality_sets  # noqa: E402
+import settings  # noqa: E402
+
+PY = sys.executable
+SNAKEMAKE = os.path.join(os.path.dirname(PY), "snakemake")
+
+# The standard sweep: both reducers at three dimensions, HDBSCAN at four minimum
+# cluster sizes and spectral clustering with n_clusters=auto, cosine: 2 x 3 x (4 + 1)
+# = 30 results per set. Cosine only, as in issue 11's sweep: speaker embeddings are
+# compared by angle (Resemblyzer's are L2-normalised), the euclidean defaults are
+# measured on their own, and both metrics (60 results) took 19 minutes for digits
+# alone on a loaded 2-core machine.
+STANDARD_SWEEP = {
+    "reduce": ["pca", "umap"],
+    "reduce_dim": [5, 10, 50],
+    "metric": "cosine",
+    "algorithm": ["hdbscan", "spectral"],
+    "min_cluster_size": [5, 10, 20, 40],
+    "n_clusters": "auto",
+}
+
+RUNS = ["defaults", "old", "spectral-k", "spectral-auto", "sweep"]
+
+
+def run_overrides(run, n_groups):
+    return {
+        "defaults": {},
+        "old": {"reduce": "none", "metric": "euclidean", "min_cluster_size": 5},
+        "spectral-k": {"algorithm": "spectral", "n_clusters": n_groups},
+        "spectral-auto": {"algorithm": "spectral", "n_clusters": "auto"},
+        "sweep": STANDARD_SWEEP,
+    }[run]
+
+
+# Candidate selection criteria over a sweep's summary.tsv, none using labels: (name,
+# score from a row, higher is better). A row without the score (fewer than two
+# clusters) is never picked while another has one. Ties go to the earlier row.
+def _get(row, key):
+    v = row.get(key)
+    return None if v in (None, "") else float(v)
+
+
+def _times_clustered(key):
+    def score(row):
+        v = _get(row, key)
+        return None if v is None else v * (1 - float(row["noise_fraction"]))
+
+    return score
+
+
+CRITERIA = [
+    ("dbcv (selection: auto now)", lambda r: _get(r, "dbcv")),
+    ("dbcv x clustered fraction", _times_clustered("dbcv")),
+    ("silhouette", lambda r: _get(r, "silhouette")),
+    ("silhouette x clustered fraction", _times_clustered("silhouette")),
+    ("calinski_harabasz", lambda r: _get(r, "calinski_harabasz")),
+    ("davies_bouldin (lowest)", lambda r: None if _get(r, "davies_bouldin") is None else -_get(r, "davies_bouldin")),
+]
+
+
+def pick(rows, score):
+    best, best_key = None, None
+    for i, row in enumerate(rows):
+        s = score(row)
+        key = (s is not None, s if s is not None else 0.0)
+        if best is None or key > best_key:
+            best, best_key = i, key
+    return best
+
+
+def config_value(value):
+    if isinstance(value, list):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return str(value)
+
+
+def snakemake(set_dir, name, overrides, out_root, log_path):
+    """Run the workflow on one set; returns wall seconds and its results ({dir, name, settings})."""
+    config = {
+        "embedding_dir": os.path.join(set_dir, "emb"),
+        "labels": os.path.join(set_dir, "labels.csv"),
+        "output_dir": out_root,
+        "dataset": name,
+        "plot": "none",
+        **overrides,
+    }
+    cmd = [SNAKEMAKE, "--cores", "2", "--config", *(f"{k}={config_value(v)}" for k, v in config.items())]
+    t = time.perf_counter()
+    with open(log_path, "w") as log:
+        rc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
+    wall = time.perf_counter() - t
+    if rc != 0:
+        sys.stderr.write(open(log_path).read()[-3000:])
+        raise SystemExit(f"quality: snakemake failed ({rc}), log {log_path}")
+    # The result folders these settings make, named as the workflow names them.
+    schema = settings.load_schema(os.path.join(REPO, "workflow/schemas/config.schema.yaml"))
+    full = yaml.safe_load(open(os.path.join(REPO, "config/config.yaml")))
+    full.update(config)
+    full = settings.validate(full, schema)
+    return wall, settings.results(f"{out_root}/{name}", settings.combinations(full, schema))
+
+
+def label_scores(metrics, group):
+    scores = metrics["labels"][group]["all"]
+    return scores["ari"], scores["ami"]
+
+
+def describe(settings_):
+    """Short name of a result's settings."""
+    s = settings_
+    red = "none" if s["reduce"] == "none" else f"{s['reduce']}-{s['reduce_dim']}"
+    if s["algorithm"] == "hdbscan":
+        return f"{red}, {s['metric']}, hdbscan mcs {s['min_cluster_size']}"
+    return f"{red}, {s['metric']}, spectral k={s['n_clusters']}"
+
+
+def row_settings(row):
+    s = {k: row[k] for k in ("reduce", "reduce_dim", "algorithm", "min_cluster_size", "n_clusters", "metric")}
+    for k in ("reduce_dim", "min_cluster_size"):
+        s[k] = int(s[k]) if s[k] not in ("", None) else None
+    return s
+
+
+def entry(label, settings_, n_clusters, noise, ari, ami, extra=None):
+    return {
+        "run": label,
+        "result": describe(settings_),
+        "n_clusters": int(n_clusters),
+        "noise_fraction": float(noise),
+        "ari": None if ari in (None, "") else float(ari),
+        "ami": None if ami in (None, "") else float(ami),
+        **(extra or {}),
+    }
+
+
+def bench_set(name, args):
+    t = time.perf_counter()
+    set_dir, manifest = quality_sets.build(name, os.path.join(args.workdir, "sets"), args.seed)
+    build_s = time.perf_counter() - t
+    group, k = manifest["group_column"], manifest["n_groups"]
+    out_root = os.path.join(args.workdir, "runs")
+    os.makedirs(os.path.join(out_root, "logs"), exist_ok=True)
+    rows, times = [], {}
+    sweep = None
+    for run in args.runs:
+        log_path = os.path.join(out_root, "logs", f"{name}-{run}.log")
+        wall, results = snakemake(set_dir, name, run_overrides(run, k), out_root, log_path)
+        times[run] = round(wall, 1)
+        print(f"  {name} {run}: {wall:.1f} s ({len(results)} result{'s' * (len(results) > 1)})", flush=True)
+        if run != "sweep":
+            (result,) = results
+            metrics = json.load(open(os.path.join(result["dir"], "metrics.json")))
+            ari, ami = label_scores(metrics, group)
+            label = {"defaults": "defaults", "old": "old script's defaults", "spectral-k": f"spectral, true k = {k}",
+                     "spectral-auto": "spectral, n_clusters=auto"}[run]
+            rows.append(entry(label, result["settings"], metrics["n_clusters"], metrics["noise_fraction"], ari, ami))
+            continue
+        root = os.path.join(out_root, name)
+        with open(os.path.join(root, "summary.tsv")) as f:
+            table = list(csv.DictReader(f, delimiter="\t"))
+        kept = os.path.join(out_root, f"{name}-summary.tsv")
+        with open(os.path.join(root, "summary.tsv")) as src, open(kept, "w") as dst:
+            dst.write(src.read())
+        selection = json.load(open(os.path.join(root, "best", "selection.json")))
+        by_name = {r["result"]: r for r in table}
+
+        def from_row(label, r, extra=None):
+            return entry(label, row_settings(r), r["n_clusters_found"], r["noise_fraction"],
+                         r[f"{group}_ari_all"], r[f"{group}_ami_all"], extra)
+
+        chosen = by_name[selection["chosen"]]
+        rows.append(from_row(f"selection: auto over the sweep ({len(table)} results)", chosen))
+        best = max(range(len(table)), key=lambda i: (float(table[i][f"{group}_ari_all"] or -1), -i))
+        rows.append(from_row("the sweep's best (by ARI)", table[best]))
+        for criterion, score in CRITERIA:
+            i = pick(table, score)
+            rows.append(from_row(f"criterion: {criterion}", table[i], {"criterion": criterion, "score": score(table[i])}))
+        sweep = {"results": len(table), "summary": kept, "chosen": selection["chosen"]}
+    return {"set": name, "dir": set_dir, "manifest": manifest, "build_s": round(build_s, 1), "rows": rows,
+            "run_s": times, "sweep": sweep}
+
+
+def fmt(v, digits=3):
+    return "" if v is None else f"{v:.{digits}f}"
+
+
+def markdown(report):
+    lines = []
+    for s in report["sets"]:
+        m = s["manifest"]
+        frames = m["frames"]
+        shape = f"(T, {m['dim']}), T {frames[0]}-{frames[2]} (median {frames[1]})" if frames[2] > 1 else f"({m['dim']},)"
+        lines += [
+            f"### {s['set']}",
+            "",
+            f"{m['n_files']} files {shape}; {m['n_groups']} groups (`{m['group_column']}`) of "
+            f"{m['group_sizes'][0]}-{m['group_sizes'][1]} files"
+            + (f"; {m['n_unlabelled']} files in no group" if m["n_unlabelled"] else "")
+            + f". Runs: {', '.join(f'{r} {t} s' for r, t in s['run_s'].items())}.",
+            "",
+            "| run | result | clusters | noise | ARI | AMI |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in s["rows"]:
+            lines.append(f"| {r['run']} | {r['result']} | {r['n_clusters']} | {fmt(r['noise_fraction'], 2)} | {fmt(r['ari'])} | {fmt(r['ami'])} |")
+        lines.append("")
+    if len(report["sets"]) > 1:
+        names = [s["set"] for s in report["sets"]]
+        lines += ["### ARI by run and set", "", "| run | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+        lines[-2] = "| run (ARI, clusters found) | " + " | ".join(names) + " |"
+
+        def short(run):
+            return run.split(" (")[0].split(" =")[0]
+
+        labels = list(dict.fromkeys(short(r["run"]) for s in report["sets"] for r in s["rows"]))
+        for label in labels:
+            cells = []
+            for s in report["sets"]:
+                found = [r for r in s["rows"] if short(r["run"]) == label]
+                cells.append(f"{fmt(found[0]['ari'])} ({found[0]['n_clusters']})" if found else "")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workdir", default="/tmp/embclust-quality")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the generated sets")
+    ap.add_argument("--sets", nargs="+", choices=quality_sets.SETS, default=quality_sets.SETS)
+    ap.add_argument("--runs", nargs="+", choices=RUNS, default=RUNS)
+    ap.add_argument("--fresh", action="store_true", help="delete <workdir>/runs first (the sets stay cached)")
+    ap.add_argument("--table", action="store_true", help="print the tables of <workdir>/quality.json again; run nothing")
+    args = ap.parse_args()
+    if args.table:
+        report = json.load(open(os.path.join(args.workdir, "quality.json")))
+        print(markdown(report) + f"\nTotal: {report['total_s']} s.")
+        return
+    if args.fresh:
+        import shutil
+
+        shutil.rmtree(os.path.join(args.workdir, "runs"), ignore_errors=True)
+    t = time.perf_counter()
+    report = {"seed": args.seed, "standard_sweep": STANDARD_SWEEP, "sets": []}
+    for name in args.sets:
+        print(f"{name}:", flush=True)
+        report["sets"].append(bench_set(name, args))
+    report["total_s"] = round(time.perf_counter() - t, 1)
+    text = markdown(report) + f"\nTotal: {report['total_s']} s.\n"
+    print(text)
+    os.makedirs(args.workdir, exist_ok=True)
+    with open(os.path.join(args.workdir, "quality.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(args.workdir, "quality.json"), "w") as f:
+        json.dump(report, f, indent=1)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
