@@ -26,6 +26,8 @@ MAX_LABELS = 60
 # Above this many points, or this many condensed-tree nodes, the SVG holds the
 # points or bars as one embedded image, so it stays small and quick to open.
 RASTERIZE_POINTS = 20_000
+# The sizes figure draws a bar per cluster up to this many clusters.
+MAX_BARS = 100
 RASTERIZE_TREE_NODES = 400
 SAVE_RC = {"svg.hashsalt": "embclust", "svg.fonttype": "path"}
 
@@ -207,10 +209,32 @@ def scatter(layout, labels, probabilities, title):
     return fig
 
 
+def sizes_by_rank(counts, noise, title):
+    """Cluster sizes largest first, on log axes: with hundreds of clusters a bar each
+    is unreadable (and slow, a patch per bar), while the shape of the size
+    distribution (a power law is a straight line) is what can be read."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=150)
+    ranked = np.sort(counts)[::-1]
+    ax.step(np.arange(1, len(ranked) + 1), ranked, where="mid", color="#4c72b0", lw=1.2)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("cluster rank (largest first)")
+    ax.set_ylabel("files")
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.set_title(title, fontsize=9)
+    ax.text(0.99, 0.97, f"{len(counts)} clusters, median {int(np.median(ranked))} files, largest {ranked[0]}; "
+            f"noise: {noise} files", transform=ax.transAxes, ha="right", va="top", fontsize=7.5)
+    fig.tight_layout()
+    return fig
+
+
 def sizes(labels, title):
-    """Files per cluster, noise first in grey, counts on the bars."""
+    """Files per cluster, noise first in grey, counts on the bars; above MAX_BARS
+    clusters, the sizes by rank."""
     n_clusters = int(labels.max()) + 1 if len(labels) else 0
     counts = np.bincount(labels[labels >= 0], minlength=n_clusters) if n_clusters else np.zeros(0, int)
+    if n_clusters > MAX_BARS:
+        return sizes_by_rank(counts, int((labels < 0).sum()), title)
     names = ["noise"] + [str(c) for c in range(n_clusters)]
     values = np.concatenate([[int((labels < 0).sum())], counts])
     colours = [NOISE_COLOUR] + palette(n_clusters)

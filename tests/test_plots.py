@@ -245,6 +245,16 @@ def test_variance_and_sizes_figures_show_their_numbers():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["noise", "0", "1"]
 
 
+def test_sizes_of_many_clusters_by_rank():
+    """Past MAX_BARS clusters the sizes figure is one line of sizes by rank, largest first."""
+    labels = np.concatenate([np.full(3, -1)] + [np.full(1000 // (c + 1), c) for c in range(plot.MAX_BARS + 20)])
+    ax = plot.sizes(labels, "t").axes[0]
+    assert len(ax.patches) == 0 and len(ax.lines) == 1
+    y = ax.lines[0].get_ydata()
+    assert len(y) == plot.MAX_BARS + 20 and y[0] == 1000 and (np.diff(y) <= 0).all()
+    assert "noise: 3 files" in ax.texts[0].get_text()
+
+
 def test_title_states_the_settings():
     settings = {
         "dataset": "digits",
