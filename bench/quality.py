@@ -90,7 +90,7 @@ def _times_clustered(key):
 
 
 CRITERIA = [
-    ("dbcv (selection: auto now)", lambda r: _get(r, "dbcv")),
+    ("dbcv (selection: auto before consensus)", lambda r: _get(r, "dbcv")),
     ("dbcv x clustered fraction", _times_clustered("dbcv")),
     ("silhouette", lambda r: _get(r, "silhouette")),
     ("silhouette x clustered fraction", _times_clustered("silhouette")),

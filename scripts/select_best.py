@@ -1,31 +1,122 @@
 """Selection stage: pick the best result of a sweep without labels, copy it to best/.
 
-Criterion: highest DBCV (density-based cluster validity), which judges any
-labelling with noise by the same density-based yardstick; ties go to less
-noise, then to the earlier result in the summary. Results with fewer than two
-clusters have no DBCV and are picked only if nothing else is left.
+Criterion: consensus. Each result scores the mean adjusted Rand index (ARI)
+between its hard labels and every other result's, noise counted as singletons
+(a noise file agrees with no one); the highest wins, ties going to less noise,
+then to the earlier result. The pick is the sweep's medoid partition: the one
+the other settings agree with most. It needs no space, so results of
+different reducers and dimensions compete on the same footing, which DBCV,
+silhouette and the like, each computed in a result's own space, do not (see
+README, "Sweeps"). A sweep of one result has no consensus and picks it.
+
+Per-clip stability: for each file, the mean over the sweep's other results of
+the Jaccard overlap between its cluster in the chosen result and its cluster
+in that result (a noise file's cluster is the file alone). 1 = the file lands
+with exactly the same files whatever the settings; near 0 = its company
+changes. Written to best/clusters_hard.json as "stability" and drawn in
+best/stability.png.
 """
 
 import json
 import shutil
 
+import numpy as np
 from _stage import read_json_files
+from provenance import REFERENCES
 
-CRITERION = "dbcv"
-
-
-def rank_key(metrics):
-    dbcv = metrics["internal"][CRITERION]
-    return (dbcv is not None, dbcv if dbcv is not None else 0.0, -metrics["noise_fraction"])
+CRITERION = "consensus"
+CRITERION_TEXT = "highest mean ARI to the sweep's other results (noise as singletons), then lowest noise fraction"
+DECIMALS = 6
 
 
-def choose(metrics_list):
+def singletons(labels):
+    """Labels with each noise file (-1) as a cluster of its own."""
+    labels = np.asarray(labels).copy()
+    noise = labels < 0
+    labels[noise] = labels.max(initial=-1) + 1 + np.arange(noise.sum())
+    return labels
+
+
+def _pair_counts(a, b):
+    """(code of each file's (a, b) pair, count of files sharing it), for dense labels a, b >= 0."""
+    codes = a.astype(np.int64) * (int(b.max(initial=0)) + 1) + b
+    _, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+    return inverse, counts
+
+
+def ari(a, b):
+    """Adjusted Rand index between two labellings (noise already made singletons)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    return adjusted_rand_score(a, b)
+
+
+def consensus_scores(label_lists):
+    """Each labelling's mean ARI to all the others, noise as singletons; None for a lone one."""
+    dense = [singletons(labels) for labels in label_lists]
+    n = len(dense)
+    if n < 2:
+        return [None] * n
+    matrix = np.eye(n)
+    for i in range(n):
+        for j in range(i + 1, n):
+            matrix[i, j] = matrix[j, i] = ari(dense[i], dense[j])
+    return [float((matrix[i].sum() - 1.0) / (n - 1)) for i in range(n)]
+
+
+def rank_key(score, noise_fraction):
+    return (score is not None, score if score is not None else 0.0, -noise_fraction)
+
+
+def choose(scores, noise_fractions):
     """Index of the best result; the earliest among equals."""
     best = 0
-    for i, metrics in enumerate(metrics_list):
-        if rank_key(metrics) > rank_key(metrics_list[best]):
+    for i in range(len(scores)):
+        if rank_key(scores[i], noise_fractions[i]) > rank_key(scores[best], noise_fractions[best]):
             best = i
     return best
+
+
+def runner_up(scores, noise_fractions, best):
+    """Index of the best result other than `best`, or None for a sweep of one."""
+    others = [i for i in range(len(scores)) if i != best]
+    if not others:
+        return None
+    return max(others, key=lambda i: (rank_key(scores[i], noise_fractions[i]), -i))
+
+
+def stability(reference, label_lists):
+    """Per file: mean Jaccard overlap between its cluster in `reference` and its cluster in
+    each of `label_lists` (noise files are clusters of one). 1.0 everywhere when every
+    labelling groups the files as `reference` does; all ones when the list is empty."""
+    ref = singletons(reference)
+    ref_sizes = np.bincount(ref)[ref]
+    total = np.zeros(len(ref))
+    for labels in label_lists:
+        other = singletons(labels)
+        inverse, counts = _pair_counts(ref, other)
+        shared = counts[inverse]
+        total += shared / (ref_sizes + np.bincount(other)[other] - shared)
+    return total / len(label_lists) if label_lists else np.ones(len(ref))
+
+
+def draw_stability(values, path, title):
+    """Histogram of per-file stability, with byte-for-byte reproducible PNG output."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+    ax.hist(values, bins=np.linspace(0, 1, 21), color="#4c72b0", edgecolor="white")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("stability (mean Jaccard overlap of the file's cluster across the sweep)")
+    ax.set_ylabel("files")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
 
 
 def swept(results):
@@ -40,51 +131,81 @@ def swept(results):
     return " and ".join(keys) or "its settings"
 
 
-def selection_paragraph(results, metrics_list, best):
+def selection_paragraph(results, metrics_list, best, scores):
     """How the sweep chose the result, for best/methods.md."""
     chosen = metrics_list[best]
-    dbcv = chosen["internal"][CRITERION]
-    score = (
-        f"it scored a DBCV of {dbcv:.3f}" if dbcv is not None else "no result had a DBCV score (fewer than two clusters)"
+    score = scores[best]
+    scored = (
+        f"its mean ARI to the other results was {score:.3f}" if score is not None else "a sweep of one result has no consensus"
     )
     return (
         f"This result was selected without labels from the {len(results)} results of a sweep over {swept(results)}: "
-        f"the one with the highest DBCV (Moulavi et al., 2014), ties going to the smaller noise fraction, then to the "
-        f"earlier result. It is {results[best]['name']}; {score}, with {chosen['noise_fraction']:.1%} of the points "
-        f"labelled noise."
+        f"the one that agrees best with the others, by the mean adjusted Rand index (Hubert & Arabie, 1985) between "
+        f"its clusters and each other result's (noise files as clusters of one), ties going to the smaller noise "
+        f"fraction, then to the earlier result. It is {results[best]['name']}; {scored}, with "
+        f"{chosen['noise_fraction']:.1%} of the points labelled noise."
     )
 
 
 def with_selection(methods_text, paragraph):
     """The chosen result's methods.md with the selection paragraph after its methods paragraph."""
     body, references = methods_text.split("\n\n## References\n", 1)
+    hubert = REFERENCES["labels"][0]  # the ARI the consensus is measured by
+    if hubert not in references:
+        references += f"- {hubert}\n"
     return f"{body}\n\n{paragraph}\n\n## References\n{references}"
+
+
+def _round(value):
+    return None if value is None else round(float(value), DECIMALS)
+
+
+def selection_record(results, metrics_list, scores, best, second, stable):
+    noise = [m["noise_fraction"] for m in metrics_list]
+    return {
+        "criterion": CRITERION_TEXT,
+        "chosen": results[best]["name"],
+        "settings": results[best]["settings"],
+        "score": _round(scores[best]),
+        "runner_up": None if second is None else {"result": results[second]["name"], "score": _round(scores[second])},
+        "margin": None if second is None or scores[second] is None else _round(scores[best] - scores[second]),
+        "stability": {"mean": _round(stable.mean()), "median": _round(np.median(stable)), "below_0.5": int((stable < 0.5).sum())},
+        "candidates": [
+            {"result": r["name"], CRITERION: _round(s), "dbcv": m["internal"]["dbcv"], "noise_fraction": f}
+            for r, m, s, f in zip(results, metrics_list, scores, noise)
+        ],
+    }
 
 
 def main(snakemake, log):
     metrics_list = read_json_files(snakemake.input.metrics)
+    hard_list = read_json_files(snakemake.input.hard)
     results = snakemake.params.results
-    best = choose(metrics_list)
+    ids = [e["id"] for e in hard_list[0]]
+    if any([e["id"] for e in hard] != ids for hard in hard_list):
+        raise ValueError("the sweep's results list different files")
+    labels = [np.array([e["cluster"] for e in hard]) for hard in hard_list]
+    scores = consensus_scores(labels)
+    noise = [m["noise_fraction"] for m in metrics_list]
+    best = choose(scores, noise)
+    second = runner_up(scores, noise, best)
+    stable = stability(labels[best], [l for i, l in enumerate(labels) if i != best])
     chosen = results[best]
-    for name in ("hard", "soft", "metrics"):
+    for name in ("soft", "metrics"):
         shutil.copyfile(snakemake.input[name][best], snakemake.output[name])
-    selection = {
-        "criterion": f"highest {CRITERION}, then lowest noise fraction",
-        "chosen": chosen["name"],
-        "settings": chosen["settings"],
-        "candidates": [
-            {"result": r["name"], CRITERION: m["internal"][CRITERION], "noise_fraction": m["noise_fraction"]}
-            for r, m in zip(results, metrics_list)
-        ],
-    }
+    with open(snakemake.output.hard, "w") as f:
+        f.write("[\n")
+        f.write(",\n".join(json.dumps(dict(e, stability=_round(s))) for e, s in zip(hard_list[best], stable)))
+        f.write("\n]\n")
     with open(snakemake.output.selection, "w") as f:
-        json.dump(selection, f, indent=1)
+        json.dump(selection_record(results, metrics_list, scores, best, second, stable), f, indent=1)
         f.write("\n")
+    draw_stability(stable, snakemake.output.stability, f"{chosen['name']}: stability across {len(results)} results")
     with open(snakemake.input.methods[best], encoding="utf-8") as f:
         methods = f.read()
     with open(snakemake.output.methods, "w", encoding="utf-8") as f:
-        f.write(with_selection(methods, selection_paragraph(results, metrics_list, best)))
-    log.say(f"best of {len(results)} by {CRITERION}: {chosen['name']}")
+        f.write(with_selection(methods, selection_paragraph(results, metrics_list, best, scores)))
+    log.say(f"best of {len(results)} by {CRITERION}: {chosen['name']} ({scores[best]}); mean stability {stable.mean():.3f}")
 
 
 if "snakemake" in globals():

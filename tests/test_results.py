@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from metrics import compute_metrics, exemplars, internal_scores, label_scores
 from provenance import git_commit, methods, provenance, sha256_lines, versions
-from select_best import choose, selection_paragraph, with_selection
+from select_best import choose, consensus_scores, runner_up, selection_paragraph, singletons, stability, with_selection
 from summary import summary_rows, varying
 
 
@@ -85,15 +85,51 @@ def test_compute_metrics_counts_and_exemplar_ids():
     assert m["labels"]["truth"]["clustered"]["ari"] == 1.0
 
 
-def metrics_with(dbcv, noise):
-    return {"internal": {"dbcv": dbcv}, "noise_fraction": noise}
+def test_selection_by_consensus_then_noise():
+    a, b, c = [0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2], [0, 0, 0, 1, 1, 1]
+    scores = consensus_scores([a, c, b])
+    assert scores[0] == scores[2] > scores[1]
+    assert choose(scores, [0.1, 0.0, 0.1]) == 0  # a and b tie: the earlier
+    assert choose(scores, [0.2, 0.0, 0.1]) == 2  # ... unless it has more noise
+    assert runner_up(scores, [0.1, 0.0, 0.1], 0) == 2
+    assert consensus_scores([a]) == [None] and choose([None], [0.0]) == 0 and runner_up([None], [0.0], 0) is None
+    # Noise agrees with no one: a result that calls everything noise scores no better than chance.
+    assert consensus_scores([a, b, [-1] * 6])[2] == pytest.approx(0.0)
+    assert singletons(np.array([1, -1, 0, -1])).tolist() == [1, 2, 0, 3]
 
 
-def test_selection_by_dbcv_then_noise():
-    assert choose([metrics_with(0.1, 0.1), metrics_with(0.3, 0.5), metrics_with(0.2, 0.0)]) == 1
-    assert choose([metrics_with(0.3, 0.5), metrics_with(0.3, 0.2)]) == 1
-    assert choose([metrics_with(None, 0.0), metrics_with(-0.5, 0.9)]) == 1
-    assert choose([metrics_with(0.3, 0.2), metrics_with(0.3, 0.2)]) == 0
+def test_consensus_picks_the_true_structure_where_dbcv_does_not():
+    """Four true blobs. Three settings in the original space find them; one setting sees a
+    space where pairs of blobs lie on top of each other (as a reducer can make them), and
+    finds two tight clusters there. DBCV, each in its own space, prefers the two; the
+    consensus takes the partition the other settings agree on."""
+    from cluster import hdbscan_clusters
+
+    x, truth = blobs(n=40, centres=4, width=5, seed=3)
+    squashed = np.array([[0.0, 0.0], [0.0, 0.0], [30.0, 0.0], [30.0, 0.0]])[truth]
+    squashed += np.random.default_rng(1).normal(0, 0.3, size=squashed.shape)
+    candidates = [(x, mcs) for mcs in (5, 10, 20)] + [(squashed, 10)]
+    labels = [hdbscan_clusters(space, mcs, mcs).labels for space, mcs in candidates]
+    dbcv = [internal_scores(space, l, "euclidean", 0)["dbcv"] for (space, _), l in zip(candidates, labels)]
+    noise = [float((l < 0).mean()) for l in labels]
+    assert int(np.argmax(dbcv)) == 3 and labels[3].max() == 1  # DBCV picks the two merged clusters
+    best = choose(consensus_scores(labels), noise)
+    assert best != 3
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(truth, labels[best]) == 1.0
+
+
+def test_stability_is_one_for_a_clustering_that_never_changes():
+    labels = np.array([0, 0, 1, 1, 1, -1])
+    assert stability(labels, [labels.copy(), labels + (labels >= 0)]).tolist() == [1.0] * 6  # renamed clusters too
+    assert stability(labels, []).tolist() == [1.0] * 6
+    # One result moves file 2 to cluster 0: file 2 and its old and new companions lose, the noise file keeps 1.
+    moved = np.array([0, 0, 0, 1, 1, -1])
+    s = stability(labels, [labels, moved])
+    assert s[5] == 1.0 and (s[:5] < 1.0).all()
+    assert s[2] == pytest.approx((1 + 1 / 5) / 2)  # {2,3,4} against {0,1,2}: 1 shared of 5
+    assert s[0] == pytest.approx((1 + 2 / 3) / 2)  # {0,1} against {0,1,2}
 
 
 def test_summary_rows_and_the_varying_setting():
@@ -202,13 +238,15 @@ def test_methods_of_spectral_clustering_after_umap_name_the_seed_and_the_chosen_
 def test_best_methods_say_how_the_sweep_chose_the_result():
     results = [{"name": f"mean/pca-50/hdbscan-mcs{m}-ms{m}-euclidean", "settings": dict(HDBSCAN_SETTINGS, min_cluster_size=m, min_samples=m)} for m in (5, 10)]
     metrics = [{"noise_fraction": 0.25, "internal": {"dbcv": d}} for d in (0.2, 0.3)]
-    text = with_selection(methods(results[1]["settings"], PCA_16_OF_50, 30, 16, versions(), "0.2.0"), selection_paragraph(results, metrics, 1))
-    body, _ = paragraph(text)
+    text = with_selection(methods(results[1]["settings"], PCA_16_OF_50, 30, 16, versions(), "0.2.0"), selection_paragraph(results, metrics, 1, [0.5, 0.5]))
+    body, references = paragraph(text)
     chosen, selection = body.split("\n\n")[1:]
     assert "min_cluster_size=10" in chosen
     assert selection == (
         "This result was selected without labels from the 2 results of a sweep over min_cluster_size (5, 10): the one "
-        "with the highest DBCV (Moulavi et al., 2014), ties going to the smaller noise fraction, then to the earlier "
-        "result. It is mean/pca-50/hdbscan-mcs10-ms10-euclidean; it scored a DBCV of 0.300, with 25.0% of the points "
-        "labelled noise."
+        "that agrees best with the others, by the mean adjusted Rand index (Hubert & Arabie, 1985) between its clusters "
+        "and each other result's (noise files as clusters of one), ties going to the smaller noise fraction, then to the "
+        "earlier result. It is mean/pca-50/hdbscan-mcs10-ms10-euclidean; its mean ARI to the other results was 0.500, "
+        "with 25.0% of the points labelled noise."
     )
+    assert references.count("Hubert, L., & Arabie, P. (1985)") == 1

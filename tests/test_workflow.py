@@ -70,8 +70,12 @@ def test_demo_run_clusters_the_digits(workflow):
     selection = read_json(dataset / "best/selection.json")
     chosen = selection["chosen"]
     assert len(selection["candidates"]) == 3
-    assert max(c["dbcv"] for c in selection["candidates"]) == read_json(dataset / chosen / "metrics.json")["internal"]["dbcv"]
-    assert (dataset / "best/clusters_hard.json").read_bytes() == (dataset / chosen / "clusters_hard.json").read_bytes()
+    assert selection["score"] == max(c["consensus"] for c in selection["candidates"]) > selection["runner_up"]["score"] - 1e-9
+    assert selection["margin"] == pytest.approx(selection["score"] - selection["runner_up"]["score"], abs=2e-6)
+    # best/clusters_hard.json: the chosen result's entries, each with its stability across the sweep.
+    best_hard = read_json(dataset / "best/clusters_hard.json")
+    assert [{k: v for k, v in e.items() if k != "stability"} for e in best_hard] == read_json(dataset / chosen / "clusters_hard.json")
+    assert all(0 < e["stability"] <= 1 for e in best_hard) and (dataset / "best/stability.png").read_bytes()[:4] == b"\x89PNG"
     # best/methods.md: the chosen result's paragraph, then how the sweep chose it.
     best_methods = (dataset / "best/methods.md").read_text(encoding="utf-8")
     chosen_methods = (dataset / chosen / "methods.md").read_text(encoding="utf-8")

@@ -32,6 +32,8 @@ checkpoint select_best:
         hard=f"{BEST}/clusters_hard.json",
         soft=f"{BEST}/clusters_soft.json",
         metrics=f"{BEST}/metrics.json",
+        # Per-file stability across the sweep (also in best/clusters_hard.json), as a histogram.
+        stability=report(f"{BEST}/stability.png", caption="../report/selection.rst", category="Summary"),
         # The chosen result's methods paragraph, with how the sweep chose it.
         methods=report(
             f"{BEST}/methods.md",
