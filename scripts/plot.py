@@ -117,33 +117,36 @@ def save(fig, png, svg):
     plt.close(fig)
 
 
-def _spread(points, size, iterations=300):
-    """Label centres (axes fractions) nudged apart until boxes of `size` (w, h) no
-    longer overlap, staying inside the axes."""
-    pos = np.array(points, dtype=float).reshape(-1, 2)
+# Where `place` tries a label: rings around its start, out to this many label sizes,
+# 16 directions each. A label with no free spot within them stays at its start.
+PLACE_RINGS = np.arange(0, 12.25, 0.25)
+
+
+def place(starts, size, order=None):
+    """Label centres (axes fractions), each the free spot nearest its start: boxes of
+    `size` (w, h) do not overlap and stay inside the axes. Labels are placed in `order`
+    (the first keeps its start); each tries rings around its start, nearest first, so
+    no label drifts further than the crowd around it forces."""
+    starts = np.array(starts, dtype=float).reshape(-1, 2)
     w, h = size
-    for _ in range(iterations):
-        moved = False
-        for i in range(len(pos)):
-            for j in range(i + 1, len(pos)):
-                dx, dy = pos[j] - pos[i]
-                ox, oy = w - abs(dx), h - abs(dy)
-                if ox > 0 and oy > 0:
-                    moved = True
-                    # Push apart along the axis that needs the smaller move.
-                    if ox / w < oy / h:
-                        step = (ox / 2 + 1e-4) * (1 if dx >= 0 else -1)
-                        pos[i, 0] -= step
-                        pos[j, 0] += step
-                    else:
-                        step = (oy / 2 + 1e-4) * (1 if dy >= 0 else -1)
-                        pos[i, 1] -= step
-                        pos[j, 1] += step
-        pos[:, 0] = np.clip(pos[:, 0], w / 2, 1 - w / 2)
-        pos[:, 1] = np.clip(pos[:, 1], h / 2, 1 - h / 2)
-        if not moved:
-            break
-    return pos
+    angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    # Rings in label sizes: r widths across, r heights up and down.
+    offsets = np.concatenate([[[0.0, 0.0]]] + [np.column_stack([np.cos(angles) * r * w, np.sin(angles) * r * h])
+                                              for r in PLACE_RINGS[1:]])
+    lo, hi = np.array([w / 2, h / 2]), np.array([1 - w / 2, 1 - h / 2])
+    placed = np.empty_like(starts)
+    done = []
+    for i in range(len(starts)) if order is None else order:
+        candidates = np.clip(starts[i] + offsets, lo, hi)
+        if done:
+            others = placed[done]
+            d = np.abs(candidates[:, None, :] - others[None, :, :])
+            free = ~np.any((d[:, :, 0] < w) & (d[:, :, 1] < h), axis=1)
+        else:
+            free = np.ones(len(candidates), bool)
+        placed[i] = candidates[np.argmax(free)] if free.any() else candidates[0]
+        done.append(i)
+    return placed
 
 
 def largest_clusters(labels, n):
@@ -184,19 +187,25 @@ def scatter(layout, labels, probabilities, title):
         bbox = ax.get_window_extent()
         digits = len(str(n_clusters - 1))
         size = np.array([(7 + 5.5 * digits) * fig.dpi / 72 / bbox.width, 13 * fig.dpi / 72 / bbox.height])
-        anchors, starts = [], []
+        anchors, starts, counts = [], [], []
         by_cluster = np.argsort(labels, kind="stable")
         bounds = np.searchsorted(labels[by_cluster], np.arange(n_clusters + 1))
         for c in named:
             pts = to_axes.transform(layout[by_cluster[bounds[c] : bounds[c + 1]]])
             centre = np.median(pts, axis=0)
             anchors.append(centre)
+            counts.append(len(pts))
             lo, hi = np.percentile(pts, [10, 90], axis=0)
-            # A label at the centre of a small or thin cluster would hide it: put it just above.
+            # A label at the centre of a small or thin cluster would hide it: put it just
+            # above its core, the half of its points nearest its centre (never above a
+            # stray member, which may lie anywhere in the figure).
             big = np.all(hi - lo > 3 * size)
-            starts.append(centre if big else [centre[0], pts[:, 1].max() + 0.7 * size[1]])
+            distance = np.hypot(*(pts - centre).T)
+            core = pts[distance <= np.median(distance)]
+            starts.append(centre if big else [centre[0], core[:, 1].max() + 0.7 * size[1]])
         anchors = np.array(anchors)
-        placed = _spread(starts, size)
+        # The largest clusters choose their spots first.
+        placed = place(starts, size, order=np.argsort(-np.array(counts), kind="stable"))
         for c, anchor, pos in zip(named, anchors, placed):
             far = np.hypot(*((pos - anchor) / size)) > 1.2
             ax.annotate(str(c), anchor, xytext=pos, xycoords="axes fraction", textcoords="axes fraction",

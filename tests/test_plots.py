@@ -196,6 +196,45 @@ def test_scatter_labels_every_cluster_without_overlap():
     assert alphas.min() < 0.7 < alphas.max()
 
 
+def label_distances(fig, xy, labels):
+    """{cluster: distance, in axes fractions, from its id's box to the nearest point of its
+    core (the half of its points nearest its median)}, for each id on the scatter figure."""
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    pts = (ax.transData + ax.transAxes.inverted()).transform(xy)
+    out = {}
+    for text in ax.texts:
+        if text.get_text().isdigit():
+            own = pts[labels == int(text.get_text())]
+            near_median = np.hypot(*(own - np.median(own, axis=0)).T)
+            core = own[near_median <= np.median(near_median)]
+            box = text.get_bbox_patch().get_window_extent().transformed(ax.transAxes.inverted())
+            gap = np.maximum(np.maximum(box.p0 - core, core - box.p1), 0)
+            out[int(text.get_text())] = float(np.hypot(*gap.T).min())
+    return out
+
+
+def test_scatter_keeps_each_label_near_its_cluster():
+    """The demo's defect: a small or thin cluster's id went above its highest point, so
+    one stray member at the top of the figure took the id (and a line the whole height
+    of the plot) with it; labels pushed apart also drifted far from their clusters."""
+    rng = np.random.default_rng(5)
+    xy, labels, prob = blob_layout(20, seed=3)
+    # Cluster 0: a thin streak at the bottom left with one member far up, as in the demo.
+    streak = np.column_stack([rng.uniform(0.5, 2.5, 40), rng.normal(0.5, 0.05, 40)])
+    labels[labels == 0] = -1
+    xy = np.concatenate([xy, streak, [[1.0, 9.8]]])
+    labels = np.concatenate([labels, np.zeros(41, int)])
+    # Cluster 7: a few points in two groups, far apart.
+    seven = np.flatnonzero(labels == 7)
+    xy[seven[:3]] += [0, 4]
+    prob = np.concatenate([prob, np.ones(41)])
+    distances = label_distances(plot.scatter(xy, labels, prob, "title"), xy, labels)
+    assert sorted(distances) == list(range(20))
+    far = {c: round(d, 3) for c, d in distances.items() if d > 0.05}
+    assert far == {}, far
+
+
 def test_tree_rings_each_selected_cluster_in_its_colour():
     hdbscan = pytest.importorskip("hdbscan")
     rng = np.random.default_rng(1)
