@@ -415,6 +415,26 @@ def list_audio(audio_dir, ids):
     return {i: out[i] for i in sorted(out)}
 
 
+# Inputs that a config may name relative to the workflow's own folder: the demo.
+WORKFLOW_RELATIVE_KEYS = ("embedding_dir", "labels")
+
+
+def find_in_workflow(config, workflow_dir, note):
+    """A relative embedding_dir or labels that is not in the working directory but is in
+    the workflow's own folder (the demo, `demo/digits`, when the workflow runs as a
+    module of another project) is taken from there. It stays a relative path (from the
+    working directory), so the outputs hold no absolute path."""
+    for key in WORKFLOW_RELATIVE_KEYS:
+        path = config.get(key)
+        if path is None or os.path.isabs(path) or os.path.exists(path):
+            continue
+        found = os.path.join(workflow_dir, path)
+        if os.path.exists(found):
+            config[key] = os.path.relpath(found)
+            note(f"{key} '{path}' is not in the working directory; using the workflow's own, {config[key]}")
+    return config
+
+
 def check_paths(config):
     check_output_dir(config["output_dir"], config["dataset"])
     if config["labels"] is not None:

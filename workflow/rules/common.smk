@@ -3,15 +3,29 @@
 import os
 import sys
 
-sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
+# This workflow's own folder (the repository root). Not workflow.basedir: when another
+# project's Snakefile uses this one as a module, that is the other project's folder.
+# Files that Python code here opens are found from EMBCLUST_DIR; `script:`, `conda:` and
+# report captions are relative to each .smk file, which Snakemake resolves by itself.
+EMBCLUST_DIR = os.path.dirname(os.path.dirname(workflow.current_basedir.get_path_or_uri(secret_free=True)))
+if not os.path.isdir(os.path.join(EMBCLUST_DIR, "scripts")):
+    sys.exit(f"embclust: the workflow must be a local folder (a clone) to run; {EMBCLUST_DIR} is not one")
+sys.path.insert(0, os.path.join(EMBCLUST_DIR, "scripts"))
 import settings
 import pool
 from _stage import InputError
 
-SCHEMA = settings.load_schema(os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+
+def _say(note):
+    print(f"embclust: {note}", file=sys.stderr)
+
+
+SCHEMA = settings.load_schema(os.path.join(EMBCLUST_DIR, "workflow/schemas/config.schema.yaml"))
 
 try:
     _validated = settings.validate(config, SCHEMA)
+    # The demo (the default embedding_dir) is in this folder, also when the working directory is another project's.
+    settings.find_in_workflow(_validated, EMBCLUST_DIR, _say if workflow.is_main_process else lambda note: None)
     settings.check_paths(_validated)
     settings.check_snakemake_paths(_validated)
     COMBOS = settings.combinations(_validated, SCHEMA)
@@ -21,7 +35,7 @@ try:
     # cluster node) reads the manifests instead of listing every file.
     MANIFESTS = f"{OUT}/pooled/files"
     if workflow.is_main_process:
-        SHARDS, AUDIO = settings.prepare_inputs(_validated, COMBOS, MANIFESTS, lambda note: print(f"embclust: {note}", file=sys.stderr))
+        SHARDS, AUDIO = settings.prepare_inputs(_validated, COMBOS, MANIFESTS, _say)
         # Every file's header, before any job runs, so that all bad files are named in
         # one line (the pool jobs, one per shard, would each name only their own).
         pool.check_files(sorted(row.path for rows in SHARDS.values() for row in rows))
@@ -157,7 +171,7 @@ AUDIO_IDS = list(AUDIO)
 # ---- provenance and the methods paragraph (workflow/rules/metrics.smk) ------------
 
 # The workflow's version (VERSION; CITATION.cff names the same), recorded in each provenance.json.
-with open(os.path.join(workflow.basedir, "VERSION")) as _version:
+with open(os.path.join(EMBCLUST_DIR, "VERSION")) as _version:
     WORKFLOW_VERSION = _version.read().strip()
 
 
