@@ -1,10 +1,11 @@
-"""Plot stage: publication figures for each result, as PNG and SVG.
+"""Plot stage: publication figures for each result, as PNG and SVG, all of a result's
+in one job (`figures`; `figures_spectral` without the tree):
 
-- `plot`: the 2-D layout coloured by cluster, noise small and grey, each cluster's id
+- `plot-{layout}`: the 2-D layout coloured by cluster, noise small and grey, each cluster's id
   at its centre, opacity by membership strength;
 - `sizes`: files per cluster, as bars in the same colours;
 - `tree`: HDBSCAN's condensed tree (hdbscan's own icicle plot), selected clusters ringed;
-- `variance`: PCA's explained variance against components.
+- `variance` (its own job, per reduction): PCA's explained variance against components.
 
 Files are byte-for-byte reproducible: no software or date metadata, fixed SVG ids.
 The map stage (scripts/map.py) takes its colours from `palette` here.
@@ -13,11 +14,17 @@ The map stage (scripts/map.py) takes its colours from `palette` here.
 import json
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
-import matplotlib.patheffects  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+
+def _pyplot():
+    """matplotlib.pyplot, imported when a figure is drawn: the map (scripts/map.py) takes
+    only the palette and titles from here, and pyplot would double its start-up."""
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
 
 NOISE_COLOUR = "#b0b0b0"
 # Figures name at most this many clusters (the largest): more ids are unreadable,
@@ -48,7 +55,7 @@ def _candidates():
     colours too pale to see on white."""
     seen, out = set(), []
     for name in _TABLES:
-        for c in plt.get_cmap(name).colors:
+        for c in matplotlib.colormaps[name].colors:
             c = tuple(round(float(v), 4) for v in c[:3])
             if c in seen or max(c) - min(c) < 0.12:
                 continue
@@ -111,6 +118,7 @@ def describe(settings):
 
 def save(fig, png, svg):
     """PNG and SVG with no software/date metadata and fixed SVG ids, so equal inputs give equal bytes."""
+    plt = _pyplot()
     with plt.rc_context(SAVE_RC):
         fig.savefig(png, metadata={"Software": None})
         fig.savefig(svg, metadata={"Date": None, "Creator": None})
@@ -158,7 +166,7 @@ def largest_clusters(labels, n):
 def scatter(layout, labels, probabilities, title):
     """The layout figure: noise below, grey and small; clusters above with ids at
     their centres (of the MAX_LABELS largest when there are more)."""
-    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=150)
+    fig, ax = _pyplot().subplots(figsize=(7.5, 6.5), dpi=150)
     noise = labels < 0
     # Past RASTERIZE_POINTS the SVG carries the points as one image (text stays vector).
     rasterized = len(labels) > RASTERIZE_POINTS
@@ -223,7 +231,7 @@ def sizes(labels, title):
     names = ["noise"] + [str(c) for c in range(n_clusters)]
     values = np.concatenate([[int((labels < 0).sum())], counts])
     colours = [NOISE_COLOUR] + palette(n_clusters)
-    fig, ax = plt.subplots(figsize=(min(4 + 0.32 * len(names), 16), 4.2), dpi=150)
+    fig, ax = _pyplot().subplots(figsize=(min(4 + 0.32 * len(names), 16), 4.2), dpi=150)
     x = np.arange(len(names))
     ax.bar(x, values, color=colours, edgecolor="#444444", linewidth=0.4)
     step = max(1, int(np.ceil(len(names) / 45)))
@@ -248,10 +256,11 @@ def tree(condensed_tree, labels, title):
     id (the MAX_LABELS largest when there are more). Drawn from hdbscan's own plot
     data, but as one collection of bars and one of rings: a patch per bar (as
     hdbscan draws it) takes minutes at thousands of clusters."""
+    import matplotlib.patheffects
     from hdbscan.plots import CondensedTree
     from matplotlib.collections import LineCollection, PatchCollection, PolyCollection
 
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=150)
+    fig, ax = _pyplot().subplots(figsize=(8, 5.5), dpi=150)
     n_clusters = int(labels.max()) + 1 if len(labels) else 0
     if len(condensed_tree) == 0:
         ax.text(0.5, 0.5, "no condensed tree", ha="center", va="center", transform=ax.transAxes)
@@ -310,7 +319,7 @@ def variance(ratio, title):
     """PCA: explained variance of each component (bars) and cumulative (line)."""
     ratio = np.asarray(ratio, dtype=float)
     k = np.arange(1, len(ratio) + 1)
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=150)
+    fig, ax = _pyplot().subplots(figsize=(7, 4.2), dpi=150)
     ax.bar(k, ratio * 100, color="#4c72b0", width=0.8, label="per component")
     ax.set_xlabel("principal component")
     ax.set_ylabel("explained variance (%)")
@@ -331,23 +340,37 @@ def variance(ratio, title):
     return fig
 
 
+def draw_result(clusters, layouts, settings, plots, sizes_paths, tree_paths=None):
+    """Every figure of one result, in one process: the layout plot on each of `layouts`
+    ({slug: 2-D array}) to `plots` ({slug: (png, svg)}), the cluster sizes to
+    `sizes_paths` (png, svg) and, given `tree_paths`, HDBSCAN's condensed tree."""
+    from settings import parse_layout
+
+    labels = clusters["labels"]
+    for slug, layout in layouts.items():
+        fig = scatter(layout, labels, clusters["probabilities"], describe(dict(settings, layout=parse_layout(slug))))
+        save(fig, *plots[slug])
+    save(sizes(labels, describe(settings)), *sizes_paths)
+    if tree_paths is not None:
+        save(tree(clusters["condensed_tree"], labels, describe(settings)), *tree_paths)
+
+
 def main(snakemake, log):
-    title = describe(snakemake.params.settings)
     out = snakemake.output
     if snakemake.rule == "variance":
         with open(snakemake.input.summary) as f:
-            fig = variance(json.load(f)["explained_variance_ratio"], title)
+            fig = variance(json.load(f)["explained_variance_ratio"], describe(snakemake.params.settings))
         return save(fig, out.png, out.svg)
+    # figures, figures_spectral: the layout plots come first in the outputs, PNG then SVG per layout.
+    slugs = snakemake.params.layouts
     clusters = np.load(snakemake.input.clusters)
+    layouts = {slug: np.load(path) for slug, path in zip(slugs, snakemake.input.layouts)}
+    plots = {slug: (out[2 * i], out[2 * i + 1]) for i, slug in enumerate(slugs)}
+    tree_paths = (out.tree_png, out.tree_svg) if "tree_png" in out.keys() else None
+    draw_result(clusters, layouts, snakemake.params.settings, plots, (out.sizes_png, out.sizes_svg), tree_paths)
     labels = clusters["labels"]
-    if snakemake.rule == "plot":
-        fig = scatter(np.load(snakemake.input.layout), labels, clusters["probabilities"], title)
-    elif snakemake.rule == "sizes":
-        fig = sizes(labels, title)
-    else:
-        fig = tree(clusters["condensed_tree"], labels, title)
-    save(fig, out.png, out.svg)
-    log.info(f"{snakemake.rule}: {len(labels)} files, {int(labels.max()) + 1 if len(labels) else 0} clusters")
+    log.info(f"{snakemake.rule}: {len(labels)} files, {int(labels.max()) + 1 if len(labels) else 0} clusters, "
+             f"{len(slugs)} layouts")
 
 
 if "snakemake" in globals():

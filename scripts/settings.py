@@ -621,6 +621,11 @@ def results(root, combos):
     return [{"dir": d, "name": os.path.relpath(d, root), "settings": v} for d, v in seen.items()]
 
 
+def run_layouts(combos):
+    """Every 2-D layout slug of a run, sorted (none when plot=none)."""
+    return sorted({layout_slug(s) for s in combos} - {None})
+
+
 def figure_targets(root, s):
     """Figures (PNG and SVG) and the interactive map of one combination; plot=none draws none."""
     d, layout = result_dir(root, s), layout_slug(s)

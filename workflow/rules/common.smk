@@ -150,6 +150,26 @@ TREE_SVG = f"{RESULT}/tree.svg"
 VARIANCE_PNG = f"{OUT}/{{pooling}}/{{reducer}}/variance.png"
 VARIANCE_SVG = f"{OUT}/{{pooling}}/{{reducer}}/variance.svg"
 MAP = f"{RESULT}/map-{{layout}}.html"
+# Every 2-D layout of the run. A result is drawn on each (its figures are one job): with
+# a sweep over metric and plot=umap, on every metric's UMAP of its reduction.
+LAYOUTS = settings.run_layouts(COMBOS)
+
+
+def figure_outputs(tree):
+    """A result's figures, PNG and SVG, each in the report: one layout plot per layout of
+    the run (LAYOUTS), then the cluster sizes, then (HDBSCAN) the condensed tree."""
+    def entry(path, caption, category, labels):
+        return report(path, caption=f"../report/{caption}.rst", category=category, subcategory="{pooling} / {reducer}",
+                      labels=dict({"clustering": "{clusterer}"}, **labels))
+
+    out = [entry(f"{RESULT}/plot-{layout}.{ext}", "plot", "Cluster layouts", {"layout": layout, "format": ext.upper()})
+           for layout in LAYOUTS for ext in ("png", "svg")]
+    figures = [("sizes", SIZES_PNG, SIZES_SVG, "Cluster sizes")] + ([("tree", TREE_PNG, TREE_SVG, "Condensed trees")] if tree else [])
+    named = {f"{name}_{ext}": entry(path, name, category, {"format": ext.upper()})
+             for name, png, svg, category in figures for ext, path in (("png", png), ("svg", svg))}
+    return out, named
+
+
 
 
 def figure_settings(wildcards):
