@@ -537,6 +537,22 @@ def prepare_inputs(config, combos, manifest_dir, say):
     return shard_files, audio or {}
 
 
+def pooled_shards(shard_files, manifest_dir, shard_dirs):
+    """Names of the shards that a pool job has read, for each of `shard_dirs` (one per
+    pooling of the run), since their manifest was last written: their files, at the
+    size and mtime the manifest holds, were read without fault. (Strictly newer, so that
+    a file system's coarse timestamps never count a shard as pooled too early.)"""
+    done = []
+    for name in shard_files:
+        try:
+            written = os.stat(os.path.join(manifest_dir, f"{name}.tsv")).st_mtime_ns
+            if all(os.stat(os.path.join(d, f"{name}.npy")).st_mtime_ns > written for d in shard_dirs):
+                done.append(name)
+        except FileNotFoundError:
+            pass
+    return done
+
+
 def read_manifests(directory):
     """(shards, audio) as the main process wrote them: what a job that parses the
     workflow again (on a cluster node) uses instead of listing the files."""

@@ -37,8 +37,15 @@ try:
     if workflow.is_main_process:
         SHARDS, AUDIO = settings.prepare_inputs(_validated, COMBOS, MANIFESTS, _say)
         # Every file's header, before any job runs, so that all bad files are named in
-        # one line (the pool jobs, one per shard, would each name only their own).
-        pool.check_files(sorted(row.path for rows in SHARDS.values() for row in rows))
+        # one line (the pool jobs, one per shard, would each name only their own). The
+        # files of a shard already pooled since its manifest last changed were read by its
+        # pool job: only the first one's header is read again, for the shard's width.
+        _shard_dirs = sorted({f"{OUT}/pooled/{settings.pooling_slug(s)}.shards" for s in COMBOS})
+        _pooled = settings.pooled_shards(SHARDS, MANIFESTS, _shard_dirs)
+        pool.check_files(
+            sorted(row.path for name, rows in SHARDS.items() if name not in _pooled for row in rows),
+            pooled=[(pool.read_header(SHARDS[name][0].path)[1], [row.path for row in SHARDS[name]]) for name in _pooled],
+        )
     else:
         SHARDS, AUDIO = settings.read_manifests(MANIFESTS)
 except (settings.ConfigError, InputError) as e:
@@ -168,8 +175,6 @@ def figure_outputs(tree):
     named = {f"{name}_{ext}": entry(path, name, category, {"format": ext.upper()})
              for name, png, svg, category in figures for ext, path in (("png", png), ("svg", svg))}
     return out, named
-
-
 
 
 def figure_settings(wildcards):
