@@ -4,7 +4,7 @@ in one job (`figures`; `figures_spectral` without the tree):
 - `plot-{layout}`: the 2-D layout coloured by cluster, noise small and grey, each cluster's id
   at its centre, opacity by membership strength;
 - `sizes`: files per cluster, as bars in the same colours;
-- `tree`: HDBSCAN's condensed tree (hdbscan's own icicle plot), selected clusters ringed;
+- `tree`: HDBSCAN's condensed tree (hdbscan's icicle plot), selected clusters ringed;
 - `variance` (its own job, per reduction): PCA's explained variance against components.
 
 Files are byte-for-byte reproducible: no software or date metadata, fixed SVG ids.
@@ -250,14 +250,90 @@ def sizes(labels, title):
     return fig
 
 
+def _leaves_in_order(parents, children, root):
+    """Leaf clusters of the cluster tree, depth first, children in the tree's row order."""
+    kids = {}
+    for parent, child in zip(parents.tolist(), children.tolist()):
+        kids.setdefault(parent, []).append(child)
+    out, stack = [], [root]
+    while stack:
+        node = stack.pop()
+        if node in kids:
+            stack.extend(reversed(kids[node]))
+        else:
+            out.append(node)
+    return out
+
+
+def icicle_data(condensed_tree, max_rectangle_per_icicle=20):
+    """The bars, split lines and cluster bounds of HDBSCAN's icicle plot, as
+    hdbscan.plots.CondensedTree.get_plot_data(leaf_separation=1) computes them, without
+    importing hdbscan (and with it scikit-learn: seconds of a figure job's start-up).
+    Rows of a cluster are taken once each (one sort), not by a scan of the tree per cluster."""
+    ct = condensed_tree
+    parent, child, lam, size = ct["parent"], ct["child"], ct["lambda_val"], ct["child_size"]
+    root, last_leaf = int(parent.min()), int(parent.max())
+    split = size > 1
+    leaves = _leaves_in_order(parent[split], child[split], root) if split.any() else [root]
+    x = {leaf: float(i) for i, leaf in enumerate(leaves)}
+    y = {root: 0.0}
+    order = np.argsort(parent, kind="stable")
+    starts = np.searchsorted(parent[order], np.arange(root, last_leaf + 2))
+    rows_of = {c: order[starts[c - root]: starts[c - root + 1]] for c in range(root, last_leaf + 1)}
+    for c in range(last_leaf, root - 1, -1):
+        rows = rows_of[c]
+        sub = rows[split[rows]]
+        if len(sub) > 1:
+            left, right = child[sub[0]], child[sub[1]]
+            x[c] = float(np.mean([x[left], x[right]]))
+            y[left], y[right] = lam[sub[0]], lam[sub[1]]
+    scaling = size[rows_of[root]].sum()
+    centres, tops, bottoms, widths, bounds = [], [], [], [], {}
+    for c in range(last_leaf, root - 1, -1):
+        rows = rows_of[c]
+        c_lam, c_size = lam[rows], size[rows]
+        current_size, current_lambda = c_size.sum(), y[c]
+        max_lambda = c_lam.max()
+        step = float(current_size - c_size[c_lam == max_lambda].sum()) / max_rectangle_per_icicle
+        bounds[c] = [x[c] * scaling - current_size / 2.0, x[c] * scaling + current_size / 2.0, y[c], max_lambda]
+        last_size, last_lambda = current_size, current_lambda
+        for i in np.argsort(c_lam):
+            if c_lam[i] != current_lambda and (last_size - current_size > step or c_lam[i] == max_lambda):
+                centres.append(x[c] * scaling)
+                tops.append(c_lam[i] - last_lambda)
+                bottoms.append(last_lambda)
+                widths.append(last_size)
+                last_size, last_lambda = current_size, current_lambda
+            current_size -= c_size[i]
+            current_lambda = c_lam[i]
+    line_xs, line_ys = [], []
+    for p, ch, sz in zip(parent[split], child[split], size[split]):
+        sign = np.sign(x[ch] - x[p])
+        line_xs.append([x[p] * scaling, x[ch] * scaling + sign * (sz / 2.0)])
+        line_ys.append([y[ch], y[ch]])
+    return {"bar_centers": centres, "bar_tops": tops, "bar_bottoms": bottoms, "bar_widths": widths,
+            "line_xs": line_xs, "line_ys": line_ys, "cluster_bounds": bounds}
+
+
+def selected_clusters(condensed_tree, labels):
+    """The condensed-tree node of each cluster id, in id order: the lowest node its points
+    fall out of (as hdbscan's CondensedTree._select_clusters finds it)."""
+    points = condensed_tree[condensed_tree["child_size"] == 1]
+    point_labels = labels[points["child"]]
+    n_clusters = int(labels.max()) + 1 if len(labels) else 0
+    nodes = np.full(n_clusters, np.iinfo(np.int64).max)
+    keep = point_labels >= 0
+    np.minimum.at(nodes, point_labels[keep], points["parent"][keep].astype(np.int64))
+    return nodes.tolist()
+
+
 def tree(condensed_tree, labels, title):
     """hdbscan's condensed-tree icicle plot: bar width is the files still in a
     branch; the selected clusters are ringed in their scatter colours and named by
-    id (the MAX_LABELS largest when there are more). Drawn from hdbscan's own plot
-    data, but as one collection of bars and one of rings: a patch per bar (as
+    id (the MAX_LABELS largest when there are more). Drawn from hdbscan's plot data
+    (icicle_data), but as one collection of bars and one of rings: a patch per bar (as
     hdbscan draws it) takes minutes at thousands of clusters."""
     import matplotlib.patheffects
-    from hdbscan.plots import CondensedTree
     from matplotlib.collections import LineCollection, PatchCollection, PolyCollection
 
     fig, ax = _pyplot().subplots(figsize=(8, 5.5), dpi=150)
@@ -267,10 +343,9 @@ def tree(condensed_tree, labels, title):
         ax.set_axis_off()
         ax.set_title(title, fontsize=9)
         return fig
-    ct = CondensedTree(condensed_tree, labels)
     n_nodes = int((condensed_tree["child_size"] > 1).sum()) + 1
     # Fewer bars per branch when there are thousands of branches.
-    data = ct.get_plot_data(leaf_separation=1, max_rectangle_per_icicle=int(np.clip(20_000 // n_nodes, 2, 20)))
+    data = icicle_data(condensed_tree, max_rectangle_per_icicle=int(np.clip(20_000 // n_nodes, 2, 20)))
     left = np.asarray(data["bar_centers"]) - np.asarray(data["bar_widths"]) / 2
     right = left + np.asarray(data["bar_widths"])
     bottom = np.asarray(data["bar_bottoms"])
@@ -293,7 +368,7 @@ def tree(condensed_tree, labels, title):
         min_height = 0.1 * np.diff(np.percentile(finite, [10, 90]))[0]
         named = set(largest_clusters(labels, MAX_LABELS).tolist())
         rings, colours = [], palette(n_clusters)
-        for c, node in enumerate(sorted(ct._select_clusters())):
+        for c, node in enumerate(selected_clusters(condensed_tree, labels)):
             l, r, b, t = data["cluster_bounds"][node]
             height = max(t - b if np.isfinite(t - b) else 10 * min_height, min_height)
             x, y = (l + r) / 2, (b + t) / 2 if np.isfinite(b + t) else (finite.min() + finite.max()) / 2

@@ -4,13 +4,15 @@ spectral result) checked from several sides, plus unit tests of the drawing func
 import csv
 import json
 import re
+import subprocess
+import sys
 import wave
 import xml.etree.ElementTree as ET
 
 import matplotlib
 import numpy as np
 import pytest
-from conftest import Workflow, make_blobs
+from conftest import REPO, Workflow, make_blobs
 
 matplotlib.use("Agg")
 import plot  # noqa: E402
@@ -254,6 +256,36 @@ def test_tree_rings_each_selected_cluster_in_its_colour():
         x, y = text.xy
         box = ring.get_extents()
         assert box.x0 < x < box.x1 and abs(y - box.y0) < 1e-9 * max(1, abs(box.y0)) + 1e-9
+
+
+def test_icicle_data_is_hdbscans_own_without_importing_it(tmp_path):
+    """The tree's bars, lines, bounds and selected clusters equal hdbscan's plot data;
+    drawing it imports neither hdbscan nor scikit-learn (seconds of the figures job)."""
+    hdbscan = pytest.importorskip("hdbscan")
+    from hdbscan.plots import CondensedTree
+
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.normal(c * 6, 1 + c % 3, size=(30 + 7 * c, 2)) for c in range(12)] + [rng.uniform(-5, 80, (60, 2))])
+    model = hdbscan.HDBSCAN(min_cluster_size=8).fit(x)
+    ct, labels = model.condensed_tree_.to_numpy(), model.labels_
+    assert labels.max() >= 5
+    for rectangles in (2, 5, 20):
+        ours, theirs = plot.icicle_data(ct, rectangles), CondensedTree(ct, labels).get_plot_data(max_rectangle_per_icicle=rectangles)
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            if key == "cluster_bounds":
+                assert ours[key].keys() == theirs[key].keys()
+                assert all(np.allclose(ours[key][c], theirs[key][c]) for c in ours[key])
+            else:
+                assert np.allclose(np.asarray(ours[key], float), np.asarray(theirs[key], float)), key
+    assert plot.selected_clusters(ct, labels) == sorted(CondensedTree(ct, labels)._select_clusters())
+    np.save(tmp_path / "ct.npy", ct)
+    np.save(tmp_path / "labels.npy", labels)
+    script = (f"import sys; sys.path.insert(0, {str(REPO / 'scripts')!r}); import numpy as np, plot; "
+              f"plot.tree(np.load({str(tmp_path / 'ct.npy')!r}), np.load({str(tmp_path / 'labels.npy')!r}), 't'); "
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('hdbscan', 'sklearn')))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_tree_of_many_clusters_is_one_image_in_svg(tmp_path, monkeypatch):

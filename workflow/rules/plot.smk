@@ -1,8 +1,7 @@
 # Publication figures (PNG and SVG), all drawn by scripts/plot.py; each is in the report.
 
 
-# One job draws all of a result's figures: matplotlib (and, for the tree, hdbscan and
-# scikit-learn) is imported once, not once per figure. The map is its own job
+# One job draws all of a result's figures: matplotlib is imported once, not once per figure. The map is its own job
 # (workflow/rules/map.smk), so new labels or clips redraw only the maps.
 rule figures:
     input:
