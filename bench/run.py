@@ -169,9 +169,8 @@ RULE_STARTUP = {
     "cluster": "cluster / metrics",
     "metrics": "cluster / metrics",
     "layout": "layout (import umap)",
-    "plot": "plot",
-    "sizes": "plot",
-    "tree": "plot",
+    "figures": "plot",
+    "figures_spectral": "plot",
     "variance": "plot",
     "map": "map",
 }

@@ -1,10 +1,11 @@
-"""Plot stage: publication figures for each result, as PNG and SVG.
+"""Plot stage: publication figures for each result, as PNG and SVG, all of a result's
+in one job (`figures`; `figures_spectral` without the tree):
 
-- `plot`: the 2-D layout coloured by cluster, noise small and grey, each cluster's id
+- `plot-{layout}`: the 2-D layout coloured by cluster, noise small and grey, each cluster's id
   at its centre, opacity by membership strength;
 - `sizes`: files per cluster, as bars in the same colours;
-- `tree`: HDBSCAN's condensed tree (hdbscan's own icicle plot), selected clusters ringed;
-- `variance`: PCA's explained variance against components.
+- `tree`: HDBSCAN's condensed tree (hdbscan's icicle plot), selected clusters ringed;
+- `variance` (its own job, per reduction): PCA's explained variance against components.
 
 Files are byte-for-byte reproducible: no software or date metadata, fixed SVG ids.
 The map stage (scripts/map.py) takes its colours from `palette` here.
@@ -13,11 +14,17 @@ The map stage (scripts/map.py) takes its colours from `palette` here.
 import json
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
-import matplotlib.patheffects  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+
+def _pyplot():
+    """matplotlib.pyplot, imported when a figure is drawn: the map (scripts/map.py) takes
+    only the palette and titles from here, and pyplot would double its start-up."""
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
 
 NOISE_COLOUR = "#b0b0b0"
 # Figures name at most this many clusters (the largest): more ids are unreadable,
@@ -50,7 +57,7 @@ def _candidates():
     colours too pale to see on white."""
     seen, out = set(), []
     for name in _TABLES:
-        for c in plt.get_cmap(name).colors:
+        for c in matplotlib.colormaps[name].colors:
             c = tuple(round(float(v), 4) for v in c[:3])
             if c in seen or max(c) - min(c) < 0.12:
                 continue
@@ -113,39 +120,43 @@ def describe(settings):
 
 def save(fig, png, svg):
     """PNG and SVG with no software/date metadata and fixed SVG ids, so equal inputs give equal bytes."""
+    plt = _pyplot()
     with plt.rc_context(SAVE_RC):
         fig.savefig(png, metadata={"Software": None})
         fig.savefig(svg, metadata={"Date": None, "Creator": None})
     plt.close(fig)
 
 
-def _spread(points, size, iterations=300):
-    """Label centres (axes fractions) nudged apart until boxes of `size` (w, h) no
-    longer overlap, staying inside the axes."""
-    pos = np.array(points, dtype=float).reshape(-1, 2)
+# Where `place` tries a label: rings around its start, out to this many label sizes,
+# 16 directions each. A label with no free spot within them stays at its start.
+PLACE_RINGS = np.arange(0, 12.25, 0.25)
+
+
+def place(starts, size, order=None):
+    """Label centres (axes fractions), each the free spot nearest its start: boxes of
+    `size` (w, h) do not overlap and stay inside the axes. Labels are placed in `order`
+    (the first keeps its start); each tries rings around its start, nearest first, so
+    no label drifts further than the crowd around it forces."""
+    starts = np.array(starts, dtype=float).reshape(-1, 2)
     w, h = size
-    for _ in range(iterations):
-        moved = False
-        for i in range(len(pos)):
-            for j in range(i + 1, len(pos)):
-                dx, dy = pos[j] - pos[i]
-                ox, oy = w - abs(dx), h - abs(dy)
-                if ox > 0 and oy > 0:
-                    moved = True
-                    # Push apart along the axis that needs the smaller move.
-                    if ox / w < oy / h:
-                        step = (ox / 2 + 1e-4) * (1 if dx >= 0 else -1)
-                        pos[i, 0] -= step
-                        pos[j, 0] += step
-                    else:
-                        step = (oy / 2 + 1e-4) * (1 if dy >= 0 else -1)
-                        pos[i, 1] -= step
-                        pos[j, 1] += step
-        pos[:, 0] = np.clip(pos[:, 0], w / 2, 1 - w / 2)
-        pos[:, 1] = np.clip(pos[:, 1], h / 2, 1 - h / 2)
-        if not moved:
-            break
-    return pos
+    angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    # Rings in label sizes: r widths across, r heights up and down.
+    offsets = np.concatenate([[[0.0, 0.0]]] + [np.column_stack([np.cos(angles) * r * w, np.sin(angles) * r * h])
+                                              for r in PLACE_RINGS[1:]])
+    lo, hi = np.array([w / 2, h / 2]), np.array([1 - w / 2, 1 - h / 2])
+    placed = np.empty_like(starts)
+    done = []
+    for i in range(len(starts)) if order is None else order:
+        candidates = np.clip(starts[i] + offsets, lo, hi)
+        if done:
+            others = placed[done]
+            d = np.abs(candidates[:, None, :] - others[None, :, :])
+            free = ~np.any((d[:, :, 0] < w) & (d[:, :, 1] < h), axis=1)
+        else:
+            free = np.ones(len(candidates), bool)
+        placed[i] = candidates[np.argmax(free)] if free.any() else candidates[0]
+        done.append(i)
+    return placed
 
 
 def largest_clusters(labels, n):
@@ -157,7 +168,7 @@ def largest_clusters(labels, n):
 def scatter(layout, labels, probabilities, title):
     """The layout figure: noise below, grey and small; clusters above with ids at
     their centres (of the MAX_LABELS largest when there are more)."""
-    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=150)
+    fig, ax = _pyplot().subplots(figsize=(7.5, 6.5), dpi=150)
     noise = labels < 0
     # Past RASTERIZE_POINTS the SVG carries the points as one image (text stays vector).
     rasterized = len(labels) > RASTERIZE_POINTS
@@ -186,19 +197,25 @@ def scatter(layout, labels, probabilities, title):
         bbox = ax.get_window_extent()
         digits = len(str(n_clusters - 1))
         size = np.array([(7 + 5.5 * digits) * fig.dpi / 72 / bbox.width, 13 * fig.dpi / 72 / bbox.height])
-        anchors, starts = [], []
+        anchors, starts, counts = [], [], []
         by_cluster = np.argsort(labels, kind="stable")
         bounds = np.searchsorted(labels[by_cluster], np.arange(n_clusters + 1))
         for c in named:
             pts = to_axes.transform(layout[by_cluster[bounds[c] : bounds[c + 1]]])
             centre = np.median(pts, axis=0)
             anchors.append(centre)
+            counts.append(len(pts))
             lo, hi = np.percentile(pts, [10, 90], axis=0)
-            # A label at the centre of a small or thin cluster would hide it: put it just above.
+            # A label at the centre of a small or thin cluster would hide it: put it just
+            # above its core, the half of its points nearest its centre (never above a
+            # stray member, which may lie anywhere in the figure).
             big = np.all(hi - lo > 3 * size)
-            starts.append(centre if big else [centre[0], pts[:, 1].max() + 0.7 * size[1]])
+            distance = np.hypot(*(pts - centre).T)
+            core = pts[distance <= np.median(distance)]
+            starts.append(centre if big else [centre[0], core[:, 1].max() + 0.7 * size[1]])
         anchors = np.array(anchors)
-        placed = _spread(starts, size)
+        # The largest clusters choose their spots first.
+        placed = place(starts, size, order=np.argsort(-np.array(counts), kind="stable"))
         for c, anchor, pos in zip(named, anchors, placed):
             far = np.hypot(*((pos - anchor) / size)) > 1.2
             ax.annotate(str(c), anchor, xytext=pos, xycoords="axes fraction", textcoords="axes fraction",
@@ -213,7 +230,7 @@ def sizes_by_rank(counts, noise, title):
     """Cluster sizes largest first, on log axes: with hundreds of clusters a bar each
     is unreadable (and slow, a patch per bar), while the shape of the size
     distribution (a power law is a straight line) is what can be read."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=150)
+    fig, ax = _pyplot().subplots(figsize=(7.5, 4.2), dpi=150)
     ranked = np.sort(counts)[::-1]
     ax.step(np.arange(1, len(ranked) + 1), ranked, where="mid", color="#4c72b0", lw=1.2)
     ax.set_xscale("log")
@@ -238,7 +255,7 @@ def sizes(labels, title):
     names = ["noise"] + [str(c) for c in range(n_clusters)]
     values = np.concatenate([[int((labels < 0).sum())], counts])
     colours = [NOISE_COLOUR] + palette(n_clusters)
-    fig, ax = plt.subplots(figsize=(min(4 + 0.32 * len(names), 16), 4.2), dpi=150)
+    fig, ax = _pyplot().subplots(figsize=(min(4 + 0.32 * len(names), 16), 4.2), dpi=150)
     x = np.arange(len(names))
     ax.bar(x, values, color=colours, edgecolor="#444444", linewidth=0.4)
     step = max(1, int(np.ceil(len(names) / 45)))
@@ -257,26 +274,102 @@ def sizes(labels, title):
     return fig
 
 
+def _leaves_in_order(parents, children, root):
+    """Leaf clusters of the cluster tree, depth first, children in the tree's row order."""
+    kids = {}
+    for parent, child in zip(parents.tolist(), children.tolist()):
+        kids.setdefault(parent, []).append(child)
+    out, stack = [], [root]
+    while stack:
+        node = stack.pop()
+        if node in kids:
+            stack.extend(reversed(kids[node]))
+        else:
+            out.append(node)
+    return out
+
+
+def icicle_data(condensed_tree, max_rectangle_per_icicle=20):
+    """The bars, split lines and cluster bounds of HDBSCAN's icicle plot, as
+    hdbscan.plots.CondensedTree.get_plot_data(leaf_separation=1) computes them, without
+    importing hdbscan (and with it scikit-learn: seconds of a figure job's start-up).
+    Rows of a cluster are taken once each (one sort), not by a scan of the tree per cluster."""
+    ct = condensed_tree
+    parent, child, lam, size = ct["parent"], ct["child"], ct["lambda_val"], ct["child_size"]
+    root, last_leaf = int(parent.min()), int(parent.max())
+    split = size > 1
+    leaves = _leaves_in_order(parent[split], child[split], root) if split.any() else [root]
+    x = {leaf: float(i) for i, leaf in enumerate(leaves)}
+    y = {root: 0.0}
+    order = np.argsort(parent, kind="stable")
+    starts = np.searchsorted(parent[order], np.arange(root, last_leaf + 2))
+    rows_of = {c: order[starts[c - root]: starts[c - root + 1]] for c in range(root, last_leaf + 1)}
+    for c in range(last_leaf, root - 1, -1):
+        rows = rows_of[c]
+        sub = rows[split[rows]]
+        if len(sub) > 1:
+            left, right = child[sub[0]], child[sub[1]]
+            x[c] = float(np.mean([x[left], x[right]]))
+            y[left], y[right] = lam[sub[0]], lam[sub[1]]
+    scaling = size[rows_of[root]].sum()
+    centres, tops, bottoms, widths, bounds = [], [], [], [], {}
+    for c in range(last_leaf, root - 1, -1):
+        rows = rows_of[c]
+        c_lam, c_size = lam[rows], size[rows]
+        current_size, current_lambda = c_size.sum(), y[c]
+        max_lambda = c_lam.max()
+        step = float(current_size - c_size[c_lam == max_lambda].sum()) / max_rectangle_per_icicle
+        bounds[c] = [x[c] * scaling - current_size / 2.0, x[c] * scaling + current_size / 2.0, y[c], max_lambda]
+        last_size, last_lambda = current_size, current_lambda
+        for i in np.argsort(c_lam):
+            if c_lam[i] != current_lambda and (last_size - current_size > step or c_lam[i] == max_lambda):
+                centres.append(x[c] * scaling)
+                tops.append(c_lam[i] - last_lambda)
+                bottoms.append(last_lambda)
+                widths.append(last_size)
+                last_size, last_lambda = current_size, current_lambda
+            current_size -= c_size[i]
+            current_lambda = c_lam[i]
+    line_xs, line_ys = [], []
+    for p, ch, sz in zip(parent[split], child[split], size[split]):
+        sign = np.sign(x[ch] - x[p])
+        line_xs.append([x[p] * scaling, x[ch] * scaling + sign * (sz / 2.0)])
+        line_ys.append([y[ch], y[ch]])
+    return {"bar_centers": centres, "bar_tops": tops, "bar_bottoms": bottoms, "bar_widths": widths,
+            "line_xs": line_xs, "line_ys": line_ys, "cluster_bounds": bounds}
+
+
+def selected_clusters(condensed_tree, labels):
+    """The condensed-tree node of each cluster id, in id order: the lowest node its points
+    fall out of (as hdbscan's CondensedTree._select_clusters finds it)."""
+    points = condensed_tree[condensed_tree["child_size"] == 1]
+    point_labels = labels[points["child"]]
+    n_clusters = int(labels.max()) + 1 if len(labels) else 0
+    nodes = np.full(n_clusters, np.iinfo(np.int64).max)
+    keep = point_labels >= 0
+    np.minimum.at(nodes, point_labels[keep], points["parent"][keep].astype(np.int64))
+    return nodes.tolist()
+
+
 def tree(condensed_tree, labels, title):
     """hdbscan's condensed-tree icicle plot: bar width is the files still in a
     branch; the selected clusters are ringed in their scatter colours and named by
-    id (the MAX_LABELS largest when there are more). Drawn from hdbscan's own plot
-    data, but as one collection of bars and one of rings: a patch per bar (as
+    id (the MAX_LABELS largest when there are more). Drawn from hdbscan's plot data
+    (icicle_data), but as one collection of bars and one of rings: a patch per bar (as
     hdbscan draws it) takes minutes at thousands of clusters."""
-    from hdbscan.plots import CondensedTree
+    import matplotlib.patheffects
     from matplotlib.collections import LineCollection, PatchCollection, PolyCollection
 
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=150)
+    fig, ax = _pyplot().subplots(figsize=(8, 5.5), dpi=150)
     n_clusters = int(labels.max()) + 1 if len(labels) else 0
     if len(condensed_tree) == 0:
         ax.text(0.5, 0.5, "no condensed tree", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         ax.set_title(title, fontsize=9)
         return fig
-    ct = CondensedTree(condensed_tree, labels)
     n_nodes = int((condensed_tree["child_size"] > 1).sum()) + 1
     # Fewer bars per branch when there are thousands of branches.
-    data = ct.get_plot_data(leaf_separation=1, max_rectangle_per_icicle=int(np.clip(20_000 // n_nodes, 2, 20)))
+    data = icicle_data(condensed_tree, max_rectangle_per_icicle=int(np.clip(20_000 // n_nodes, 2, 20)))
     left = np.asarray(data["bar_centers"]) - np.asarray(data["bar_widths"]) / 2
     right = left + np.asarray(data["bar_widths"])
     bottom = np.asarray(data["bar_bottoms"])
@@ -299,7 +392,7 @@ def tree(condensed_tree, labels, title):
         min_height = 0.1 * np.diff(np.percentile(finite, [10, 90]))[0]
         named = set(largest_clusters(labels, MAX_LABELS).tolist())
         rings, colours = [], palette(n_clusters)
-        for c, node in enumerate(sorted(ct._select_clusters())):
+        for c, node in enumerate(selected_clusters(condensed_tree, labels)):
             l, r, b, t = data["cluster_bounds"][node]
             height = max(t - b if np.isfinite(t - b) else 10 * min_height, min_height)
             x, y = (l + r) / 2, (b + t) / 2 if np.isfinite(b + t) else (finite.min() + finite.max()) / 2
@@ -325,7 +418,7 @@ def variance(ratio, title):
     """PCA: explained variance of each component (bars) and cumulative (line)."""
     ratio = np.asarray(ratio, dtype=float)
     k = np.arange(1, len(ratio) + 1)
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=150)
+    fig, ax = _pyplot().subplots(figsize=(7, 4.2), dpi=150)
     ax.bar(k, ratio * 100, color="#4c72b0", width=0.8, label="per component")
     ax.set_xlabel("principal component")
     ax.set_ylabel("explained variance (%)")
@@ -346,23 +439,37 @@ def variance(ratio, title):
     return fig
 
 
+def draw_result(clusters, layouts, settings, plots, sizes_paths, tree_paths=None):
+    """Every figure of one result, in one process: the layout plot on each of `layouts`
+    ({slug: 2-D array}) to `plots` ({slug: (png, svg)}), the cluster sizes to
+    `sizes_paths` (png, svg) and, given `tree_paths`, HDBSCAN's condensed tree."""
+    from settings import parse_layout
+
+    labels = clusters["labels"]
+    for slug, layout in layouts.items():
+        fig = scatter(layout, labels, clusters["probabilities"], describe(dict(settings, layout=parse_layout(slug))))
+        save(fig, *plots[slug])
+    save(sizes(labels, describe(settings)), *sizes_paths)
+    if tree_paths is not None:
+        save(tree(clusters["condensed_tree"], labels, describe(settings)), *tree_paths)
+
+
 def main(snakemake, log):
-    title = describe(snakemake.params.settings)
     out = snakemake.output
     if snakemake.rule == "variance":
         with open(snakemake.input.summary) as f:
-            fig = variance(json.load(f)["explained_variance_ratio"], title)
+            fig = variance(json.load(f)["explained_variance_ratio"], describe(snakemake.params.settings))
         return save(fig, out.png, out.svg)
+    # figures, figures_spectral: the layout plots come first in the outputs, PNG then SVG per layout.
+    slugs = snakemake.params.layouts
     clusters = np.load(snakemake.input.clusters)
+    layouts = {slug: np.load(path) for slug, path in zip(slugs, snakemake.input.layouts)}
+    plots = {slug: (out[2 * i], out[2 * i + 1]) for i, slug in enumerate(slugs)}
+    tree_paths = (out.tree_png, out.tree_svg) if "tree_png" in out.keys() else None
+    draw_result(clusters, layouts, snakemake.params.settings, plots, (out.sizes_png, out.sizes_svg), tree_paths)
     labels = clusters["labels"]
-    if snakemake.rule == "plot":
-        fig = scatter(np.load(snakemake.input.layout), labels, clusters["probabilities"], title)
-    elif snakemake.rule == "sizes":
-        fig = sizes(labels, title)
-    else:
-        fig = tree(clusters["condensed_tree"], labels, title)
-    save(fig, out.png, out.svg)
-    log.info(f"{snakemake.rule}: {len(labels)} files, {int(labels.max()) + 1 if len(labels) else 0} clusters")
+    log.info(f"{snakemake.rule}: {len(labels)} files, {int(labels.max()) + 1 if len(labels) else 0} clusters, "
+             f"{len(slugs)} layouts")
 
 
 if "snakemake" in globals():

@@ -94,10 +94,14 @@ def read_header(path):
     return found
 
 
-def check_files(paths):
+def check_files(paths, pooled=()):
     """Headers of all files: returns (width, longest frame count) or raises one InputError
-    naming every problem once, with a few of the files that have it."""
+    naming every problem once, with a few of the files that have it. `pooled`: groups of
+    files already pooled without fault, as (width, paths): their headers are not read
+    again, but they count in the check that every file has one width."""
     bad, by_width, longest = {}, {}, 0
+    for width, group in pooled:
+        by_width.setdefault(width, []).extend(group)
     for path in paths:
         found = header_problem(path)
         if isinstance(found, str):
@@ -113,7 +117,7 @@ def check_files(paths):
         more = f" (+{hidden} more bad files)" if hidden else ""
         raise InputError(shown + more)
     if len(by_width) > 1:
-        raise widths_differ(by_width)
+        raise widths_differ({width: sorted(group) for width, group in by_width.items()})
     return next(iter(by_width)), longest
 
 

@@ -422,6 +422,26 @@ def list_audio(audio_dir, ids):
     return {i: out[i] for i in sorted(out)}
 
 
+# Inputs that a config may name relative to the workflow's own folder: the demo.
+WORKFLOW_RELATIVE_KEYS = ("embedding_dir", "labels")
+
+
+def find_in_workflow(config, workflow_dir, note):
+    """A relative embedding_dir or labels that is not in the working directory but is in
+    the workflow's own folder (the demo, `demo/digits`, when the workflow runs as a
+    module of another project) is taken from there. It stays a relative path (from the
+    working directory), so the outputs hold no absolute path."""
+    for key in WORKFLOW_RELATIVE_KEYS:
+        path = config.get(key)
+        if path is None or os.path.isabs(path) or os.path.exists(path):
+            continue
+        found = os.path.join(workflow_dir, path)
+        if os.path.exists(found):
+            config[key] = os.path.relpath(found)
+            note(f"{key} '{path}' is not in the working directory; using the workflow's own, {config[key]}")
+    return config
+
+
 def check_paths(config):
     check_output_dir(config["output_dir"], config["dataset"])
     if config["labels"] is not None:
@@ -524,6 +544,22 @@ def prepare_inputs(config, combos, manifest_dir, say):
     return shard_files, audio or {}
 
 
+def pooled_shards(shard_files, manifest_dir, shard_dirs):
+    """Names of the shards that a pool job has read, for each of `shard_dirs` (one per
+    pooling of the run), since their manifest was last written: their files, at the
+    size and mtime the manifest holds, were read without fault. (Strictly newer, so that
+    a file system's coarse timestamps never count a shard as pooled too early.)"""
+    done = []
+    for name in shard_files:
+        try:
+            written = os.stat(os.path.join(manifest_dir, f"{name}.tsv")).st_mtime_ns
+            if all(os.stat(os.path.join(d, f"{name}.npy")).st_mtime_ns > written for d in shard_dirs):
+                done.append(name)
+        except FileNotFoundError:
+            pass
+    return done
+
+
 def read_manifests(directory):
     """(shards, audio) as the main process wrote them: what a job that parses the
     workflow again (on a cluster node) uses instead of listing the files."""
@@ -606,6 +642,11 @@ def results(root, combos):
     for s in combos:
         seen.setdefault(result_dir(root, s), relevant_settings(s))
     return [{"dir": d, "name": os.path.relpath(d, root), "settings": v} for d, v in seen.items()]
+
+
+def run_layouts(combos):
+    """Every 2-D layout slug of a run, sorted (none when plot=none)."""
+    return sorted({layout_slug(s) for s in combos} - {None})
 
 
 def figure_targets(root, s):

@@ -4,13 +4,15 @@ spectral result) checked from several sides, plus unit tests of the drawing func
 import csv
 import json
 import re
+import subprocess
+import sys
 import wave
 import xml.etree.ElementTree as ET
 
 import matplotlib
 import numpy as np
 import pytest
-from conftest import Workflow, make_blobs
+from conftest import REPO, Workflow, make_blobs
 
 matplotlib.use("Agg")
 import plot  # noqa: E402
@@ -67,9 +69,10 @@ def test_one_run_draws_every_figure_and_map(plots_run):
     wf = plots_run["wf"]
     jobs = plots_run["run"].jobs
     # Two results: each gets a layout plot, a size chart and a map; only HDBSCAN a tree;
-    # the PCA variance is drawn once for the shared reduction.
-    assert {k: jobs[k] for k in ("plot", "sizes", "tree", "variance", "map")} == {
-        "plot": 2, "sizes": 2, "tree": 1, "variance": 1, "map": 2}
+    # a result's figures are one job, its map another; the PCA variance is drawn once
+    # for the shared reduction.
+    assert {k: jobs.get(k) for k in ("figures", "figures_spectral", "variance", "map", "plot", "sizes", "tree")} == {
+        "figures": 1, "figures_spectral": 1, "variance": 1, "map": 2, "plot": None, "sizes": None, "tree": None}
     for result, names in ((HDBSCAN, FIGURES), (SPECTRAL, ("plot-pca", "sizes"))):
         for name in names:
             png = (wf.root / result / f"{name}.png").read_bytes()
@@ -87,7 +90,7 @@ def test_figures_are_byte_for_byte_reproducible(plots_run):
     before = wf.files()
     outputs = [p for p in before if re.search(r"(plot-pca|sizes|tree|variance)\.(png|svg)$|map-pca\.html$", p)]
     assert len(outputs) == 14
-    rerun = wf.run(*plots_run["config"], "--forcerun", "plot", "sizes", "tree", "variance", "map")
+    rerun = wf.run(*plots_run["config"], "--forcerun", "figures", "figures_spectral", "variance", "map")
     assert rerun.jobs["map"] == 2
     after = wf.files()
     changed = [p for p in outputs if after[p][1] != before[p][1]]
@@ -196,6 +199,45 @@ def test_scatter_labels_every_cluster_without_overlap():
     assert alphas.min() < 0.7 < alphas.max()
 
 
+def label_distances(fig, xy, labels):
+    """{cluster: distance, in axes fractions, from its id's box to the nearest point of its
+    core (the half of its points nearest its median)}, for each id on the scatter figure."""
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    pts = (ax.transData + ax.transAxes.inverted()).transform(xy)
+    out = {}
+    for text in ax.texts:
+        if text.get_text().isdigit():
+            own = pts[labels == int(text.get_text())]
+            near_median = np.hypot(*(own - np.median(own, axis=0)).T)
+            core = own[near_median <= np.median(near_median)]
+            box = text.get_bbox_patch().get_window_extent().transformed(ax.transAxes.inverted())
+            gap = np.maximum(np.maximum(box.p0 - core, core - box.p1), 0)
+            out[int(text.get_text())] = float(np.hypot(*gap.T).min())
+    return out
+
+
+def test_scatter_keeps_each_label_near_its_cluster():
+    """The demo's defect: a small or thin cluster's id went above its highest point, so
+    one stray member at the top of the figure took the id (and a line the whole height
+    of the plot) with it; labels pushed apart also drifted far from their clusters."""
+    rng = np.random.default_rng(5)
+    xy, labels, prob = blob_layout(20, seed=3)
+    # Cluster 0: a thin streak at the bottom left with one member far up, as in the demo.
+    streak = np.column_stack([rng.uniform(0.5, 2.5, 40), rng.normal(0.5, 0.05, 40)])
+    labels[labels == 0] = -1
+    xy = np.concatenate([xy, streak, [[1.0, 9.8]]])
+    labels = np.concatenate([labels, np.zeros(41, int)])
+    # Cluster 7: a few points in two groups, far apart.
+    seven = np.flatnonzero(labels == 7)
+    xy[seven[:3]] += [0, 4]
+    prob = np.concatenate([prob, np.ones(41)])
+    distances = label_distances(plot.scatter(xy, labels, prob, "title"), xy, labels)
+    assert sorted(distances) == list(range(20))
+    far = {c: round(d, 3) for c, d in distances.items() if d > 0.05}
+    assert far == {}, far
+
+
 def test_tree_rings_each_selected_cluster_in_its_colour():
     hdbscan = pytest.importorskip("hdbscan")
     rng = np.random.default_rng(1)
@@ -214,6 +256,36 @@ def test_tree_rings_each_selected_cluster_in_its_colour():
         x, y = text.xy
         box = ring.get_extents()
         assert box.x0 < x < box.x1 and abs(y - box.y0) < 1e-9 * max(1, abs(box.y0)) + 1e-9
+
+
+def test_icicle_data_is_hdbscans_own_without_importing_it(tmp_path):
+    """The tree's bars, lines, bounds and selected clusters equal hdbscan's plot data;
+    drawing it imports neither hdbscan nor scikit-learn (seconds of the figures job)."""
+    hdbscan = pytest.importorskip("hdbscan")
+    from hdbscan.plots import CondensedTree
+
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.normal(c * 6, 1 + c % 3, size=(30 + 7 * c, 2)) for c in range(12)] + [rng.uniform(-5, 80, (60, 2))])
+    model = hdbscan.HDBSCAN(min_cluster_size=8).fit(x)
+    ct, labels = model.condensed_tree_.to_numpy(), model.labels_
+    assert labels.max() >= 5
+    for rectangles in (2, 5, 20):
+        ours, theirs = plot.icicle_data(ct, rectangles), CondensedTree(ct, labels).get_plot_data(max_rectangle_per_icicle=rectangles)
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            if key == "cluster_bounds":
+                assert ours[key].keys() == theirs[key].keys()
+                assert all(np.allclose(ours[key][c], theirs[key][c]) for c in ours[key])
+            else:
+                assert np.allclose(np.asarray(ours[key], float), np.asarray(theirs[key], float)), key
+    assert plot.selected_clusters(ct, labels) == sorted(CondensedTree(ct, labels)._select_clusters())
+    np.save(tmp_path / "ct.npy", ct)
+    np.save(tmp_path / "labels.npy", labels)
+    script = (f"import sys; sys.path.insert(0, {str(REPO / 'scripts')!r}); import numpy as np, plot; "
+              f"plot.tree(np.load({str(tmp_path / 'ct.npy')!r}), np.load({str(tmp_path / 'labels.npy')!r}), 't'); "
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('hdbscan', 'sklearn')))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_tree_of_many_clusters_is_one_image_in_svg(tmp_path, monkeypatch):

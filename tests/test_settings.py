@@ -399,3 +399,26 @@ def test_sizes_that_cannot_work_are_refused_up_front(n_files, overrides, message
 def test_sizes_at_the_limit_pass(n_files, overrides):
     settings.check_sizes(n_files, settings.combinations(valid(**overrides), SCHEMA))
 
+
+
+def test_a_shard_counts_as_pooled_only_when_every_pooling_read_it_after_its_manifest(tmp_path):
+    """The start reads again only the headers of shards no pool job has read since their
+    manifest last changed (common.smk); the rest count by their width alone."""
+    manifests, mean, flat = tmp_path / "files", tmp_path / "mean.shards", tmp_path / "flatten-longest.shards"
+    for d in (manifests, mean, flat):
+        d.mkdir()
+    names = ["0-of-3", "1-of-3", "2-of-3"]
+    for i, name in enumerate(names):
+        (manifests / f"{name}.tsv").write_text("x")
+        os.utime(manifests / f"{name}.tsv", ns=(10**18, 10**18))
+        # 0: pooled after its manifest by both poolings; 1: by one only; 2: before the manifest changed.
+        for d, when in ((mean, [2, 2, 0][i]), (flat, [2, None, 2][i])):
+            if when is not None:
+                (d / f"{name}.npy").write_bytes(b"")
+                os.utime(d / f"{name}.npy", ns=(10**18 + when - 1, 10**18 + when - 1))
+    shards = {name: [] for name in names}
+    assert settings.pooled_shards(shards, manifests, [mean, flat]) == ["0-of-3"]
+    assert settings.pooled_shards(shards, manifests, [mean]) == ["0-of-3", "1-of-3"]
+    # The same second is not after: a coarse file system's timestamps never skip a check.
+    os.utime(mean / "1-of-3.npy", ns=(10**18, 10**18))
+    assert settings.pooled_shards(shards, manifests, [mean]) == ["0-of-3"]

@@ -5,15 +5,29 @@ import os
 import sys
 import types
 
-sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
+# This workflow's own folder (the repository root). Not workflow.basedir: when another
+# project's Snakefile uses this one as a module, that is the other project's folder.
+# Files that Python code here opens are found from EMBCLUST_DIR; `script:`, `conda:` and
+# report captions are relative to each .smk file, which Snakemake resolves by itself.
+EMBCLUST_DIR = os.path.dirname(os.path.dirname(workflow.current_basedir.get_path_or_uri(secret_free=True)))
+if not os.path.isdir(os.path.join(EMBCLUST_DIR, "scripts")):
+    sys.exit(f"embclust: the workflow must be a local folder (a clone) to run; {EMBCLUST_DIR} is not one")
+sys.path.insert(0, os.path.join(EMBCLUST_DIR, "scripts"))
 import settings
 import pool
 from _stage import InputError
 
-SCHEMA = settings.load_schema(os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+
+def _say(note):
+    print(f"embclust: {note}", file=sys.stderr)
+
+
+SCHEMA = settings.load_schema(os.path.join(EMBCLUST_DIR, "workflow/schemas/config.schema.yaml"))
 
 try:
     _validated = settings.validate(config, SCHEMA)
+    # The demo (the default embedding_dir) is in this folder, also when the working directory is another project's.
+    settings.find_in_workflow(_validated, EMBCLUST_DIR, _say if workflow.is_main_process else lambda note: None)
     settings.check_paths(_validated)
     settings.check_snakemake_paths(_validated)
     COMBOS = settings.combinations(_validated, SCHEMA)
@@ -23,10 +37,17 @@ try:
     # cluster node) reads the manifests instead of listing every file.
     MANIFESTS = f"{OUT}/pooled/files"
     if workflow.is_main_process:
-        SHARDS, AUDIO = settings.prepare_inputs(_validated, COMBOS, MANIFESTS, lambda note: print(f"embclust: {note}", file=sys.stderr))
+        SHARDS, AUDIO = settings.prepare_inputs(_validated, COMBOS, MANIFESTS, _say)
         # Every file's header, before any job runs, so that all bad files are named in
-        # one line (the pool jobs, one per shard, would each name only their own).
-        _width, _longest = pool.check_files(sorted(row.path for rows in SHARDS.values() for row in rows))
+        # one line (the pool jobs, one per shard, would each name only their own). The
+        # files of a shard already pooled since its manifest last changed were read by its
+        # pool job: only the first one's header is read again, for the shard's width.
+        _shard_dirs = sorted({f"{OUT}/pooled/{settings.pooling_slug(s)}.shards" for s in COMBOS})
+        _pooled = settings.pooled_shards(SHARDS, MANIFESTS, _shard_dirs)
+        _width, _longest = pool.check_files(
+            sorted(row.path for name, rows in SHARDS.items() if name not in _pooled for row in rows),
+            pooled=[(pool.read_header(SHARDS[name][0].path)[1], [row.path for row in SHARDS[name]]) for name in _pooled],
+        )
     else:
         SHARDS, AUDIO = settings.read_manifests(MANIFESTS)
     # New clips to place into an existing result (workflow/rules/assign.smk): their own
@@ -37,7 +58,7 @@ try:
         ASSIGN_ROOT = f"{OUT}/assigned/{_validated['assign_name']}"
         if workflow.is_main_process:
             ASSIGN_SHARDS, ASSIGN_AUDIO = settings.prepare_assign(
-                _validated, f"{ASSIGN_ROOT}/files", _width, lambda note: print(f"embclust: {note}", file=sys.stderr), pool.check_files
+                _validated, f"{ASSIGN_ROOT}/files", _width, _say, pool.check_files
             )
         else:
             ASSIGN_SHARDS, ASSIGN_AUDIO = settings.read_manifests(f"{ASSIGN_ROOT}/files")
@@ -153,6 +174,24 @@ TREE_SVG = f"{RESULT}/tree.svg"
 VARIANCE_PNG = f"{OUT}/{{pooling}}/{{reducer}}/variance.png"
 VARIANCE_SVG = f"{OUT}/{{pooling}}/{{reducer}}/variance.svg"
 MAP = f"{RESULT}/map-{{layout}}.html"
+# Every 2-D layout of the run. A result is drawn on each (its figures are one job): with
+# a sweep over metric and plot=umap, on every metric's UMAP of its reduction.
+LAYOUTS = settings.run_layouts(COMBOS)
+
+
+def figure_outputs(tree):
+    """A result's figures, PNG and SVG, each in the report: one layout plot per layout of
+    the run (LAYOUTS), then the cluster sizes, then (HDBSCAN) the condensed tree."""
+    def entry(path, caption, category, labels):
+        return report(path, caption=f"../report/{caption}.rst", category=category, subcategory="{pooling} / {reducer}",
+                      labels=dict({"clustering": "{clusterer}"}, **labels))
+
+    out = [entry(f"{RESULT}/plot-{layout}.{ext}", "plot", "Cluster layouts", {"layout": layout, "format": ext.upper()})
+           for layout in LAYOUTS for ext in ("png", "svg")]
+    figures = [("sizes", SIZES_PNG, SIZES_SVG, "Cluster sizes")] + ([("tree", TREE_PNG, TREE_SVG, "Condensed trees")] if tree else [])
+    named = {f"{name}_{ext}": entry(path, name, category, {"format": ext.upper()})
+             for name, png, svg, category in figures for ext, path in (("png", png), ("svg", svg))}
+    return out, named
 
 
 def figure_settings(wildcards):
@@ -174,7 +213,7 @@ AUDIO_IDS = list(AUDIO)
 # ---- provenance and the methods paragraph (workflow/rules/metrics.smk) ------------
 
 # The workflow's version (VERSION; CITATION.cff names the same), recorded in each provenance.json.
-with open(os.path.join(workflow.basedir, "VERSION")) as _version:
+with open(os.path.join(EMBCLUST_DIR, "VERSION")) as _version:
     WORKFLOW_VERSION = _version.read().strip()
 
 
@@ -229,7 +268,7 @@ def assign_inputs(wildcards):
         "ids": POOLED_IDS.format(pooling=pooling),
         "matrix": reduced_matrix(parts),
         # export.py's soft-membership code is part of this stage's logic.
-        "code": os.path.join(workflow.basedir, "scripts", "export.py"),
+        "code": os.path.join(EMBCLUST_DIR, "scripts", "export.py"),
     }
     if reducer != "none":
         out["fitted"] = REDUCER.format(pooling=pooling, reducer=reducer)

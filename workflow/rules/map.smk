@@ -8,7 +8,7 @@ rule map:
         ids=POOLED_IDS,
         labels=lambda wildcards: config["labels"] or [],
         # map.py takes its palette from plot.py: a change there redraws the maps.
-        palette=os.path.join(workflow.basedir, "scripts", "plot.py"),
+        palette=os.path.join(EMBCLUST_DIR, "scripts", "plot.py"),
     output:
         map=report(
             MAP,

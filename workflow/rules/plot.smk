@@ -1,103 +1,41 @@
 # Publication figures (PNG and SVG), all drawn by scripts/plot.py; each is in the report.
 
 
-rule plot:
+# One job draws all of a result's figures: matplotlib is imported once, not once per figure. The map is its own job
+# (workflow/rules/map.smk), so new labels or clips redraw only the maps.
+rule figures:
     input:
         clusters=CLUSTERS,
-        layout=LAYOUT,
+        layouts=expand(LAYOUT, layout=LAYOUTS, allow_missing=True),
     output:
-        png=report(
-            PLOT,
-            caption="../report/plot.rst",
-            category="Cluster layouts",
-            subcategory="{pooling} / {reducer}",
-            labels={"clustering": "{clusterer}", "layout": "{layout}", "format": "PNG"},
-        ),
-        svg=report(
-            PLOT_SVG,
-            caption="../report/plot.rst",
-            category="Cluster layouts",
-            subcategory="{pooling} / {reducer}",
-            labels={"clustering": "{clusterer}", "layout": "{layout}", "format": "SVG"},
-        ),
+        *figure_outputs(tree=True)[0],
+        **figure_outputs(tree=True)[1],
     params:
         settings=figure_settings,
+        layouts=LAYOUTS,
     threads: 1
     resources:
         mem_mb=lambda wc, input: 1024 + 4 * int(input.size_mb),
-        runtime=lambda wc, input: 10 + int(input.size_mb / 50),
+        runtime=lambda wc, input: 10 + len(LAYOUTS) * int(input.size_mb / 50),
     log:
-        log_path("plot", "pooling", "reducer", "clusterer", "layout"),
-    conda:
-        "../../environment.yml"
-    script:
-        "../../scripts/plot.py"
-
-
-rule sizes:
-    input:
-        clusters=CLUSTERS,
-    output:
-        png=report(
-            SIZES_PNG,
-            caption="../report/sizes.rst",
-            category="Cluster sizes",
-            subcategory="{pooling} / {reducer}",
-            labels={"clustering": "{clusterer}", "format": "PNG"},
-        ),
-        svg=report(
-            SIZES_SVG,
-            caption="../report/sizes.rst",
-            category="Cluster sizes",
-            subcategory="{pooling} / {reducer}",
-            labels={"clustering": "{clusterer}", "format": "SVG"},
-        ),
-    params:
-        settings=figure_settings,
-    threads: 1
-    resources:
-        mem_mb=lambda wc, input: 1024 + 4 * int(input.size_mb),
-        runtime=lambda wc, input: 10 + int(input.size_mb / 50),
-    log:
-        log_path("sizes", "pooling", "reducer", "clusterer"),
-    conda:
-        "../../environment.yml"
-    script:
-        "../../scripts/plot.py"
-
-
-rule tree:
-    input:
-        clusters=CLUSTERS,
-    output:
-        png=report(
-            TREE_PNG,
-            caption="../report/tree.rst",
-            category="Condensed trees",
-            subcategory="{pooling} / {reducer}",
-            labels={"clustering": "{clusterer}", "format": "PNG"},
-        ),
-        svg=report(
-            TREE_SVG,
-            caption="../report/tree.rst",
-            category="Condensed trees",
-            subcategory="{pooling} / {reducer}",
-            labels={"clustering": "{clusterer}", "format": "SVG"},
-        ),
-    params:
-        settings=figure_settings,
-    threads: 1
-    resources:
-        mem_mb=lambda wc, input: 1024 + 4 * int(input.size_mb),
-        runtime=lambda wc, input: 10 + int(input.size_mb / 50),
-    log:
-        log_path("tree", "pooling", "reducer", "clusterer"),
+        log_path("figures", "pooling", "reducer", "clusterer"),
     wildcard_constraints:
         clusterer=r"hdbscan-.*",
     conda:
         "../../environment.yml"
     script:
         "../../scripts/plot.py"
+
+
+# Spectral clustering has no condensed tree.
+use rule figures as figures_spectral with:
+    output:
+        *figure_outputs(tree=False)[0],
+        **figure_outputs(tree=False)[1],
+    log:
+        log_path("figures_spectral", "pooling", "reducer", "clusterer"),
+    wildcard_constraints:
+        clusterer=r"spectral-.*",
 
 
 rule variance:
