@@ -1,6 +1,9 @@
 """The Snakemake workflow catalog's files: version, citation, usage and config/README.md."""
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import yaml
 from conftest import REPO
@@ -36,3 +39,11 @@ def test_config_readme_documents_every_key_with_the_default_of_config_yaml():
     documented = config_readme_defaults()
     assert sorted(documented) == sorted(schema) == sorted(config)
     assert documented == config == {key: prop["default"] for key, prop in schema.items()}
+
+
+def test_snakefmt_check_is_clean():
+    """The catalog runs `snakefmt --check` (with the line length of pyproject.toml) on
+    every workflow it lists; `snakemake --lint` is tests/test_workflow.py's."""
+    snakefmt = Path(sys.executable).with_name("snakefmt")
+    run = subprocess.run([str(snakefmt), "--check", "."], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr

@@ -46,7 +46,9 @@ try:
         _pooled = settings.pooled_shards(SHARDS, MANIFESTS, _shard_dirs)
         _width, _longest = pool.check_files(
             sorted(row.path for name, rows in SHARDS.items() if name not in _pooled for row in rows),
-            pooled=[(pool.read_header(SHARDS[name][0].path)[1], [row.path for row in SHARDS[name]]) for name in _pooled],
+            pooled=[
+                (pool.read_header(SHARDS[name][0].path)[1], [row.path for row in SHARDS[name]]) for name in _pooled
+            ],
         )
     else:
         SHARDS, AUDIO = settings.read_manifests(MANIFESTS)
@@ -182,15 +184,29 @@ LAYOUTS = settings.run_layouts(COMBOS)
 def figure_outputs(tree):
     """A result's figures, PNG and SVG, each in the report: one layout plot per layout of
     the run (LAYOUTS), then the cluster sizes, then (HDBSCAN) the condensed tree."""
-    def entry(path, caption, category, labels):
-        return report(path, caption=f"../report/{caption}.rst", category=category, subcategory="{pooling} / {reducer}",
-                      labels=dict({"clustering": "{clusterer}"}, **labels))
 
-    out = [entry(f"{RESULT}/plot-{layout}.{ext}", "plot", "Cluster layouts", {"layout": layout, "format": ext.upper()})
-           for layout in LAYOUTS for ext in ("png", "svg")]
-    figures = [("sizes", SIZES_PNG, SIZES_SVG, "Cluster sizes")] + ([("tree", TREE_PNG, TREE_SVG, "Condensed trees")] if tree else [])
-    named = {f"{name}_{ext}": entry(path, name, category, {"format": ext.upper()})
-             for name, png, svg, category in figures for ext, path in (("png", png), ("svg", svg))}
+    def entry(path, caption, category, labels):
+        return report(
+            path,
+            caption=f"../report/{caption}.rst",
+            category=category,
+            subcategory="{pooling} / {reducer}",
+            labels=dict({"clustering": "{clusterer}"}, **labels),
+        )
+
+    out = [
+        entry(f"{RESULT}/plot-{layout}.{ext}", "plot", "Cluster layouts", {"layout": layout, "format": ext.upper()})
+        for layout in LAYOUTS
+        for ext in ("png", "svg")
+    ]
+    figures = [("sizes", SIZES_PNG, SIZES_SVG, "Cluster sizes")] + (
+        [("tree", TREE_PNG, TREE_SVG, "Condensed trees")] if tree else []
+    )
+    named = {
+        f"{name}_{ext}": entry(path, name, category, {"format": ext.upper()})
+        for name, png, svg, category in figures
+        for ext, path in (("png", png), ("svg", svg))
+    }
     return out, named
 
 
@@ -241,7 +257,9 @@ ASSIGNED = f"{OUT}/{{target}}/assigned/{{name}}"
 def assign_shard_audio(wildcards):
     if not settings.parse_pooling(wildcards.pooling)["frames_per_second"]:
         return []
-    return ASSIGN_MANIFEST.format(name=wildcards.name, shard=wildcards.shard).replace(".tsv", f"{settings.AUDIO_SUFFIX}.tsv")
+    return ASSIGN_MANIFEST.format(name=wildcards.name, shard=wildcards.shard).replace(
+        ".tsv", f"{settings.AUDIO_SUFFIX}.tsv"
+    )
 
 
 def assign_shard_mb(wildcards):
@@ -285,4 +303,8 @@ def assign_inputs(wildcards):
 def assigned_settings(wildcards):
     name = assigned_result(wildcards)
     pooling, reducer, clusterer = name.split("/")
-    return {"pooling": settings.parse_pooling(pooling), "reducer": settings.parse_reducer(reducer), "clusterer": settings.parse_clusterer(clusterer)}
+    return {
+        "pooling": settings.parse_pooling(pooling),
+        "reducer": settings.parse_reducer(reducer),
+        "clusterer": settings.parse_clusterer(clusterer),
+    }

@@ -7,19 +7,19 @@ rule export:
     output:
         hard=HARD_JSON,
         soft=SOFT_JSON,
-    params:
-        metric=lambda wildcards: settings.parse_clusterer(wildcards.clusterer)["metric"],
-        # A param, not part of the path: changing it rewrites only the JSONs.
-        soft_top_k=config["soft_top_k"],
+    log:
+        log_path("export", "pooling", "reducer", "clusterer"),
+    conda:
+        "../../environment.yml"
     # Soft memberships are one BLAS product per block of files: two threads.
     threads: 2
     resources:
         # float64 copy of the clustered matrix, plus blocks of about 32 MB.
         mem_mb=lambda wc, input: 1024 + 3 * int(input.size_mb),
         runtime=lambda wc, input: 10 + int(input.size_mb / 10),
-    log:
-        log_path("export", "pooling", "reducer", "clusterer"),
-    conda:
-        "../../environment.yml"
+    params:
+        metric=lambda wildcards: settings.parse_clusterer(wildcards.clusterer)["metric"],
+        # A param, not part of the path: changing it rewrites only the JSONs.
+        soft_top_k=config["soft_top_k"],
     script:
         "../../scripts/export.py"

@@ -4,16 +4,16 @@ rule layout:
         graph=layout_graph,
     output:
         layout=LAYOUT,
-    params:
-        layout=lambda wildcards: settings.parse_layout(wildcards.layout),
+    log:
+        log_path("layout", "pooling", "reducer", "layout"),
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         # Seeded UMAP runs single-threaded; memory as for reduce.
         mem_mb=lambda wc, input: 2048 + 8 * int(input.size_mb),
         runtime=lambda wc, input: 20 + int(input.size_mb / 20),
-    log:
-        log_path("layout", "pooling", "reducer", "layout"),
-    conda:
-        "../../environment.yml"
+    params:
+        layout=lambda wildcards: settings.parse_layout(wildcards.layout),
     script:
         "../../scripts/layout.py"

@@ -17,10 +17,10 @@ rule map:
             subcategory="{pooling} / {reducer}",
             labels={"clustering": "{clusterer}", "layout": "{layout}"},
         ),
-    params:
-        settings=figure_settings,
-        # A param, so adding or removing clips redraws the maps.
-        audio={"dir": config["audio_dir"], "clips": AUDIO_IDS},
+    log:
+        log_path("map", "pooling", "reducer", "clusterer", "layout"),
+    conda:
+        "../../environment.yml"
     threads: 1
     # Measured by bench/map_scale.py: the job's peak is about 100 MB plus 14 times the
     # layout, ids and labels files (1 GB at 1M files, ids of 11 characters, two label
@@ -29,9 +29,9 @@ rule map:
     resources:
         mem_mb=lambda wc, input: 1024 + 16 * int(sum(input.size_files_mb[1:])),
         runtime=lambda wc, input: 10 + int(sum(input.size_files_mb[1:]) / 20),
-    log:
-        log_path("map", "pooling", "reducer", "clusterer", "layout"),
-    conda:
-        "../../environment.yml"
+    params:
+        settings=figure_settings,
+        # A param, so adding or removing clips redraws the maps.
+        audio={"dir": config["audio_dir"], "clips": AUDIO_IDS},
     script:
         "../../scripts/map.py"

@@ -12,17 +12,17 @@ rule metrics:
             subcategory="{pooling} / {reducer}",
             labels={"clustering": "{clusterer}", "file": "metrics.json"},
         ),
-    params:
-        clusterer=lambda wildcards: settings.parse_clusterer(wildcards.clusterer),
+    log:
+        log_path("metrics", "pooling", "reducer", "clusterer"),
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         # Silhouette and DBCV see at most 5,000 points (pairwise distances ~200 MB).
         mem_mb=lambda wc, input: 2048 + 4 * int(input.size_mb),
         runtime=lambda wc, input: 10 + int(input.size_mb / 10),
-    log:
-        log_path("metrics", "pooling", "reducer", "clusterer"),
-    conda:
-        "../../environment.yml"
+    params:
+        clusterer=lambda wildcards: settings.parse_clusterer(wildcards.clusterer),
     script:
         "../../scripts/metrics.py"
 
@@ -43,18 +43,18 @@ rule provenance:
             subcategory="{pooling} / {reducer}",
             labels={"clustering": "{clusterer}", "file": "methods.md"},
         ),
-    params:
-        settings=result_settings,
-        version=WORKFLOW_VERSION,
-        layouts=result_layouts,
-    threads: 1
-    resources:
-        mem_mb=512,
-        runtime=10,
     log:
         log_path("provenance", "pooling", "reducer", "clusterer"),
     localrule: True
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=512,
+        runtime=10,
+    params:
+        settings=result_settings,
+        version=WORKFLOW_VERSION,
+        layouts=result_layouts,
     script:
         "../../scripts/provenance.py"

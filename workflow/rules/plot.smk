@@ -10,19 +10,19 @@ rule figures:
     output:
         *figure_outputs(tree=True)[0],
         **figure_outputs(tree=True)[1],
-    params:
-        settings=figure_settings,
-        layouts=LAYOUTS,
-    threads: 1
-    resources:
-        mem_mb=lambda wc, input: 1024 + 4 * int(input.size_mb),
-        runtime=lambda wc, input: 10 + len(LAYOUTS) * int(input.size_mb / 50),
     log:
         log_path("figures", "pooling", "reducer", "clusterer"),
     wildcard_constraints:
         clusterer=r"hdbscan-.*",
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input: 1024 + 4 * int(input.size_mb),
+        runtime=lambda wc, input: 10 + len(LAYOUTS) * int(input.size_mb / 50),
+    params:
+        settings=figure_settings,
+        layouts=LAYOUTS,
     script:
         "../../scripts/plot.py"
 
@@ -54,17 +54,17 @@ rule variance:
             category="PCA variance",
             labels={"pooling": "{pooling}", "reduction": "{reducer}", "format": "SVG"},
         ),
-    params:
-        settings=figure_settings,
-    threads: 1
-    resources:
-        mem_mb=lambda wc, input: 1024 + 4 * int(input.size_mb),
-        runtime=lambda wc, input: 10 + int(input.size_mb / 50),
     log:
         log_path("variance", "pooling", "reducer"),
     wildcard_constraints:
         reducer=r"pca-\d+",
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input: 1024 + 4 * int(input.size_mb),
+        runtime=lambda wc, input: 10 + int(input.size_mb / 50),
+    params:
+        settings=figure_settings,
     script:
         "../../scripts/plot.py"

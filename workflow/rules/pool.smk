@@ -6,18 +6,18 @@ rule pool:
         matrix=f"{SHARD}.npy",
         ids=f"{SHARD}.ids.tsv",
         info=f"{SHARD}.json",
-    params:
-        pooling=lambda wildcards: settings.parse_pooling(wildcards.pooling),
+    log:
+        log_path("pool", "pooling", "shard"),
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         # Up to 16 files read ahead, each up to twice its size once in float32; rows
         # go straight to disk. Runtime: ~50 MB/s of reading, worst case.
         mem_mb=lambda wc: 1024 + 32 * int(shard_mb(wc) / len(SHARDS[wc.shard]) + 1),
         runtime=lambda wc: 10 + int(shard_mb(wc) / 3000),
-    log:
-        log_path("pool", "pooling", "shard"),
-    conda:
-        "../../environment.yml"
+    params:
+        pooling=lambda wildcards: settings.parse_pooling(wildcards.pooling),
     script:
         "../../scripts/pool.py"
 
@@ -30,14 +30,14 @@ rule merge_pool:
     output:
         matrix=POOLED,
         ids=POOLED_IDS,
+    log:
+        log_path("merge_pool", "pooling"),
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         # Writes blocks of 256 MB, read from the shards with pread.
         mem_mb=1536,
         runtime=lambda wc, input: 10 + int(input.size_mb / 3000),
-    log:
-        log_path("merge_pool", "pooling"),
-    conda:
-        "../../environment.yml"
     script:
         "../../scripts/merge_pool.py"

@@ -9,18 +9,18 @@ rule reduce:
         summary=REDUCE_SUMMARY,
         # The fitted reduction as plain arrays, for the assign stage.
         fitted=REDUCER,
-    params:
-        reducer=lambda wildcards: settings.parse_reducer(wildcards.reducer),
-    threads: 2
-    resources:
-        # From the matrix's shape: wide PCA needs memory for N x N, not for the matrix.
-        mem_mb=lambda wc, input: reduce_stage.mem_mb(input.matrix, input.size_mb, wc.reducer),
-        runtime=lambda wc, input: 20 + int(input.size_mb / 20),
     log:
         log_path("reduce", "pooling", "reducer"),
     wildcard_constraints:
         reducer=r"pca-\d+|umap-.*",
     conda:
         "../../environment.yml"
+    threads: 2
+    resources:
+        # From the matrix's shape: wide PCA needs memory for N x N, not for the matrix.
+        mem_mb=lambda wc, input: reduce_stage.mem_mb(input.matrix, input.size_mb, wc.reducer),
+        runtime=lambda wc, input: 20 + int(input.size_mb / 20),
+    params:
+        reducer=lambda wildcards: settings.parse_reducer(wildcards.reducer),
     script:
         "../../scripts/reduce.py"

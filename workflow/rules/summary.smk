@@ -4,18 +4,18 @@ rule summary:
     output:
         table=report(SUMMARY_TABLE, caption="../report/summary.rst", category="Summary"),
         figure=report(SUMMARY_FIGURE, caption="../report/summary.rst", category="Summary"),
-    params:
-        results=RESULTS,
-        dataset=config["dataset"],
-    threads: 1
-    resources:
-        mem_mb=512,
-        runtime=10,
     log:
         os.path.join(OUT, "logs", "summary.log"),
     localrule: True
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=512,
+        runtime=10,
+    params:
+        results=RESULTS,
+        dataset=config["dataset"],
     script:
         "../../scripts/summary.py"
 
@@ -41,16 +41,16 @@ checkpoint select_best:
             category="Methods",
             labels={"clustering": "best (selected)", "file": "methods.md"},
         ),
-    params:
-        results=RESULTS,
-    threads: 1
-    resources:
-        mem_mb=512,
-        runtime=10,
     log:
         os.path.join(OUT, "logs", "select_best.log"),
     localrule: True
     conda:
         "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=512,
+        runtime=10,
+    params:
+        results=RESULTS,
     script:
         "../../scripts/select_best.py"
