@@ -435,6 +435,10 @@ def assign(snakemake, log):
     # denser than any clustered one; it is clipped, as the clustered files' never need.
     scores = np.clip(np.nan_to_num(scores, nan=0.0), 0.0, 1.0)
     write_json_array(hard_entries(ids, paths, labels, probabilities, scores), snakemake.output.hard)
+    # For the map's layer of new clips (scripts/map.py): their rows in the clustered space,
+    # which each layout places them from (layout.place), and what the hover box shows.
+    np.savez(snakemake.output.points, ids=np.array(ids, dtype=str), reduced=reduced.astype(np.float32), labels=labels,
+             probabilities=probabilities.astype(np.float32), outlier_scores=scores.astype(np.float32))
     n_clusters = int(clusters["labels"].max(initial=-1)) + 1
     form, k = soft_format(params.soft_top_k, n_clusters)
     write_json_array(soft_entries(ids, paths, blocks, form, k), snakemake.output.soft)

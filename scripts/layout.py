@@ -41,6 +41,25 @@ def layout(matrix, params, graph=None):
         return model.fit_transform(matrix).astype(np.float32)
 
 
+def place(new, matrix, coordinates, params, log=None):
+    """2-D coordinates of new rows (assigned clips, in the space the layout was made
+    from) in a layout of `matrix`: a PCA layout projects them with the same PCA (fitted
+    again on `matrix`: the full SVD is deterministic); a UMAP layout places them as the
+    assign stage places new clips in a UMAP reduction (assign.place_umap: the weighted
+    mean of the layout coordinates of their exact nearest rows, a copy of a row on it)."""
+    new = np.asarray(new, dtype=np.float32)
+    n = matrix.shape[0]
+    if len(new) == 0:
+        return np.zeros((0, 2), dtype=np.float32)
+    if params["method"] == "pca" or n < 4:
+        from sklearn.decomposition import PCA
+
+        return PCA(n_components=2, svd_solver="full").fit(matrix).transform(new).astype(np.float32)
+    from assign import place_umap
+
+    return place_umap(new, matrix, np.asarray(coordinates), min(UMAP_NEIGHBOURS, n - 1), params["metric"], log)
+
+
 def main(snakemake, log):
     matrix = np.load(snakemake.input.matrix)
     graph = dict(np.load(snakemake.input.graph)) if snakemake.input.get("graph") else None

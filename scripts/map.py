@@ -13,6 +13,11 @@ base64-encoded, and the ids as one JSON array of strings. The page's script deco
 and builds the traces, the hover box and the search; nothing per point is a dictionary.
 Above DRAW_AT_MOST points it draws a sample over a density of all points, and says so;
 search still finds every id.
+
+Clips assigned to the result afterwards (assign_dir, scripts/assign.py) are a layer of
+their own: outlined markers in their assigned cluster's colour, drawn in every colouring,
+placed in the layout by layout.place. They follow the clustered files in every array
+(`n_clustered` says where), so hover, search and audio treat them like the others.
 """
 
 import base64
@@ -185,18 +190,41 @@ def plain(text):
     return html.escape(str(text), quote=False)
 
 
-def build(layout, labels, probabilities, outlier_scores, ids, columns, table, audio, draw_at_most=DRAW_AT_MOST):
+def build(layout, labels, probabilities, outlier_scores, ids, columns, table, audio, draw_at_most=DRAW_AT_MOST,
+          new=None):
     """(figure, data): the plotly figure without per-point arrays, and the page's data
-    from which its script fills them. `audio` is (prefix, set of ids with a clip) or None."""
+    from which its script fills them. `audio` is (prefix, set of ids with a clip) or None.
+    `new`: the assigned clips' layer, a dict of name, ids, xy, labels, probabilities and
+    outlier_scores, or None."""
     labels = np.asarray(labels, dtype=np.int64)
     xy = np.asarray(layout, dtype=np.float32)
-    cols = [(col, *label_codes(ids, table, col)) for col in columns]
+    n_clustered = len(ids)
     drawn = sample(labels, draw_at_most)
     fig = go.Figure()
     if not drawn.all():
         fig.add_trace(density(xy))
     colourings = [("cluster", -1, *cluster_colouring(labels))]
+    cols = [(col, *label_codes(ids, table, col)) for col in columns]
     colourings += [(col, k, *label_colouring(values, codes)) for k, (col, values, codes) in enumerate(cols)]
+    if new is not None:
+        # The new clips follow the clustered files in every array; colourings count only
+        # the clustered files, the label columns are coded again over both.
+        n_new = len(new["ids"])
+        ids = list(ids) + list(new["ids"])
+        xy = np.concatenate([xy, np.asarray(new["xy"], dtype=np.float32).reshape(n_new, 2)])
+        labels = np.concatenate([labels, np.asarray(new["labels"], dtype=np.int64)])
+        probabilities = np.concatenate([probabilities, new["probabilities"]])
+        outlier_scores = np.concatenate([outlier_scores, new["outlier_scores"]])
+        drawn = np.concatenate([drawn, np.ones(n_new, dtype=bool)])
+        recoded = [(col, *label_codes(ids, table, col)) for col in columns]
+        for k, (col, values, codes) in enumerate(recoded):
+            old_values = cols[k][1]
+            # A value only new clips have is in no colouring's trace: the layer draws them.
+            name, source, traces, trace_of = colourings[k + 1]
+            where = {v: j for j, v in enumerate(old_values)}
+            colourings[k + 1] = (name, source, traces,
+                                 np.array([trace_of[where[v]] if v in where else 0 for v in values], dtype=np.int64))
+        cols = recoded
     spans, groups = [], []
     for g, (name, source, traces, trace_of) in enumerate(colourings):
         start = len(fig.data)
@@ -213,6 +241,12 @@ def build(layout, labels, probabilities, outlier_scores, ids, columns, table, au
         groups.append({"source": source, "first": start, "trace_of": trace_of.tolist(),
                        "traces": [{"colour": t["colour"] == "cluster", "opacity": t["opacity"] == "probability"}
                                   for t in traces]})
+    layer = None
+    if new is not None:
+        # Outlined markers, in every colouring; the page fills their points and colours.
+        layer = len(fig.data)
+        fig.add_trace(go.Scattergl(mode="markers", name=plain(f"new clips: {new['name']} ({len(new['ids'])})"),
+                                   hoverinfo="none", marker=dict(size=10, line=dict(width=2, color="black"))))
     # The ring around a searched-for file; empty until a search. WebGL, so it lies above
     # the points (plotly stacks its WebGL canvas over its SVG layers).
     fig.add_trace(go.Scattergl(x=[], y=[], mode="markers", name="search", hoverinfo="skip", showlegend=False,
@@ -222,7 +256,7 @@ def build(layout, labels, probabilities, outlier_scores, ids, columns, table, au
     if len(colourings) > 1:
         buttons = [
             dict(label=plain(f"colour by {name}"), method="update",
-                 args=[{"visible": [start <= t < stop or t == n - 1 or fig.data[t].type == "heatmap"
+                 args=[{"visible": [start <= t < stop or t in (n - 1, layer) or fig.data[t].type == "heatmap"
                                     for t in range(n)]},
                        {"legend.title.text": plain(name)}])
             for name, start, stop in spans
@@ -238,6 +272,8 @@ def build(layout, labels, probabilities, outlier_scores, ids, columns, table, au
     n_clusters = int(labels.max()) + 1 if len(labels) else 0
     data = {
         "ids": list(ids),
+        "n_clustered": n_clustered,
+        "layer": None if layer is None else {"trace": layer, "name": new["name"], "noise": NOISE_COLOUR},
         "x": encode(xy[:, 0], "f4"),
         "y": encode(xy[:, 1], "f4"),
         "cluster": encode_codes(labels + 1),  # 0 is noise
@@ -264,7 +300,7 @@ function decode(enc) {  // base64 of a little-endian typed array
   for (var i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
   return new TYPES[enc.dtype](bytes.buffer);
 }
-var ids = D.ids, N = ids.length;
+var ids = D.ids, N = ids.length, NC = D.n_clustered;
 var X = decode(D.x), Y = decode(D.y), CL = decode(D.cluster), P = decode(D.probability), O = decode(D.outlier);
 var COLS = D.columns.map(function (c) { return {name: c.name, values: c.values, codes: decode(c.codes)}; });
 var DRAWN = D.drawn ? decode(D.drawn) : null;
@@ -275,10 +311,10 @@ var members = [];  // members[t]: the file index of each point of trace t
 D.colourings.forEach(function (g) {
   var codes = g.source < 0 ? CL : COLS[g.source].codes, of = g.trace_of, k = g.traces.length;
   var counts = new Int32Array(k), i, j;
-  for (i = 0; i < N; i++) if (!DRAWN || DRAWN[i]) counts[of[codes[i]]]++;
+  for (i = 0; i < NC; i++) if (!DRAWN || DRAWN[i]) counts[of[codes[i]]]++;
   var idx = [], fill = new Int32Array(k);
   for (j = 0; j < k; j++) idx.push(new Int32Array(counts[j]));
-  for (i = 0; i < N; i++) if (!DRAWN || DRAWN[i]) { j = of[codes[i]]; idx[j][fill[j]++] = i; }
+  for (i = 0; i < NC; i++) if (!DRAWN || DRAWN[i]) { j = of[codes[i]]; idx[j][fill[j]++] = i; }
   g.traces.forEach(function (spec, j) {
     var t = g.first + j, ix = idx[j], n = ix.length, tr = traces[t];
     var x = new Float32Array(n), y = new Float32Array(n);
@@ -297,6 +333,17 @@ D.colourings.forEach(function (g) {
     members[t] = ix;
   });
 });
+
+if (D.layer) {  // the assigned clips: files NC..N-1, each in its cluster's colour
+  var nn = N - NC, lx = new Float32Array(nn), ly = new Float32Array(nn), lix = new Int32Array(nn), lc = new Array(nn);
+  for (var m = 0; m < nn; m++) {
+    lix[m] = NC + m; lx[m] = X[NC + m]; ly[m] = Y[NC + m];
+    lc[m] = CL[NC + m] === 0 ? D.layer.noise : D.palette[CL[NC + m] - 1];
+  }
+  var lt = traces[D.layer.trace];
+  lt.x = lx; lt.y = ly; lt.marker.color = lc;
+  members[D.layer.trace] = lix;
+}
 
 var gd = document.getElementById('map');
 var tip = document.getElementById('tip');
@@ -318,6 +365,7 @@ function show(i) {
                'outlier score: ' + O[i].toFixed(3)];
   COLS.forEach(function (c) { lines.push(c.name + ': ' + c.values[c.codes[i]]); });
   if (DRAWN && !DRAWN[i]) lines.push('(not in the drawn sample)');
+  if (i >= NC) lines.push('new clip, assigned (' + D.layer.name + ')');
   var b = document.createElement('b');
   b.textContent = ids[i];
   tip.replaceChildren(b);
@@ -359,7 +407,7 @@ function search() {
     return;
   }
   Plotly.restyle(gd, {x: [[X[i]]], y: [[Y[i]]]}, [RING]).then(function () { show(i); });
-  status.textContent = 'found ' + id + ' (cluster ' + clusterText(i) + ')'
+  status.textContent = 'found ' + id + ' (' + (i >= NC ? 'new clip, assigned to ' : '') + 'cluster ' + clusterText(i) + ')'
     + (DRAWN && !DRAWN[i] ? ', not in the drawn sample: ringed' : '');
 }
 // Completions for the box: the first ids that start with what is typed (a datalist of
@@ -430,10 +478,13 @@ def _json_in_html(text):
 
 def page(fig, data, title, columns):
     n = len(data["ids"])
+    n_new = n - data["n_clustered"]
     n_audio = int(decode(data["audio"]["has"]).sum()) if data["audio"] else 0
     n_drawn = int(decode(data["drawn"]).sum()) if data["drawn"] else n
     help_text = (
-        f"{n} files. Hover a point for its id, cluster, membership probability and outlier score"
+        f"{data['n_clustered']} files"
+        + (f" and {n_new} new clips assigned afterwards ({data['layer']['name']}, outlined)" if data["layer"] else "")
+        + ". Hover a point for its id, cluster, membership probability and outlier score"
         + (f" and labels ({', '.join(columns)})" if columns else "")
         + ". Click a legend entry to hide it, double-click to show it alone; drag to zoom, double-click to reset."
         + (f" Click a point to play its clip ({n_audio} of {n} files have audio)." if n_audio else " No audio.")
@@ -454,17 +505,26 @@ def main(snakemake, log):
     clusters = np.load(snakemake.input.clusters)
     layout = np.load(snakemake.input.layout)
     ids, _ = read_ids(snakemake.input.ids)
+    new = None
+    if snakemake.input.get("points"):
+        from layout import place
+
+        points = np.load(snakemake.input.points, allow_pickle=False)
+        xy = place(points["reduced"], np.load(snakemake.input.matrix), layout, snakemake.params.settings["layout"], log)
+        new = {"name": snakemake.params.assign_name, "ids": points["ids"].tolist(), "xy": xy, "labels": points["labels"],
+               "probabilities": points["probabilities"], "outlier_scores": points["outlier_scores"]}
+        log.info(f"{len(new['ids'])} assigned clips drawn as a layer of their own")
     columns, table = [], {}
     if snakemake.input.get("labels"):
         columns, table = read_labels(snakemake.input.labels)
         missing = sum(i not in table for i in ids)
         log.info(f"labels {columns}: {len(ids) - missing} of {len(ids)} files labelled")
     audio = snakemake.params.audio
-    clips = set(audio["clips"]) & set(ids) if audio["dir"] else set()
+    clips = set(audio["clips"]) & (set(ids) | set(new["ids"] if new else ())) if audio["dir"] else set()
     log.info(f"audio for {len(clips)} of {len(ids)} files")
     fig, data = build(layout, clusters["labels"], clusters["probabilities"], clusters["outlier_scores"],
                       ids, columns, table,
-                      (audio_prefix(audio["dir"], snakemake.output.map), clips) if clips else None)
+                      (audio_prefix(audio["dir"], snakemake.output.map), clips) if clips else None, new=new)
     if data["drawn"]:
         log.info(f"{len(ids)} files: the map draws a sample of {int(decode(data['drawn']).sum())} over a density")
     text = page(fig, data, describe(snakemake.params.settings), columns)

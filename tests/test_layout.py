@@ -28,3 +28,25 @@ def test_umap_layout_from_the_neighbour_graph_separates_clusters_and_repeats():
     assert first.shape == (len(x), 2)
     assert silhouette_score(first, truth) > 0.5
     np.testing.assert_array_equal(first, layout(x, params, graph))
+
+
+def test_new_rows_are_placed_in_the_layout_as_its_own_rows():
+    """layout.place: a copy of a laid-out row lands on its coordinates (PCA and UMAP);
+    PCA projects with the layout's own PCA; UMAP's placement of a new row lies among its
+    nearest rows' coordinates (a weighted mean of them)."""
+    from layout import place
+
+    x, truth = blobs(120)
+    rng = np.random.default_rng(1)
+    new = np.r_[x[[3, 50, 99]], x[[7]] + rng.normal(0, 0.05, size=(1, x.shape[1]))].astype(np.float32)
+    pca = layout(x, {"method": "pca", "metric": "euclidean", "seed": 0})
+    placed = place(new, x, pca, {"method": "pca", "metric": "euclidean", "seed": 0})
+    np.testing.assert_allclose(placed[:3], pca[[3, 50, 99]], atol=1e-4)
+    # Any coordinates stand for a UMAP layout: the placement only reads them.
+    coords = rng.normal(size=(len(x), 2)).astype(np.float32)
+    for metric in ("euclidean", "cosine"):
+        placed = place(new, x, coords, {"method": "umap", "metric": metric, "seed": 0})
+        np.testing.assert_array_equal(placed[:3], coords[[3, 50, 99]])
+        same_blob = coords[truth == truth[7]]
+        assert (same_blob.min(axis=0) <= placed[3]).all() and (placed[3] <= same_blob.max(axis=0)).all()
+    assert place(new[:0], x, pca, {"method": "pca", "metric": "euclidean", "seed": 0}).shape == (0, 2)

@@ -304,3 +304,37 @@ def test_map_of_200k_files_is_small_and_shows_the_right_id_on_hover(tmp_path, pa
     assert text.startswith(ids[planted]) and "speaker: spk0" in text
     assert search(page, ids[-1], f"found {ids[-1]}")
     assert page.problems == [], page.problems
+
+
+def test_assigned_clips_are_an_outlined_layer_found_by_search_and_played(tmp_path, page):
+    rng = np.random.default_rng(0)
+    n = 60
+    labels = np.arange(n) % 3
+    xy = rng.normal(0, 1, size=(n, 2)) + 8 * labels[:, None]
+    ids = [f"f{i:02d}" for i in range(n)]
+    new = {"name": "batch2", "ids": ["new clip", "n1"], "xy": np.array([[30.0, -10.0], [-10.0, 30.0]]),
+           "labels": np.array([1, -1]), "probabilities": np.array([0.75, 0.0]), "outlier_scores": np.array([0.25, 1.0])}
+    import wave
+
+    (tmp_path / "audio").mkdir()
+    with wave.open(str(tmp_path / "audio" / "new clip.wav"), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000), w.writeframes(bytes(1600))
+    path = tmp_path / "map.html"
+    fig, data = map_script.build(np.asarray(xy, dtype=np.float32), labels, np.ones(n), np.zeros(n), ids, [], {},
+                                 ("audio/", {"new clip", "f00"}), new=new)
+    path.write_text(map_script.page(fig, data, "test", []), encoding="utf-8")
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready=yes]", timeout=20000)
+    assert page.evaluate(DRAWN) == n + 2
+    assert "new clips: batch2 (2)" in page.text_content("#map .legend")
+    assert search(page, "new clip", "found ") == "found new clip (new clip, assigned to cluster 1)"
+    assert page.evaluate(RING) == [30.0]
+    text = tip_text(page, "new clip")
+    assert "membership probability: 0.750" in text and "new clip, assigned (batch2)" in text
+    page.mouse.move(5, 5)
+    x, y = hover(page, new["xy"][0])
+    assert tip_text(page, "new clip").startswith("new clip")
+    page.mouse.click(x, y)
+    page.wait_for_function("document.getElementById('player').dataset.id === 'new clip'", timeout=5000)
+    assert page.evaluate("document.getElementById('player').getAttribute('src')") == "audio/new%20clip.wav"
+    assert page.problems == [], page.problems

@@ -383,6 +383,33 @@ def test_map_data_is_columns_of_typed_arrays_that_decode_to_the_inputs():
     assert names[0].startswith("noise (") and names[1:] == [f"cluster {c} ({(labels == c).sum()})" for c in range(3)]
 
 
+def test_assigned_clips_are_a_layer_after_the_clustered_files_in_every_column():
+    new = {"name": "new", "ids": ["n0", "n1", "f00002"], "xy": np.array([[1, 2], [3, 4], [5, 6]], dtype=np.float32),
+           "labels": np.array([0, -1, 2]), "probabilities": np.array([0.9, 0.0, 0.5]),
+           "outlier_scores": np.array([0.1, 1.0, 0.2])}
+    (xy, labels, prob, outl, ids, table, audio), fig, data = small_map(
+        200, new=new, draw_at_most=100)
+    dec = map_script.decode
+    assert data["ids"] == ids + new["ids"] and data["n_clustered"] == 200
+    assert np.array_equal(dec(data["x"])[200:], new["xy"][:, 0]) and np.array_equal(dec(data["y"])[200:], new["xy"][:, 1])
+    assert dec(data["cluster"])[200:].tolist() == [1, 0, 3]
+    assert np.allclose(dec(data["probability"])[200:], new["probabilities"])
+    assert np.allclose(dec(data["outlier"])[200:], new["outlier_scores"])
+    # Always drawn, even when the clustered files are sampled.
+    assert dec(data["drawn"])[200:].tolist() == [1, 1, 1]
+    (col,) = data["columns"]
+    assert [col["values"][c] for c in dec(col["codes"])[200:]] == ["(no label)", "(no label)", "spk2"]
+    # The layer: one outlined trace, shown in every colouring; the colourings count only clustered files.
+    layer = fig.data[data["layer"]["trace"]]
+    assert layer.name == "new clips: new (3)" and layer.marker.line.width == 2 and layer.x is None
+    for button in fig.layout.updatemenus[0].buttons:
+        assert button.args[0]["visible"][data["layer"]["trace"]]
+    cluster = data["colourings"][0]
+    assert fig.data[cluster["first"] + cluster["trace_of"][1]].name == f"cluster 0 ({(labels == 0).sum()})"
+    text = map_script.page(fig, data, "t", ["speaker"])
+    assert "200 files and 3 new clips assigned afterwards (new, outlined)" in text
+
+
 def test_map_page_grows_by_its_columns_not_by_per_point_records():
     sizes = {}
     for n in (2000, 4000):

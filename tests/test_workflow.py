@@ -549,7 +549,7 @@ def test_assign_new_clips_to_an_existing_result(workflow, blobs, tmp_path):
     rerun = workflow.run(*args)
     assert rerun.jobs == {"pool_assign": 1, "assign": 1}
     after = workflow.files()
-    assert [p for p in before if after[p] != before[p]] == [str(assigned.relative_to(workflow.root) / n) for n in ("clusters_hard.json", "clusters_soft.json", "provenance.json")]
+    assert sorted(p for p in before if after[p] != before[p]) == [str(assigned.relative_to(workflow.root) / n) for n in ("clusters_hard.json", "clusters_soft.json", "points.npz", "provenance.json")]
     assert workflow.run(*args).jobs == {}
 
     # Bad new files, each in one line before any job runs.
@@ -573,3 +573,27 @@ def test_assign_new_clips_to_an_existing_result(workflow, blobs, tmp_path):
     assert read_json(best / "provenance.json")["assigned_to"] == chosen and read_json(best / "provenance.json")["via"] == "best"
     result = {e["id"]: e["cluster"] for e in read_json(workflow.root / "results/emb" / chosen / "clusters_hard.json")}
     assert {e["id"]: e["cluster"] for e in read_json(best / "clusters_hard.json")} == {c: result[c] for c in copied}
+
+    # The chosen result's map draws the new clips as a layer: copies of clustered clips on
+    # their own PCA layout points, with their assigned clusters; the other map has none.
+    from test_plots import map_data
+
+    import map as map_script
+
+    maps = workflow.run(*args, "min_cluster_size=[5,10]", "plot=pca")
+    assert maps.jobs["map"] == 2, maps.jobs
+    assigned_hard = {e["id"]: e for e in read_json(best / "clusters_hard.json")}
+    pages = sorted((workflow.root / "results/emb").glob("*/*/*/map-pca.html"))
+    assert len(pages) == 2 and any(str(p.parent).endswith(chosen) for p in pages)
+    for path in pages:
+        _, data = map_data(path)
+        if not str(path.parent).endswith(chosen):
+            assert data["layer"] is None
+            continue
+        n = data["n_clustered"]
+        assert data["layer"]["name"] == "new" and data["ids"][n:] == copied
+        x, y, cl = (map_script.decode(data[k]) for k in ("x", "y", "cluster"))
+        for k, clip in enumerate(copied):
+            own = data["ids"].index(clip)
+            assert abs(x[n + k] - x[own]) < 1e-3 and abs(y[n + k] - y[own]) < 1e-3
+            assert cl[n + k] - 1 == assigned_hard[clip]["cluster"]

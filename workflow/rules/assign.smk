@@ -25,6 +25,8 @@ rule assign:
         hard=f"{ASSIGNED}/clusters_hard.json",
         soft=f"{ASSIGNED}/clusters_soft.json",
         provenance=f"{ASSIGNED}/provenance.json",
+        # The new clips in the clustered space with their assignment, for the map's layer.
+        points=f"{ASSIGNED}/points.npz",
     log:
         log_path("assign", "target", "name"),
     wildcard_constraints:

@@ -308,3 +308,24 @@ def assigned_settings(wildcards):
         "reducer": settings.parse_reducer(reducer),
         "clusterer": settings.parse_clusterer(clusterer),
     }
+
+
+def map_assigned(wildcards):
+    """The map's layer of new clips: the assignment's points.npz and the matrix the layout
+    places them from, for the map of the result they were assigned to (with best/, the
+    chosen one, known once the selection has run); nothing for other maps."""
+    if ASSIGN_TO is None:
+        return {}
+    name = f"{wildcards.pooling}/{wildcards.reducer}/{wildcards.clusterer}"
+    chosen = assigned_result(types.SimpleNamespace(target=ASSIGN_TO))
+    if chosen != name:
+        return {}
+    return {
+        "points": f"{ASSIGNED.format(target=ASSIGN_TO, name=config['assign_name'])}/points.npz",
+        "matrix": reduced_matrix(wildcards),
+    }
+
+
+def map_input_mb(input):
+    """The map's inputs in MB, clusters.npz left out (workflow/rules/map.smk)."""
+    return sum(mb for path, mb in zip(input, input.size_files_mb) if path != input.clusters)

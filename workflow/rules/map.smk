@@ -3,6 +3,8 @@
 
 rule map:
     input:
+        # The result's new clips (assign_dir), a layer of their own, and what places them.
+        unpack(map_assigned),
         clusters=CLUSTERS,
         layout=LAYOUT,
         ids=POOLED_IDS,
@@ -24,14 +26,21 @@ rule map:
     threads: 1
     # Measured by bench/map_scale.py: the job's peak is about 100 MB plus 14 times the
     # layout, ids and labels files (1 GB at 1M files, ids of 11 characters, two label
-    # columns). clusters.npz (input 0) is left out: the map reads three N-long arrays of
-    # it, not the soft memberships that make most of its size.
+    # columns). clusters.npz is left out: the map reads three N-long arrays of it, not
+    # the soft memberships that make most of its size. With assigned clips, the matrix
+    # their placement reads (float64 copies) counts as the other inputs do.
     resources:
-        mem_mb=lambda wc, input: 1024 + 16 * int(sum(input.size_files_mb[1:])),
-        runtime=lambda wc, input: 10 + int(sum(input.size_files_mb[1:]) / 20),
+        mem_mb=lambda wc, input: 1024 + 16 * int(map_input_mb(input)),
+        runtime=lambda wc, input: 10 + int(map_input_mb(input) / 20),
     params:
         settings=figure_settings,
         # A param, so adding or removing clips redraws the maps.
-        audio={"dir": config["audio_dir"], "clips": AUDIO_IDS},
+        # Only the map with the assigned layer gets the new clips' audio: new files
+        # in assign_dir redraw that map, not every map.
+        audio=lambda wildcards: {
+            "dir": config["audio_dir"],
+            "clips": AUDIO_IDS + (list(ASSIGN_AUDIO) if map_assigned(wildcards) else []),
+        },
+        assign_name=config["assign_name"],
     script:
         "../../scripts/map.py"
