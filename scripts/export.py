@@ -252,9 +252,9 @@ def selected_clusters(condensed_tree, labels):
     points = condensed_tree[condensed_tree["child_size"] == 1]
     label = labels[points["child"]]
     clustered = label >= 0
-    selected = np.full(int(labels.max()) + 1, np.iinfo(np.int64).max)
-    np.minimum.at(selected, label[clustered], points["parent"][clustered])
-    return selected
+    selected = np.full(int(labels.max(initial=-1)) + 1, np.iinfo(np.int64).max)
+    np.minimum.at(selected, label[clustered], points["parent"][clustered].astype(np.int64))
+    return selected.tolist()
 
 
 def soft_blocks(x, clusters, log=None):

@@ -15,6 +15,7 @@ import json
 
 import matplotlib
 import numpy as np
+from export import selected_clusters  # the tree's rings are the clusters the soft memberships use
 
 matplotlib.use("Agg")
 
@@ -337,18 +338,6 @@ def icicle_data(condensed_tree, max_rectangle_per_icicle=20):
         line_ys.append([y[ch], y[ch]])
     return {"bar_centers": centres, "bar_tops": tops, "bar_bottoms": bottoms, "bar_widths": widths,
             "line_xs": line_xs, "line_ys": line_ys, "cluster_bounds": bounds}
-
-
-def selected_clusters(condensed_tree, labels):
-    """The condensed-tree node of each cluster id, in id order: the lowest node its points
-    fall out of (as hdbscan's CondensedTree._select_clusters finds it)."""
-    points = condensed_tree[condensed_tree["child_size"] == 1]
-    point_labels = labels[points["child"]]
-    n_clusters = int(labels.max()) + 1 if len(labels) else 0
-    nodes = np.full(n_clusters, np.iinfo(np.int64).max)
-    keep = point_labels >= 0
-    np.minimum.at(nodes, point_labels[keep], points["parent"][keep].astype(np.int64))
-    return nodes.tolist()
 
 
 def tree(condensed_tree, labels, title):

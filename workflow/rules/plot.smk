@@ -7,6 +7,8 @@ rule figures:
     input:
         clusters=CLUSTERS,
         layouts=expand(LAYOUT, layout=LAYOUTS, allow_missing=True),
+        # plot.py takes the selected clusters from export.py: a change there redraws the trees.
+        code=os.path.join(EMBCLUST_DIR, "scripts", "export.py"),
     output:
         *figure_outputs(tree=True)[0],
         **figure_outputs(tree=True)[1],
