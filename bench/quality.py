@@ -138,7 +138,9 @@ def snakemake(set_dir, name, overrides, out_root, log_path):
     full = yaml.safe_load(open(os.path.join(REPO, "config/config.yaml")))
     full.update(config)
     full = settings.validate(full, schema)
-    return wall, settings.results(f"{out_root}/{name}", settings.combinations(full, schema))
+    n_files = sum(name.endswith(".npy") for name in os.listdir(config["embedding_dir"]))
+    combos = settings.resolve_auto(settings.combinations(full, schema), n_files)
+    return wall, settings.results(f"{out_root}/{name}", combos)
 
 
 def label_scores(metrics, group):

@@ -200,7 +200,7 @@ def reduction_sentence(r, width, seed_words, cited):
     seed_words.append((r["seed"], "the UMAP reduction"))
     return (
         f"They were reduced by UMAP (McInnes, Healy & Melville, 2018) to {r['dim']} dimensions "
-        f"(n_neighbors=min(15, n-1), {r['metric']} metric, other parameters at umap-learn's defaults, "
+        f"(n_neighbors={r.get('n_neighbors', 15)}, {r['metric']} metric, other parameters at umap-learn's defaults, "
         f"random_state={r['seed']}, single-threaded so that the result is deterministic)."
     )
 

@@ -133,6 +133,32 @@ def combinations(config, schema):
     return [dict(fixed, **dict(zip(keys, combo))) for combo in itertools.product(*axes)]
 
 
+# reduce: auto. UMAP separates the groups of the quality benchmark (bench/README.md,
+# "Quality") far better than PCA, but costs minutes at 100,000 files and hours at a
+# million, and on a few files its neighbour graph connects nearly everything: it is
+# chosen from UMAP_AUTO_FILES[0] to UMAP_AUTO_FILES[1] files, PCA outside.
+UMAP_AUTO_FILES = (200, 100_000)
+# reduce_dim: auto, per reducer.
+AUTO_DIM = {"umap": 10, "pca": 50}
+
+
+def auto_reducer(n_files):
+    """What reduce: auto means for n_files files."""
+    low, high = UMAP_AUTO_FILES
+    return "umap" if low <= n_files <= high else "pca"
+
+
+def resolve_auto(combos, n_files):
+    """The combinations with reduce: auto and reduce_dim: auto made concrete for n_files
+    files (the paths name the reducer and dimension used)."""
+    out = []
+    for s in combos:
+        reduce = auto_reducer(n_files) if s["reduce"] == "auto" else s["reduce"]
+        dim = AUTO_DIM.get(reduce, AUTO_DIM["pca"]) if s["reduce_dim"] == "auto" else s["reduce_dim"]
+        out.append(dict(s, reduce=reduce, reduce_dim=dim))
+    return out
+
+
 # ---- slugs: settings -> path component, and back -------------------------
 
 SLUG_PATTERNS = {
@@ -665,7 +691,7 @@ def figure_targets(root, s):
 def check_sizes(n_files, combos):
     """Refuse, before any job runs, settings that cannot work for n_files."""
     where = f"only {n_files} .npy files in '{combos[0]['embedding_dir']}'"
-    for s in combos:
+    for s in resolve_auto(combos, n_files):
         if s["algorithm"] == "hdbscan":
             if n_files < s["min_cluster_size"]:
                 raise ConfigError(f"{where}, fewer than min_cluster_size={s['min_cluster_size']}")

@@ -42,9 +42,10 @@ def deploy(project):
     for name in os.listdir(REPO / "config"):
         text = (REPO / "config" / name).read_text(encoding="utf-8")
         if name == "config.yaml":
-            # What a user edits in the copy: few pooling jobs and a PCA layout (no UMAP start-up).
+            # What a user edits in the copy: few pooling jobs, PCA and a PCA layout (no UMAP start-up).
             text = re.sub(r"(?m)^pool_shards: \S+$", f"pool_shards: {TEST_POOL_SHARDS}", text)
             text = re.sub(r"(?m)^plot: \S+$", "plot: pca", text)
+            text = re.sub(r"(?m)^reduce: \S+$", "reduce: pca", text)
         (project / "config" / name).write_text(text, encoding="utf-8")
 
 

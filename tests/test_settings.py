@@ -15,7 +15,7 @@ def valid(**config):
 
 def test_defaults_fill_every_key():
     full = valid()
-    assert full["pooling"] == "mean" and full["reduce"] == "pca" and full["reduce_dim"] == 50
+    assert full["pooling"] == "mean" and full["reduce"] == "auto" and full["reduce_dim"] == "auto"
     assert full["min_samples"] is None and full["plot"] == "umap" and full["dataset"] == "digits"
 
 
@@ -109,7 +109,7 @@ def test_slugs_name_only_settings_that_matter():
     ],
 )
 def test_slugs_parse_back_to_their_settings(overrides):
-    s = valid(**overrides)
+    s = settings.resolve_auto([valid(**overrides)], 1797)[0]
     pooling = settings.parse_pooling(settings.pooling_slug(s))
     assert pooling["method"] == s["pooling"]
     assert pooling["frames_per_second"] == (s["frames_per_second"] if s["trim_padding"] else None)
@@ -363,6 +363,25 @@ def test_output_dir_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "out/emb").write_text("")  # the dataset's folder itself
     with pytest.raises(settings.ConfigError, match="is not a directory"):
         settings.check_paths(valid(output_dir=str(tmp_path / "out"), embedding_dir="emb"))
+
+
+@pytest.mark.parametrize(
+    "n_files, reducer",
+    [(2, "pca-50"), (199, "pca-50"), (200, "umap-10-euclidean-s0"), (100_000, "umap-10-euclidean-s0"), (100_001, "pca-50")],
+)
+def test_reduce_auto_is_umap_from_200_to_100000_files_else_pca(n_files, reducer):
+    combos = settings.combinations(valid(), SCHEMA)
+    assert [settings.reducer_slug(s) for s in settings.resolve_auto(combos, n_files)] == [reducer]
+
+
+def test_reduce_dim_auto_follows_the_reducer_and_explicit_values_stay():
+    combos = settings.combinations(valid(reduce=["pca", "umap", "none", "auto"], reduce_dim=["auto", 7]), SCHEMA)
+    resolved = settings.resolve_auto(combos, 1000)
+    assert [settings.reducer_slug(s) for s in resolved] == [
+        "pca-50", "pca-7", "umap-10-euclidean-s0", "umap-7-euclidean-s0", "none", "none", "umap-10-euclidean-s0", "umap-7-euclidean-s0"
+    ]
+    assert settings.resolve_auto(resolved, 1000) == resolved
+    assert settings.resolve_auto(resolved, 10**6) == resolved  # already concrete: no longer depends on the count
 
 
 @pytest.mark.parametrize(

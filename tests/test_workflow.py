@@ -42,7 +42,8 @@ def check_contract(result_dir, ids, embedding_dir):
 def test_demo_run_clusters_the_digits(workflow):
     os.symlink(REPO / "demo", workflow.root / "demo")
     workflow.run()
-    result = workflow.root / "results/digits/mean/pca-50/hdbscan-mcs5-ms5-euclidean"
+    # reduce: auto is UMAP for the demo's 1,797 files (reduce_dim: auto, 10 dims).
+    result = workflow.root / "results/digits/mean/umap-10-euclidean-s0/hdbscan-mcs5-ms5-euclidean"
     with open(REPO / "demo/digits/labels.csv") as f:
         digit = {row["id"]: int(row["digit"]) for row in csv.DictReader(f)}
     hard, soft = check_contract(result, list(digit), "demo/digits")

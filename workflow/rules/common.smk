@@ -52,6 +52,8 @@ try:
         )
     else:
         SHARDS, AUDIO = settings.read_manifests(MANIFESTS)
+    # reduce: auto and reduce_dim: auto depend on the number of files.
+    COMBOS = settings.resolve_auto(COMBOS, sum(len(rows) for rows in SHARDS.values()))
     # New clips to place into an existing result (workflow/rules/assign.smk): their own
     # manifests, one per shard, as for embedding_dir.
     ASSIGN_TO = settings.assign_result(_validated, OUT, COMBOS)
