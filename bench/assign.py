@@ -63,7 +63,7 @@ def main(argv=None):
         write_pooled(new, ids[a.n_train :], vectors[a.n_train :])
         with open(os.path.join(a.workdir, "truth.csv"), "w") as f:
             f.write("id,true_cluster\n" + "".join(f"{i},{c}\n" for i, c in zip(ids, labels)))
-    base = ["--config", f"embedding_dir={train}", f"output_dir={out}", "plot=none"]
+    base = ["--config", f"embedding_dir={train}", f"output_dir={out}", "plot=none", "reduce=pca"]
     clustering_s = snakemake(base, os.path.join(a.workdir, "cluster.log"))
     load = os.getloadavg()
     assign_s = snakemake(base + [f"assign_dir={new}"], os.path.join(a.workdir, "assign.log"))

@@ -126,7 +126,8 @@ def dir_bytes(d):
 
 
 def snakemake_cmd(emb, out, *extra, targets=()):
-    return [SNAKEMAKE, *targets, "--cores", "2", "--config", f"embedding_dir={emb}", f"output_dir={out}", *extra]
+    # reduce=pca: the pipeline the baseline runs (PCA-50), whatever reduce: auto picks for N.
+    return [SNAKEMAKE, *targets, "--cores", "2", "--config", f"embedding_dir={emb}", f"output_dir={out}", "reduce=pca", *extra]
 
 
 def job_times(log_path):
