@@ -50,7 +50,8 @@ SNAKEMAKE = os.path.join(os.path.dirname(PY), "snakemake")
 # = 30 results per set. Cosine only, as in issue 11's sweep: speaker embeddings are
 # compared by angle (Resemblyzer's are L2-normalised), the euclidean defaults are
 # measured on their own, and both metrics (60 results) took 19 minutes for digits
-# alone on a loaded 2-core machine.
+# alone on a loaded 2-core machine. reduce=umap uses 50 neighbours (scripts/reduce.py) since
+# the defaults were chosen by this benchmark; the first tables, in bench/README.md, used 15.
 STANDARD_SWEEP = {
     "reduce": ["pca", "umap"],
     "reduce_dim": [5, 10, 50],

@@ -309,6 +309,13 @@ def build(name, root, seed, fresh=False):
         if {k: manifest.get(k) for k in wanted} == wanted:
             return out, manifest
         print(f"  {name}: cached set made with other settings or versions; rebuilding", flush=True)
+    missing = [pkg for pkg, v in wanted["versions"].items() if v is None]
+    if missing:
+        # Before anything is deleted: a Python without the encoder must not wipe a cached set.
+        raise SystemExit(
+            f"quality_sets: {name} needs {', '.join(missing)} (pip install -r bench/requirements-quality.txt); "
+            f"the cached set in {out}, if any, is left as it is"
+        )
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     t = time.perf_counter()
