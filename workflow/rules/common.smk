@@ -114,8 +114,12 @@ def reduced_matrix(wildcards):
     return REDUCED.format(pooling=wildcards.pooling, reducer=wildcards.reducer)
 
 
+# Above a size, the neighbour graph is searched approximately (neighbour_search).
+APPROXIMATE_SEARCH = settings.approximate_search(config["neighbour_search"], sum(len(rows) for rows in SHARDS.values()))
+
+
 def neighbours_file(wildcards, metric, needed):
-    slug = settings.neighbours_slug(metric, needed)
+    slug = settings.neighbours_slug(metric, needed, APPROXIMATE_SEARCH)
     return NEIGHBOURS.format(pooling=wildcards.pooling, reducer=wildcards.reducer, neighbours=slug)
 
 
@@ -158,7 +162,13 @@ def result_settings(wildcards):
     """The settings behind one result directory, for its provenance."""
     directory = RESULT.format(**wildcards)
     found = next(r["settings"] for r in RESULTS if r["dir"] == directory)
-    return dict(found, embedding_dir=config["embedding_dir"], dataset=config["dataset"], labels=config["labels"])
+    return dict(
+        found,
+        embedding_dir=config["embedding_dir"],
+        dataset=config["dataset"],
+        labels=config["labels"],
+        neighbour_graph="approximate" if APPROXIMATE_SEARCH else "exact",
+    )
 
 
 def every_result(name):
