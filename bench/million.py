@@ -13,7 +13,8 @@ folder:
 
 While the run goes, the RSS of every process in its tree is sampled every 0.2 s;
 a job's peak is its script process's (Snakemake runs each stage's script as
-`python .snakemake/scripts/tmp*.<stage>.py`). Per stage: jobs, summed seconds (from
+`python .snakemake/scripts/tmp*.<script>.py`; figures and variance share plot.py,
+so they share one peak). Per stage: jobs, summed seconds (from
 Snakemake's log stamps) and the largest job's peak RSS. Also the soft JSON's and
 the map's sizes and the number of clusters. Writes <workdir>/million.md and .json.
 """
@@ -42,6 +43,10 @@ def make_data(data, n, clusters, subdirs):
         + ["--power", "1", "--latent", "32", "--noise", "0.1", "--dtype", "float16", "--subdirs", str(subdirs)],
         check=True,
     )
+
+
+# Rules whose script is named otherwise (figures and variance both run plot.py: one peak for both).
+RULE_SCRIPTS = {"figures": "plot", "figures_spectral": "plot", "variance": "plot", "summary": "summary"}
 
 
 def stage_of(cmdline):
@@ -109,9 +114,10 @@ def main(argv=None):
     record.update(wall_s=round(wall, 1), rc=rc, snakemake_rss_mb=round(main_mb), load_after=os.getloadavg())
     jobs = job_times(log)
     record["stages"] = {
-        stage: {"jobs": v["jobs"], "job_s": v["job_s"], "peak_rss_mb": round(peaks.get(stage, 0))}
+        stage: {"jobs": v["jobs"], "job_s": v["job_s"], "peak_rss_mb": round(peaks.get(RULE_SCRIPTS.get(stage, stage), 0))}
         for stage, v in jobs.items()
     }
+    record["peak_rss_mb_by_script"] = {k: round(v) for k, v in peaks.items()}
     results = glob.glob(f"{out}/*/mean/*/hdbscan-*")
     if results:
         result = results[0]

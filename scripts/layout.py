@@ -8,9 +8,10 @@ Seeded UMAP optimises single-threaded (for determinism), and its cost grows with
 the files: about a minute at 50k files, over 12 minutes at 200k on 2 cores. Above
 SAMPLE_SIZE files, UMAP lays out a seeded random sample of SAMPLE_SIZE (with
 the sample's own exact neighbours) and every other file is placed from the
-neighbour graph: at the inverse-distance weighted mean of its placed neighbours'
-coordinates, in rounds, so that a file with no sampled neighbour is placed from
-neighbours placed in an earlier round."""
+neighbour graph: at the inverse-distance weighted mean of the positions of its
+placed neighbours that lie near the nearest one in the layout, in rounds, so that
+a file with no sampled neighbour is placed from neighbours placed in an earlier
+round."""
 
 import warnings
 
@@ -30,10 +31,12 @@ def known_neighbours(graph, n_neighbors, metric):
     return np.ascontiguousarray(indices), np.ascontiguousarray(distances, dtype=np.float32)
 
 
-def place_from_graph(coordinates, placed, indices, distances, x, log=None):
+def place_from_graph(coordinates, placed, indices, distances, x, radius=np.inf, log=None):
     """Coordinates of every file: those with `placed` kept, the others at the
-    inverse-distance weighted mean of their placed neighbours (graph rows), round by
-    round; files the graph never reaches take their nearest placed file's (by brute force)."""
+    inverse-distance weighted mean of their placed neighbours (graph rows) that lie
+    within `radius` of the nearest one's position (averaging positions far apart
+    in the layout would draw streaks between them), round by round; files the graph
+    never reaches take their nearest placed file's (by brute force)."""
     coordinates, placed = coordinates.copy(), placed.copy()
     rounds = 0
     while not placed.all():
@@ -51,8 +54,10 @@ def place_from_graph(coordinates, placed, indices, distances, x, log=None):
             placed[todo] = True
             break
         todo, near, d, known = todo[reach], near[reach], d[reach], known[reach]
+        nearest = near[np.arange(len(todo)), np.where(known, d, np.inf).argmin(axis=1)]
+        close = ((coordinates[near] - coordinates[nearest][:, None, :]) ** 2).sum(axis=2) <= radius**2
         # A copy of a placed file (distance 0) lands on it.
-        weight = np.where(known, 1.0 / np.maximum(d, 1e-12), 0.0)
+        weight = np.where(known & close, 1.0 / np.maximum(d, 1e-12), 0.0)
         coordinates[todo] = np.einsum("ij,ijk->ik", weight / weight.sum(axis=1, keepdims=True), coordinates[near])
         placed[todo] = True
         rounds += 1
@@ -73,9 +78,12 @@ def sampled_layout(matrix, params, graph, log=None):
     distances, indices = nearest_neighbours(x[sample], UMAP_NEIGHBOURS)
     coordinates = np.zeros((n, 2))
     coordinates[sample] = layout(matrix[sample], params, {"indices": indices, "distances": distances})
+    # Neighbours count as near in the layout within twice the median laid-out distance between sampled neighbours.
+    spread = np.sqrt(((coordinates[sample][:, None, :] - coordinates[sample][indices[:, 1:]]) ** 2).sum(axis=2))
     placed = np.zeros(n, dtype=bool)
     placed[sample] = True
-    return place_from_graph(coordinates, placed, graph["indices"], graph["distances"], x, log).astype(np.float32)
+    radius = 2 * float(np.median(spread))
+    return place_from_graph(coordinates, placed, graph["indices"], graph["distances"], x, radius, log).astype(np.float32)
 
 
 def layout(matrix, params, graph=None, log=None):

@@ -85,3 +85,23 @@ def test_placing_reaches_files_the_graph_does_not_connect_to_any_placed_one():
     np.testing.assert_allclose(out[1], [0.0, 0.0])  # its one placed neighbour, row 0
     np.testing.assert_allclose(out[3], [4.0, 2.0])
     np.testing.assert_allclose(out[4], [4.0, 2.0])
+
+
+def test_placing_averages_only_neighbours_near_the_nearest_one_in_the_layout():
+    """A file whose placed neighbours sit in two places far apart in the layout lands
+    by the nearest one, not on a streak between them."""
+    from layout import place_from_graph
+
+    x = np.array([[0.0], [1.0], [1.5]])
+    indices = np.array([[0, 1], [1, 0], [2, 1]])
+    distances = np.abs(x[indices, 0] - x[:, :1])
+    coordinates = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 0.0]])
+    placed = np.array([True, True, False])
+    # Row 2: neighbours 2 (itself, unplaced) and 1 (placed, at (10, 0)); nothing else to average.
+    np.testing.assert_allclose(place_from_graph(coordinates, placed, indices, distances, x, radius=1.0)[2], [10.0, 0.0])
+    indices = np.array([[0, 1], [1, 0], [1, 0]])
+    distances = np.abs(x[indices, 0] - x[:, :1])
+    near = place_from_graph(coordinates, placed, indices, distances, x, radius=1.0)[2]
+    np.testing.assert_allclose(near, [10.0, 0.0])  # nearest placed is row 1; row 0 is 10 away in the layout
+    between = place_from_graph(coordinates, placed, indices, distances, x)[2]
+    assert 0 < between[0] < 10  # without a radius: the streak
