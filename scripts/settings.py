@@ -619,6 +619,8 @@ def targets(root, combos):
         paths += [f"{root}/summary.tsv", f"{root}/summary.png"]
         if combos[0]["selection"] == "auto":
             paths.append(f"{root}/best/selection.json")
+            # The chosen result's map on each layout of the run, with per-file stability.
+            paths += [f"{root}/best/map-{layout}.html" for layout in run_layouts(combos)]
     return list(dict.fromkeys(paths))
 
 
