@@ -11,6 +11,7 @@ Cosine is euclidean on L2-normalised vectors (see neighbours.prepare), so soft
 memberships are real probabilities.
 """
 
+import functools
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -129,24 +130,70 @@ def spanning_tree(x, graph, min_samples, log=None):
     return edges[np.argsort(edges[:, 2], kind="stable")]
 
 
+@functools.cache
+def hdbscan_tree_code():
+    """hdbscan's compiled condensed-tree module (condensing, cluster selection, GLOSH),
+    loaded from its file without running hdbscan's __init__, which imports scikit-learn
+    and scipy.stats: 2 to 4 s of this job's start-up, more than its work on a rerun.
+    The module itself imports only numpy."""
+    import importlib.machinery
+    import importlib.util
+    import sys
+
+    name = "hdbscan._hdbscan_tree"
+    if name in sys.modules:  # hdbscan itself was imported
+        return sys.modules[name]
+    package = importlib.util.find_spec("hdbscan")
+    spec = importlib.machinery.PathFinder.find_spec(name, package.submodule_search_locations)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def single_linkage(tree):
+    """hdbscan's `label`: a spanning tree, rows (a, b, distance) sorted by distance, as the
+    single-linkage hierarchy hdbscan condenses: rows (cluster of a, cluster of b, distance,
+    size of the merged cluster), clusters made by the i-th merge numbered N + i. The same
+    union-find, in Python lists (faster than hdbscan's, which indexes a numpy array per step)."""
+    n = len(tree) + 1
+    parent = [-1] * (2 * n - 1)
+    size = [1] * n + [0] * (n - 1)
+    roots_a, roots_b, sizes = [0] * (n - 1), [0] * (n - 1), [0] * (n - 1)
+    for i, (a, b) in enumerate(tree[:, :2].astype(np.intp).tolist()):
+        roots = []
+        for point in (a, b):
+            root = point
+            while parent[root] != -1:
+                root = parent[root]
+            while point != root and parent[point] != root:  # path compression
+                point, parent[point] = parent[point], root
+            roots.append(root)
+        ra, rb = roots
+        roots_a[i], roots_b[i] = ra, rb
+        sizes[i] = size[n + i] = size[ra] + size[rb]
+        parent[ra] = parent[rb] = n + i
+    return np.column_stack([np.array(roots_a, dtype=float), np.array(roots_b, dtype=float),
+                            np.asarray(tree[:, 2], dtype=float), np.array(sizes, dtype=float)])
+
+
 def hdbscan_clusters(x, min_cluster_size, min_samples, graph=None, log=None):
     """HDBSCAN (hdbscan's defaults: EOM selection, no single cluster) on the exact
     spanning tree, with hdbscan's own condensed tree and GLOSH code.
     `graph`: the neighbours stage's output; built here when absent."""
-    from hdbscan._hdbscan_linkage import label
-    from hdbscan._hdbscan_tree import outlier_scores
-    from hdbscan.hdbscan_ import _tree_to_labels
-
     if len(x) < min_cluster_size:
         raise InputError(f"{len(x)} files are fewer than min_cluster_size={min_cluster_size}")
     if len(x) <= min_samples:
         raise InputError(f"{len(x)} files are too few for min_samples={min_samples}")
     if graph is None:
         graph = neighbour_graph(x, neighbour_count(min_samples))
-    single_linkage = label(spanning_tree(x, graph, min_samples, log))
-    labels, probabilities, _, condensed_tree, _ = _tree_to_labels(None, single_linkage, min_cluster_size)
+    hierarchy = single_linkage(spanning_tree(x, graph, min_samples, log))
+    # hdbscan.hdbscan_._tree_to_labels with its defaults (EOM, no epsilon, no single cluster).
+    tree_code = hdbscan_tree_code()
+    condensed_tree = tree_code.condense_tree(hierarchy, min_cluster_size)
+    stability = tree_code.compute_stability(condensed_tree)
+    labels, probabilities, _ = tree_code.get_clusters(condensed_tree, stability, "eom", False, False, 0.0, 0, float("inf"))
     # GLOSH is undefined (NaN) for exact duplicates: they are as inlying as it gets.
-    glosh = np.nan_to_num(outlier_scores(condensed_tree).astype(np.float64), nan=0.0)
+    glosh = np.nan_to_num(tree_code.outlier_scores(condensed_tree).astype(np.float64), nan=0.0)
     return Clustering(labels.astype(np.int64), probabilities.astype(np.float64), glosh, condensed_tree)
 
 
