@@ -226,7 +226,9 @@ def scatter(layout, labels, probabilities, title):
             + (f"; ids of the {len(named)} largest clusters shown" if len(named) < n_clusters else ""),
             transform=ax.transAxes, fontsize=7.5, va="top")
     if n_clusters:
-        fig.canvas.draw()  # fixes the axes limits, so data can become axes fractions
+        # Fixes the axes limits (the pending autoscale), so data can become axes fractions;
+        # a whole draw (fig.canvas.draw) would render every point once more for that.
+        ax.get_xlim()
         to_axes = ax.transData + ax.transAxes.inverted()
         bbox = ax.get_window_extent()
         digits = len(str(n_clusters - 1))

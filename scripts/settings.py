@@ -15,9 +15,10 @@ import stat
 import zlib
 from typing import NamedTuple
 
-import jsonschema
-import yaml
 from _stage import manifest_text, read_manifest
+
+# jsonschema and yaml are imported where they are used (validating the config at
+# start-up): the stage jobs that take slugs and constants from here do not need them.
 
 PATH_KEYS = ("embedding_dir", "output_dir", "dataset", "labels", "audio_dir", "assign_dir", "assign_to", "assign_name")
 
@@ -27,6 +28,8 @@ class ConfigError(ValueError):
 
 
 def load_schema(path):
+    import yaml
+
     with open(path) as f:
         return yaml.safe_load(f)
 
@@ -38,6 +41,8 @@ def sweep_keys(schema):
 def _coerce_scalar(value):
     # `--config` values arrive as int/float/bool or, inside lists, as strings
     # (YAML BaseLoader); read strings as YAML so "5" -> 5 and "null" -> None.
+    import yaml
+
     if isinstance(value, str):
         try:
             return yaml.safe_load(value)
@@ -91,6 +96,8 @@ def describe(prop):
 
 def validate(config, schema):
     """Coerce, check and fill in defaults; raise ConfigError with one line."""
+    import jsonschema
+
     config = coerce(config, schema)
     props = schema["properties"]
     for key, value in config.items():
