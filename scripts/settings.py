@@ -288,6 +288,14 @@ def _untabular(text):
     return None
 
 
+def _encodes(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _unusable(relpath):
     """Why a file's path (relative to embedding_dir) cannot be an input, or None."""
     if os.path.basename(relpath) == ".npy":
@@ -338,13 +346,19 @@ def list_embeddings(directory, key="embedding_dir"):
         files += more
         deeper += below
         broken += [g for g in gone if g.endswith(".npy")]
-    bad = [f"{rel!r} holds {why}" for rel, _ in sorted(files) if (why := _unusable(rel))]
-    if bad:
-        raise ConfigError(f"file names embclust cannot use in '{directory}' (rename them): {_shown(bad)}")
+    # Every start lists every file: the names are checked all at once, and one by one
+    # (for the message) only when that finds a problem.
+    names = "\0" + "\0".join(rel for rel, _ in files) + "\0"  # no file name holds a NUL
+    empty_id = "\0.npy\0" in names or "/.npy\0" in names
+    if empty_id or any(char in names for char in _UNSAFE) or not _encodes(names):
+        bad = [f"{rel!r} holds {why}" for rel in sorted(rel for rel, _ in files) if (why := _unusable(rel))]
+        if bad:
+            raise ConfigError(f"file names embclust cannot use in '{directory}' (rename them): {_shown(bad)}")
     if not files:
         raise ConfigError(f"{key} '{directory}' holds no .npy files")
+    prefix = os.path.join(directory, "")  # os.path.join(directory, rel) for every rel
     rows = sorted(
-        (Embedding(os.path.basename(rel)[: -len(".npy")], os.path.join(directory, rel), st.st_size, st.st_mtime_ns) for rel, st in files)
+        Embedding(rel.rpartition("/")[2][: -len(".npy")], prefix + rel, st.st_size, st.st_mtime_ns) for rel, st in files
     )
     same = [(a, b) for a, b in zip(rows, rows[1:]) if a.id == b.id]
     if same:
