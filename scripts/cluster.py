@@ -15,7 +15,6 @@ import functools
 from typing import NamedTuple, Optional
 
 import numpy as np
-import scipy.sparse
 from _stage import InputError
 from neighbours import first_per_group, nearest_outside, neighbour_graph, prepare
 from settings import neighbour_count
@@ -55,6 +54,9 @@ def spanning_tree(x, graph, min_samples, log=None):
     that could still beat their component's best candidate are searched by
     brute force. Core distance = distance to the min_samples-th nearest other
     point, as in hdbscan. Ties go to the lower point indices."""
+    # Imported here, not at the top: the provenance stage imports this module's constants.
+    import scipy.sparse
+
     distances, indices = graph["distances"], graph["indices"]
     n = len(indices)
     points = np.arange(n)
@@ -221,6 +223,7 @@ def affinity_graph(x):
 def eigengap_k(affinity, max_k=EIGENGAP_MAX_K):
     """(k, eigenvalues): k is where the gap between consecutive smallest eigenvalues of
     the normalised graph Laplacian is largest, searched over 2..min(max_k, n - 1)."""
+    import scipy.sparse
     from scipy.sparse.csgraph import laplacian
     from scipy.sparse.linalg import eigsh
 
