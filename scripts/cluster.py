@@ -26,6 +26,9 @@ SPECTRAL_NEIGHBOURS = 10
 SEARCH_SAMPLE = 10
 # How far along the K-NN graph those bounds are carried.
 FLOOR_HOPS = 4
+# Rows per block of a brute-force search: the block's distances to every point (12.8 MB at
+# 50k points) stay in cache; 256 rows took 15% longer (the same trees on the bench data).
+SEARCH_BLOCK = 64
 # n_clusters=auto searches 2..EIGENGAP_MAX_K clusters.
 EIGENGAP_MAX_K = 20
 
@@ -103,7 +106,7 @@ def spanning_tree(x, graph, min_samples, log=None):
             search = np.flatnonzero(open_ & (floor < component_best[label]))[::sample]
             if not len(search):
                 continue
-            found_b, found_w, found_d = nearest_outside(x, sq, core, label, search)
+            found_b, found_w, found_d = nearest_outside(x, sq, core, label, search, block=SEARCH_BLOCK)
             searched_b[search], searched_w[search], outside_floor[search] = found_b, found_w, found_d
             best_b[search], best_w[search] = found_b, found_w
             open_[search] = False
