@@ -135,6 +135,37 @@ def spanning_tree(x, graph, min_samples, log=None):
     return edges[np.argsort(edges[:, 2], kind="stable")]
 
 
+def candidate_spanning_tree(graph, min_samples):
+    """The minimum spanning tree of mutual reachability over the graph's own edges
+    (K-NN lists and cross-component edges), no searches beyond them: exact when
+    the graph is, approximate for an approximate graph. Same format as spanning_tree."""
+    import scipy.sparse
+
+    distances, indices = graph["distances"], graph["indices"]
+    n = len(indices)
+    core = distances[:, min_samples]
+    knn_weight = np.maximum(distances, np.maximum(core[:, None], core[indices]))
+    pairs, first = np.unique(np.sort(graph["cross_pairs"], axis=1), axis=0, return_index=True)
+    cross_weight = np.maximum(graph["cross_distances"][first], np.maximum(core[pairs[:, 0]], core[pairs[:, 1]]))
+    a = np.concatenate([np.repeat(np.arange(n), indices.shape[1]), pairs[:, 0]])
+    b = np.concatenate([indices.ravel(), pairs[:, 1]])
+    w = np.concatenate([knn_weight.ravel(), cross_weight])
+    keep = a != b
+    # scipy reads the matrix as an undirected graph, so (i, j) and (j, i) may both be
+    # there; no entry repeats (a K-NN row lists each neighbour once, and a cross edge
+    # joins points no K-NN edge joins), so the sparse matrix sums nothing. It reads a
+    # zero weight as no edge: exact duplicates weigh the smallest float instead.
+    tiny = np.finfo(float).tiny
+    tree = scipy.sparse.csgraph.minimum_spanning_tree(
+        scipy.sparse.csr_matrix((np.maximum(w[keep], tiny), (a[keep], b[keep])), shape=(n, n))
+    ).tocoo()
+    if tree.nnz != n - 1:
+        raise RuntimeError(f"the neighbour graph does not connect all {n} points")
+    weight = np.where(tree.data <= tiny, 0.0, tree.data)
+    edges = np.column_stack([tree.row, tree.col, weight]).astype(np.float64)
+    return edges[np.lexsort((edges[:, 1], edges[:, 0], edges[:, 2]))]
+
+
 @functools.cache
 def hdbscan_tree_code():
     """hdbscan's compiled condensed-tree module (condensing, cluster selection, GLOSH),
@@ -191,7 +222,9 @@ def hdbscan_clusters(x, min_cluster_size, min_samples, graph=None, log=None):
         raise InputError(f"{len(x)} files are too few for min_samples={min_samples}")
     if graph is None:
         graph = neighbour_graph(x, neighbour_count(min_samples))
-    hierarchy = single_linkage(spanning_tree(x, graph, min_samples, log))
+    approximate = bool(graph.get("approximate", False))
+    tree = candidate_spanning_tree(graph, min_samples) if approximate else spanning_tree(x, graph, min_samples, log)
+    hierarchy = single_linkage(tree)
     # hdbscan.hdbscan_._tree_to_labels with its defaults (EOM, no epsilon, no single cluster).
     tree_code = hdbscan_tree_code()
     condensed_tree = tree_code.condense_tree(hierarchy, min_cluster_size)

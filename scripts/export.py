@@ -21,6 +21,7 @@ clusters is 10^8 numbers), so above DENSE_MAX_CLUSTERS the soft JSON holds each
 file's TOP_K best clusters, their memberships and the total over all clusters.
 """
 
+import functools
 import json
 
 import numpy as np
@@ -33,8 +34,10 @@ DENSE_MAX_CLUSTERS = 50
 TOP_K = 10
 # Rows per block: keeps the block's files x exemplars distances near 32 MB.
 BLOCK_ELEMENTS = 4_000_000
-# The tree nodes x clusters table of merge heights is built whole up to this size.
-NODE_TABLE_ELEMENTS = 16_000_000
+# The tree nodes x clusters tables (merge heights, tree factors) are built whole up
+# to this size (800 MB in float64; a million files in 5,000 clusters have about
+# 10,000 nodes), in chunks of BLOCK_ELEMENTS.
+NODE_TABLE_ELEMENTS = 100_000_000
 # Squared distances below this share of |x|^2 + |e|^2 are recomputed exactly.
 EXACT_BELOW = 1e-6
 
@@ -161,10 +164,14 @@ class SoftMemberships:
         self.exemplar_starts[by_count] = np.r_[0, np.cumsum(counts[by_count])[:-1]]
         self.exemplar_counts = counts
         self.count_groups = [(c, by_count[counts[by_count] == c]) for c in np.unique(counts)]
-        # Every node's heights at once when the table is small (one lookup per point
-        # after that); otherwise each block's nodes, as they come.
-        fits = self.tree.n_nodes * self.n_clusters <= NODE_TABLE_ELEMENTS
-        self._node_heights = self.node_heights(np.arange(self.tree.n_nodes)) if fits else None
+
+    @functools.cached_property
+    def _node_heights(self):
+        """Every node's heights at once when the table is small (one lookup per point
+        after that); otherwise None, and each block's nodes are computed as they come."""
+        if self.tree.n_nodes * self.n_clusters > NODE_TABLE_ELEMENTS:
+            return None
+        return self.node_heights(np.arange(self.tree.n_nodes))
 
     @property
     def n_clusters(self):
@@ -214,23 +221,86 @@ class SoftMemberships:
             heights = self.node_heights(nodes)[inverse]
         return np.where(np.isnan(heights), self.point_lambda[rows][:, None], heights)
 
-    def block(self, rows):
-        """(memberships rows x K, probability of being in any cluster per row)."""
+    def node_factors(self, nodes):
+        """What the tree part of a point's memberships takes from its tree node, for
+        `nodes`: (factors nodes x K, the first cluster of highest merge height among
+        the clusters separated from the node and that height (-inf if none), and the
+        clusters related to each node (containing it or inside it) as CSR
+        (indptr, cluster indices ascending)). A factor is exp(exp(-max_lambda / h))
+        for a separated cluster, 0 for a related one: there h is the point's own
+        lambda, filled in per point by `block`."""
         k = self.n_clusters
+        factors = np.empty((len(nodes), k))
+        top = np.empty(len(nodes), dtype=np.int64)
+        top_height = np.empty(len(nodes))
+        related_rows, related_clusters = [], []
+        chunk = max(1, BLOCK_ELEMENTS // max(k, 1))
+        for start in range(0, len(nodes), chunk):
+            part = nodes[start : start + chunk]
+            heights = self.node_heights(part)
+            related = np.isnan(heights)
+            max_lambda = self.tree.max_lambda[part][:, None] + 1e-8
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                f = np.exp(np.exp(-(max_lambda / heights)))
+            f[related] = 0.0
+            factors[start : start + len(part)] = f
+            separated = np.where(related, -np.inf, heights)
+            t = separated.argmax(axis=1)
+            top[start : start + len(part)] = t
+            top_height[start : start + len(part)] = separated[np.arange(len(part)), t]
+            r, c = np.nonzero(related)  # row-major: clusters ascending within a node
+            related_rows.append(r + start)
+            related_clusters.append(c)
+        rows = np.concatenate(related_rows) if related_rows else np.zeros(0, dtype=np.int64)
+        indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=len(nodes)))]
+        clusters = np.concatenate(related_clusters) if related_clusters else np.zeros(0, dtype=np.int64)
+        return factors, top, top_height, indptr, clusters
+
+    @functools.cached_property
+    def _node_factors(self):
+        """node_factors of every tree node, when the table is small enough to hold."""
+        if self.tree.n_nodes * self.n_clusters > NODE_TABLE_ELEMENTS:
+            return None
+        return self.node_factors(np.arange(self.tree.n_nodes))
+
+    def block(self, rows):
+        """(memberships rows x K, probability of being in any cluster per row).
+
+        hdbscan's normalisations (of the distance part, of the tree part, of their
+        product) cancel into one: m_j = (1/d_j) o_j / sum_k (1/d_k) o_k, with o_j the
+        unnormalised tree factor, most of it read from the per-node table. A point at
+        distance 0 from exemplars of z clusters gets 1/z of the distance part in each
+        of them and none elsewhere (hdbscan's 1/d there is the largest float / K)."""
+        point_node = self.point_node[rows]
+        if self._node_factors is not None:
+            factors, top, top_height, indptr, related = self._node_factors
+            at = point_node
+        else:
+            nodes, at = np.unique(point_node, return_inverse=True)
+            factors, top, top_height, indptr, related = self.node_factors(nodes)
+        lam = self.point_lambda[rows]
+        m = factors[at]
+        # Clusters related to a point's node: the merge height is the point's own lambda.
+        counts = indptr[at + 1] - indptr[at]
+        row_of = np.repeat(np.arange(len(rows)), counts)
+        position = np.repeat(indptr[at] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        max_lambda = self.tree.max_lambda[point_node] + 1e-8
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            m[row_of, related[position]] = np.exp(np.exp(-(max_lambda[row_of] / lam[row_of])))
             d = self.exemplar_distances(rows)
-            r = np.where(d != 0, 1.0 / d, np.finfo(np.float64).max / k)
-            r /= r.sum(axis=1, keepdims=True)
-            heights = self.merge_heights(rows)
-            max_lambda = self.tree.max_lambda[self.point_node[rows]] + 1e-8
-            o = np.exp(np.exp(-(max_lambda[:, None] / heights)))
-            o /= o.sum(axis=1, keepdims=True)
-            m = r * o
-            m /= m.sum(axis=1, keepdims=True)
-            top = heights.argmax(axis=1)
-            peak_lambda = np.maximum(self.tree.max_lambda[self.clusters[top]], self.point_lambda[rows])
-            in_any = heights[np.arange(len(rows)), top] / peak_lambda
-        return m * in_any[:, None], in_any
+            zero = d == 0
+            inverse = np.reciprocal(d, out=d)
+            on_exemplar = zero.any(axis=1)
+            inverse[on_exemplar] = zero[on_exemplar]
+            m *= inverse
+            # P(in any cluster): the highest merge height over all clusters (the first if tied).
+            first_related = np.where(counts > 0, related[np.minimum(indptr[at], len(related) - 1)], self.n_clusters)
+            own = (counts > 0) & ((lam > top_height[at]) | ((lam == top_height[at]) & (first_related < top[at])))
+            best = np.where(own, first_related, top[at])
+            height = np.where(own, lam, top_height[at])
+            in_any = height / np.maximum(self.tree.max_lambda[self.clusters[best]], lam)
+            m *= (in_any / m.sum(axis=1))[:, None]
+        return m, in_any
 
     def blocks(self, log=None):
         """(rows, memberships, in_any) for consecutive blocks of all points."""

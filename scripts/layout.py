@@ -1,14 +1,25 @@
 """Layout stage: 2-D coordinates for plots, independent of clustering settings.
 
-UMAP takes its 15 nearest neighbours from the neighbours stage's exact graph
-(scripts/neighbours.py), which HDBSCAN uses too: no approximate neighbour search
-of its own, and none of the numba compilation that search costs in every new
-process."""
+UMAP takes its 15 nearest neighbours from the neighbours stage's graph
+(scripts/neighbours.py), which HDBSCAN uses too: no neighbour search of its own,
+and none of the numba compilation that search costs in every new process.
+
+Seeded UMAP optimises single-threaded (for determinism), and its cost grows with
+the files: about a minute at 50k files, over 12 minutes at 200k on 2 cores. Above
+SAMPLE_SIZE files, UMAP lays out a seeded random sample of SAMPLE_SIZE (with
+the sample's own exact neighbours) and every other file is placed from the
+neighbour graph: at the inverse-distance weighted mean of the positions of its
+placed neighbours that lie near the nearest one in the layout, in rounds, so that
+a file with no sampled neighbour is placed from neighbours placed in an earlier
+round."""
 
 import warnings
 
 import numpy as np
 from settings import UMAP_NEIGHBOURS
+
+# UMAP lays out at most this many files; above, a sample, and the rest are placed.
+SAMPLE_SIZE = 100_000
 
 
 def known_neighbours(graph, n_neighbors, metric):
@@ -20,8 +31,65 @@ def known_neighbours(graph, n_neighbors, metric):
     return np.ascontiguousarray(indices), np.ascontiguousarray(distances, dtype=np.float32)
 
 
-def layout(matrix, params, graph=None):
+def place_from_graph(coordinates, placed, indices, distances, x, radius=np.inf, log=None):
+    """Coordinates of every file: those with `placed` kept, the others at the
+    inverse-distance weighted mean of their placed neighbours (graph rows) that lie
+    within `radius` of the nearest one's position (averaging positions far apart
+    in the layout would draw streaks between them), round by round; files the graph
+    never reaches take their nearest placed file's (by brute force)."""
+    coordinates, placed = coordinates.copy(), placed.copy()
+    rounds = 0
+    while not placed.all():
+        todo = np.flatnonzero(~placed)
+        near, d = indices[todo], distances[todo]
+        known = placed[near]
+        reach = known.any(axis=1)
+        if not reach.any():
+            from neighbours import nearest_outside
+
+            label = placed.astype(np.int64)  # 0 unplaced, 1 placed: nearest point in the other "component"
+            sq = (x**2).sum(axis=1)
+            partner, _, _ = nearest_outside(x, sq, np.zeros(len(x)), label, todo)
+            coordinates[todo] = coordinates[partner]
+            placed[todo] = True
+            break
+        todo, near, d, known = todo[reach], near[reach], d[reach], known[reach]
+        nearest = near[np.arange(len(todo)), np.where(known, d, np.inf).argmin(axis=1)]
+        close = ((coordinates[near] - coordinates[nearest][:, None, :]) ** 2).sum(axis=2) <= radius**2
+        # A copy of a placed file (distance 0) lands on it.
+        weight = np.where(known & close, 1.0 / np.maximum(d, 1e-12), 0.0)
+        coordinates[todo] = np.einsum("ij,ijk->ik", weight / weight.sum(axis=1, keepdims=True), coordinates[near])
+        placed[todo] = True
+        rounds += 1
+    if log:
+        log.info(f"placed the files outside the sample in {rounds} rounds along the neighbour graph")
+    return coordinates
+
+
+def sampled_layout(matrix, params, graph, log=None):
+    """UMAP of a seeded sample of SAMPLE_SIZE files, the rest placed (see the docstring)."""
+    from neighbours import nearest_neighbours, prepare
+
     n = matrix.shape[0]
+    sample = np.sort(np.random.default_rng(params["seed"]).choice(n, SAMPLE_SIZE, replace=False))
+    x = prepare(matrix, params["metric"])
+    if log:
+        log.info(f"UMAP of a sample of {SAMPLE_SIZE} of {n} files, the others placed by their neighbours")
+    distances, indices = nearest_neighbours(x[sample], UMAP_NEIGHBOURS)
+    coordinates = np.zeros((n, 2))
+    coordinates[sample] = layout(matrix[sample], params, {"indices": indices, "distances": distances})
+    # Neighbours count as near in the layout within twice the median laid-out distance between sampled neighbours.
+    spread = np.sqrt(((coordinates[sample][:, None, :] - coordinates[sample][indices[:, 1:]]) ** 2).sum(axis=2))
+    placed = np.zeros(n, dtype=bool)
+    placed[sample] = True
+    radius = 2 * float(np.median(spread))
+    return place_from_graph(coordinates, placed, graph["indices"], graph["distances"], x, radius, log).astype(np.float32)
+
+
+def layout(matrix, params, graph=None, log=None):
+    n = matrix.shape[0]
+    if params["method"] == "umap" and n > SAMPLE_SIZE and graph is not None:
+        return sampled_layout(matrix, params, graph, log)
     if params["method"] == "pca" or n < 4:
         # UMAP needs a few neighbours; with a handful of files PCA is the honest picture.
         from sklearn.decomposition import PCA
@@ -64,7 +132,7 @@ def main(snakemake, log):
     matrix = np.load(snakemake.input.matrix)
     graph = dict(np.load(snakemake.input.graph)) if snakemake.input.get("graph") else None
     log.info(f"{snakemake.params.layout['method']} layout of {matrix.shape[0]} x {matrix.shape[1]}")
-    np.save(snakemake.output.layout, layout(matrix, snakemake.params.layout, graph))
+    np.save(snakemake.output.layout, layout(matrix, snakemake.params.layout, graph, log))
 
 
 if "snakemake" in globals():

@@ -14,6 +14,11 @@ and builds the traces, the hover box and the search; nothing per point is a dict
 Above DRAW_AT_MOST points it draws a sample over a density of all points, and says so;
 search still finds every id.
 
+The map of a sweep's selected result (best/) also carries each file's stability across
+the sweep (best/clusters_hard.json, scripts/select_best.py) as one more float32 column: a
+"stability" colouring on a colour scale (least stable drawn on top), a line in the hover
+box, and a list of the LEAST_STABLE least stable files, to listen to first.
+
 Clips assigned to the result afterwards (assign_dir, scripts/assign.py) are a layer of
 their own: outlined markers in their assigned cluster's colour, drawn in every colouring,
 placed in the layout by layout.place. They follow the clustered files in every array
@@ -46,6 +51,11 @@ DRAW_AT_MOST = 100_000
 # so no small cluster disappears from the drawing.
 SAMPLE_PER_CLUSTER = 3
 DENSITY_BINS = 200
+# The map of the selected result lists this many of its least stable files.
+LEAST_STABLE = 50
+# Stability 0 (the file's company changes with every setting) is red, 1 (always the
+# same company) blue; the amber middle stays visible on white.
+STABILITY_SCALE = [[0.0, "#c0392b"], [0.5, "#e6a100"], [1.0, "#2c7fb8"]]
 
 _INT_TYPES = (("u1", np.uint8), ("u2", np.uint16), ("i4", np.int32))
 
@@ -184,6 +194,32 @@ def density(xy, bins=DENSITY_BINS):
         name="density of all files", zsmooth=False)
 
 
+def least_stable(stability, k=LEAST_STABLE):
+    """Indices of the k least stable files, least stable first (ties in file order)."""
+    stability = np.asarray(stability, dtype=np.float64)
+    return np.lexsort((np.arange(len(stability)), stability))[:k]
+
+
+def read_stability(path, ids):
+    """Each file's stability from best/clusters_hard.json, in the order of `ids`. The file
+    holds one entry per line: read line by line, so memory does not grow with its size."""
+    out = np.empty(len(ids), dtype=np.float32)
+    k = 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip().rstrip(",")
+            if not line.startswith("{"):
+                continue
+            entry = json.loads(line)
+            if k >= len(ids) or entry["id"] != ids[k]:
+                raise ValueError(f"{path} does not list the clustered files in their order (entry {k + 1})")
+            out[k] = entry["stability"]
+            k += 1
+    if k != len(ids):
+        raise ValueError(f"{path} lists {k} files, the result {len(ids)}")
+    return out
+
+
 def plain(text):
     """Text that plotly shows as written: it renders a subset of HTML in names and
     titles, and decodes entities after reading tags, so escaped markup stays literal."""
@@ -191,11 +227,12 @@ def plain(text):
 
 
 def build(layout, labels, probabilities, outlier_scores, ids, columns, table, audio, draw_at_most=DRAW_AT_MOST,
-          new=None):
+          new=None, stability=None):
     """(figure, data): the plotly figure without per-point arrays, and the page's data
     from which its script fills them. `audio` is (prefix, set of ids with a clip) or None.
     `new`: the assigned clips' layer, a dict of name, ids, xy, labels, probabilities and
-    outlier_scores, or None."""
+    outlier_scores, or None. `stability`: each clustered file's stability across the
+    sweep (the selected result's map), or None."""
     labels = np.asarray(labels, dtype=np.int64)
     xy = np.asarray(layout, dtype=np.float32)
     n_clustered = len(ids)
@@ -204,6 +241,11 @@ def build(layout, labels, probabilities, outlier_scores, ids, columns, table, au
     if not drawn.all():
         fig.add_trace(density(xy))
     colourings = [("cluster", -1, *cluster_colouring(labels))]
+    if stability is not None:
+        # One trace on a colour scale; the page fills its points and colours.
+        colourings.append(("stability", "stability", [dict(name="stability", colour="stability", opacity=0.9, size=7)],
+                           np.zeros(1, dtype=np.int64)))
+    first_label = len(colourings)
     cols = [(col, *label_codes(ids, table, col)) for col in columns]
     colourings += [(col, k, *label_colouring(values, codes)) for k, (col, values, codes) in enumerate(cols)]
     if new is not None:
@@ -220,9 +262,9 @@ def build(layout, labels, probabilities, outlier_scores, ids, columns, table, au
         for k, (col, values, codes) in enumerate(recoded):
             old_values = cols[k][1]
             # A value only new clips have is in no colouring's trace: the layer draws them.
-            name, source, traces, trace_of = colourings[k + 1]
+            name, source, traces, trace_of = colourings[k + first_label]
             where = {v: j for j, v in enumerate(old_values)}
-            colourings[k + 1] = (name, source, traces,
+            colourings[k + first_label] = (name, source, traces,
                                  np.array([trace_of[where[v]] if v in where else 0 for v in values], dtype=np.int64))
         cols = recoded
     spans, groups = [], []
@@ -230,13 +272,17 @@ def build(layout, labels, probabilities, outlier_scores, ids, columns, table, au
         start = len(fig.data)
         for t in traces:
             marker = dict(size=t["size"], line=dict(width=0))
-            if t["colour"] != "cluster":
+            if t["colour"] == "stability":
+                marker.update(colorscale=STABILITY_SCALE, cmin=0, cmax=1, showscale=True,
+                              colorbar=dict(title=dict(text="stability"), len=0.6, y=0, yanchor="bottom"))
+            elif t["colour"] != "cluster":
                 marker["color"] = t["colour"]
             if t["opacity"] != "probability":
                 marker["opacity"] = t["opacity"]
             # hoverinfo "none": plotly still reports hovers and clicks, the page draws the box.
             fig.add_trace(go.Scattergl(mode="markers", name=plain(t["name"]), hoverinfo="none",
-                                       marker=marker, visible=g == 0, legendgroup=name))
+                                       marker=marker, visible=g == 0, legendgroup=name,
+                                       **({"showlegend": False} if t["colour"] == "stability" else {})))
         spans.append((name, start, len(fig.data)))
         groups.append({"source": source, "first": start, "trace_of": trace_of.tolist(),
                        "traces": [{"colour": t["colour"] == "cluster", "opacity": t["opacity"] == "probability"}
@@ -285,6 +331,9 @@ def build(layout, labels, probabilities, outlier_scores, ids, columns, table, au
         "drawn": None if drawn.all() else encode(drawn, "u1"),
         "audio": None if audio is None else {
             "prefix": audio[0], "has": encode(np.array([i in audio[1] for i in ids], dtype=np.uint8), "u1")},
+        # The clustered files' stability (the assigned clips have none), and the least stable ones.
+        "stability": None if stability is None else encode(stability, "f4"),
+        "unstable": None if stability is None else encode_codes(least_stable(stability)),
     }
     return fig, data
 
@@ -308,7 +357,21 @@ var HAS_AUDIO = D.audio ? decode(D.audio.has) : null;
 var traces = FIG.data, RING = traces.length - 1;
 var members = [];  // members[t]: the file index of each point of trace t
 
+var S = D.stability ? decode(D.stability) : null;  // the clustered files' stability (best/ only)
+var UNSTABLE = D.unstable ? decode(D.unstable) : null;  // the least stable files, least stable first
+
 D.colourings.forEach(function (g) {
+  if (g.source === 'stability') {  // one trace on the colour scale, the least stable drawn last (on top)
+    var order = [];
+    for (var f = 0; f < NC; f++) if (!DRAWN || DRAWN[f]) order.push(f);
+    order.sort(function (a, b) { return S[b] - S[a] || a - b; });
+    var st = traces[g.first], sx = new Float32Array(order.length), sy = new Float32Array(order.length);
+    var sc = new Array(order.length);
+    for (var q = 0; q < order.length; q++) { sx[q] = X[order[q]]; sy[q] = Y[order[q]]; sc[q] = S[order[q]]; }
+    st.x = sx; st.y = sy; st.marker.color = sc;
+    members[g.first] = Int32Array.from(order);
+    return;
+  }
   var codes = g.source < 0 ? CL : COLS[g.source].codes, of = g.trace_of, k = g.traces.length;
   var counts = new Int32Array(k), i, j;
   for (i = 0; i < NC; i++) if (!DRAWN || DRAWN[i]) counts[of[codes[i]]]++;
@@ -363,6 +426,7 @@ function link(i) { return HAS_AUDIO && HAS_AUDIO[i] ? D.audio.prefix + quote(ids
 function show(i) {
   var lines = ['cluster: ' + clusterText(i), 'membership probability: ' + P[i].toFixed(3),
                'outlier score: ' + O[i].toFixed(3)];
+  if (S && i < NC) lines.splice(1, 0, 'stability: ' + S[i].toFixed(3));
   COLS.forEach(function (c) { lines.push(c.name + ': ' + c.values[c.codes[i]]); });
   if (DRAWN && !DRAWN[i]) lines.push('(not in the drawn sample)');
   if (i >= NC) lines.push('new clip, assigned (' + D.layer.name + ')');
@@ -406,9 +470,37 @@ function search() {
     Plotly.restyle(gd, {x: [[]], y: [[]]}, [RING]);
     return;
   }
-  Plotly.restyle(gd, {x: [[X[i]]], y: [[Y[i]]]}, [RING]).then(function () { show(i); });
-  status.textContent = 'found ' + id + ' (' + (i >= NC ? 'new clip, assigned to ' : '') + 'cluster ' + clusterText(i) + ')'
+  ring(i);
+  status.textContent = 'found ' + id + ' (' + (i >= NC ? 'new clip, assigned to ' : '') + 'cluster ' + clusterText(i)
+    + (S && i < NC ? ', stability ' + S[i].toFixed(3) : '') + ')'
     + (DRAWN && !DRAWN[i] ? ', not in the drawn sample: ringed' : '');
+}
+function ring(i) { Plotly.restyle(gd, {x: [[X[i]]], y: [[Y[i]]]}, [RING]).then(function () { show(i); }); }
+
+// The least stable files (the selected result's map): a list to listen to first, and a
+// button that steps through it. Each rings the file, shows its details and plays its clip.
+var nextUnstable = 0;
+function listen(k) {
+  var i = UNSTABLE[k], audio = link(i) !== '';
+  nextUnstable = (k + 1) % UNSTABLE.length;
+  ring(i);
+  document.querySelectorAll('#unstable li').forEach(function (li, j) { li.classList.toggle('current', j === k); });
+  if (audio) play(i);
+  status.textContent = 'least stable ' + (k + 1) + ' of ' + UNSTABLE.length + ': ' + ids[i] + ' (stability '
+    + S[i].toFixed(3) + ', cluster ' + clusterText(i) + ')' + (audio ? ', playing' : ', no audio');
+}
+function listUnstable() {
+  var list = document.getElementById('unstable');
+  UNSTABLE.forEach(function (i, k) {
+    var li = document.createElement('li'), b = document.createElement('button');
+    b.type = 'button';
+    b.textContent = ids[i];
+    li.appendChild(b);
+    li.appendChild(document.createTextNode(' ' + S[i].toFixed(3) + ', ' + (CL[i] === 0 ? 'noise' : 'cluster ' + (CL[i] - 1))));
+    b.addEventListener('click', function () { listen(k); });
+    list.appendChild(li);
+  });
+  document.getElementById('next-unstable').addEventListener('click', function () { listen(nextUnstable); });
 }
 // Completions for the box: the first ids that start with what is typed (a datalist of
 // every id would be hundreds of thousands of elements).
@@ -428,6 +520,7 @@ Plotly.newPlot(gd, traces, FIG.layout, {displaylogo: false, responsive: true}).t
   box.addEventListener('input', complete);
   box.addEventListener('change', search);
   box.addEventListener('keydown', function (ev) { if (ev.key === 'Enter') search(); });
+  if (UNSTABLE) listUnstable();
   document.body.dataset.ready = 'yes';
 });
 })();
@@ -445,6 +538,11 @@ h1 {{ font-size: 1.05em; margin: 0.2em 0; white-space: pre-line; }}
 #status {{ color: #444; min-width: 12em; white-space: pre-wrap; }}
 #help, #sampled {{ color: #666; font-size: 0.8em; margin: 0.2em 0; }}
 #sampled {{ color: #8a4b00; }}
+#least {{ font-size: 0.85em; margin: 0.2em 0; color: #444; }}
+#least summary {{ cursor: pointer; }}
+#unstable {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(15em, 1fr)); max-height: 30vh;
+             overflow-y: auto; margin: 0.3em 0; padding: 0; list-style-position: inside; }}
+#unstable li.current {{ font-weight: bold; }}
 #frame {{ position: relative; }}
 #map {{ height: 82vh; width: 100%; }}
 #tip {{ position: absolute; z-index: 10; pointer-events: none; background: #fff; border: 1px solid #888;
@@ -455,11 +553,11 @@ h1 {{ font-size: 1.05em; margin: 0.2em 0; white-space: pre-line; }}
 <h1>{title}</h1>
 <div id="controls">
 <label>find id <input id="search" list="ids" size="24" placeholder="type an id, press Enter"></label>
-<audio id="player" controls preload="none"></audio>
+{next}<audio id="player" controls preload="none"></audio>
 <span id="status"></span>
 </div>
 <p id="help">{help}</p>
-{sampled}<datalist id="ids"></datalist>
+{sampled}{unstable}<datalist id="ids"></datalist>
 <div id="frame"><div id="map"></div><div id="tip" hidden></div></div>
 <script type="application/json" id="map-figure">{figure}</script>
 <script type="application/json" id="map-data">{data}</script>
@@ -489,13 +587,25 @@ def page(fig, data, title, columns):
         + ". Click a legend entry to hide it, double-click to show it alone; drag to zoom, double-click to reset."
         + (f" Click a point to play its clip ({n_audio} of {n} files have audio)." if n_audio else " No audio.")
     )
+    unstable = next_button = ""
+    if data["stability"]:
+        stability = decode(data["stability"])
+        listed = stability[decode(data["unstable"])]
+        help_text += (
+            f" Colour by stability (the menu) to see how consistently each file lands with the same files across the"
+            f" sweep's results (1: always the same company; the least stable are drawn on top), and listen to the"
+            f" least stable first: {int((stability < 0.5).sum())} of {data['n_clustered']} files are below 0.5.")
+        next_button = '<button id="next-unstable" type="button">next least stable file</button>\n'
+        unstable = (f'<details id="least"><summary>the {len(listed)} least stable files (stability {listed.min():.3f}'
+                    f' to {listed.max():.3f}): click one to find and play it</summary><ol id="unstable"></ol>'
+                    "</details>\n")
     sampled = ""
     if n_drawn < n:
         sampled = (f'<p id="sampled">Too many files to draw each one: {n_drawn} of {n} are drawn (a random sample, '
                    f"with at least {SAMPLE_PER_CLUSTER} of every cluster), over a grey density of all {n}. "
                    "Find id searches all of them and rings any file, drawn or not.</p>\n")
     return PAGE.format(
-        title=html.escape(title), help=html.escape(help_text), sampled=sampled,
+        title=html.escape(title), help=html.escape(help_text), sampled=sampled, unstable=unstable, next=next_button,
         figure=_json_in_html(pio.to_json(fig, validate=False)),
         data=_json_in_html(json.dumps(data, ensure_ascii=False, separators=(",", ":"))),
         plotlyjs=plotly.offline.get_plotlyjs(), glue=GLUE_JS)
@@ -522,12 +632,19 @@ def main(snakemake, log):
     audio = snakemake.params.audio
     clips = set(audio["clips"]) & (set(ids) | set(new["ids"] if new else ())) if audio["dir"] else set()
     log.info(f"audio for {len(clips)} of {len(ids)} files")
+    stability, title = None, describe(snakemake.params.settings)
+    if snakemake.input.get("stability"):
+        # The selected result's map (best/): each file's stability across the sweep.
+        stability = read_stability(snakemake.input.stability, ids)
+        title += f"\nselected from {snakemake.params.selected_from} results of a sweep (best/), with each file's stability"
+        log.info(f"stability of {len(ids)} files: {int((stability < 0.5).sum())} below 0.5")
     fig, data = build(layout, clusters["labels"], clusters["probabilities"], clusters["outlier_scores"],
                       ids, columns, table,
-                      (audio_prefix(audio["dir"], snakemake.output.map), clips) if clips else None, new=new)
+                      (audio_prefix(audio["dir"], snakemake.output.map), clips) if clips else None, new=new,
+                      stability=stability)
     if data["drawn"]:
         log.info(f"{len(ids)} files: the map draws a sample of {int(decode(data['drawn']).sum())} over a density")
-    text = page(fig, data, describe(snakemake.params.settings), columns)
+    text = page(fig, data, title, columns)
     with open(snakemake.output.map, "w", encoding="utf-8") as f:
         f.write(text)
 

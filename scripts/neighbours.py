@@ -4,6 +4,8 @@ Everything here is independent of min_cluster_size and min_samples, so a change
 of either reruns only the cluster stage, which reads this file (a few seconds
 at 50k points instead of a new neighbour search).
 
+Exact search (neighbour_search: exact, and auto up to settings.EXACT_SEARCH_MAX
+files, 200,000):
 - The exact K nearest neighbours of every point (K = 32, or the next multiple
   of 32 that min_samples needs: settings.neighbour_count), by brute force with
   BLAS: exact, and in 50 dimensions faster than trees.
@@ -16,6 +18,18 @@ at 50k points instead of a new neighbour search).
   point's nearest point in another component, then again for the points whose
   nearest was swallowed by a merge), and every edge found is kept as a
   candidate for the spanning tree.
+
+Approximate search (neighbour_search: approximate, and auto above that), where brute force grows as N^2 (41 s at 100k points, about 70 minutes
+at 1M on 2 cores):
+- The K nearest neighbours by NN-descent (pynndescent, which umap-learn
+  already uses), seeded: the same graph on every run with the same threads.
+- Edges between the K-NN graph's components from their centroids: for each
+  pair of components whose centroids are among each other's
+  CENTROID_NEIGHBOURS nearest, or joined in the centroids' minimum spanning
+  tree (so that every component is reached), the closest pair among the
+  BOUNDARY_POINTS points of each that lie nearest the other's centroid.
+The cluster stage then takes the minimum spanning tree of these candidate
+edges (cluster.candidate_spanning_tree) instead of searching for exact ones.
 """
 
 import numpy as np
@@ -23,6 +37,11 @@ from _stage import InputError
 
 # scipy.sparse is imported where it is used: `prepare`, which the export and metrics
 # stages take from here, needs only numpy.
+
+# Approximate search: each component is joined to the components with its nearest centroids ...
+CENTROID_NEIGHBOURS = 8
+# ... along the closest pair among this many points of each, those nearest the other's centroid.
+BOUNDARY_POINTS = 64
 
 
 def prepare(matrix, metric):
@@ -137,28 +156,94 @@ def cross_component_edges(x, component, n_components, log=None):
     return np.concatenate(pairs), np.concatenate(distances)
 
 
-def neighbour_graph(x, k, log=None):
-    distances, indices = nearest_neighbours(x, k)
+def approximate_neighbours(x, k, threads=1):
+    """(distances, indices) as nearest_neighbours gives them, by seeded NN-descent:
+    column 0 is the point itself (put there when the search did not return it)."""
+    from pynndescent import NNDescent
+
+    n = len(x)
+    k = min(k + 1, n)
+    index = NNDescent(x, n_neighbors=k, random_state=0, n_jobs=threads, low_memory=True, compressed=True)
+    indices, distances = index.neighbor_graph
+    indices, distances = indices.astype(np.int64), distances.astype(np.float64)
+    points = np.arange(n)
+    missing = ~(indices == points[:, None]).any(axis=1)
+    if missing.any():
+        indices[missing] = np.column_stack([points[missing], indices[missing, :-1]])
+        distances[missing] = np.column_stack([np.zeros(missing.sum()), distances[missing, :-1]])
+    return distances, indices
+
+
+def component_centroids(x, component, n_components):
+    import scipy.sparse
+
+    sums = scipy.sparse.csr_matrix(
+        (np.ones(len(x)), (component, np.arange(len(x)))), shape=(n_components, len(x))
+    ) @ x
+    return sums / np.bincount(component, minlength=n_components)[:, None]
+
+
+def closest_pair(x, a, b):
+    """(i, j, distance): the closest pair of points with i in rows a, j in rows b."""
+    d = ((x[a, None, :] - x[None, b, :]) ** 2).sum(axis=2)
+    flat = int(d.argmin())
+    i, j = divmod(flat, len(b))
+    return a[i], b[j], float(np.sqrt(d[i, j]))
+
+
+def approximate_cross_edges(x, component, n_components, log=None):
+    """(pairs E x 2, distances E): edges between K-NN components (see the module's
+    docstring), at least one tree of them spanning every component."""
+    if n_components < 2:
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0)
+    centroids = component_centroids(x, component, n_components)
+    tree_pairs, _ = cross_component_edges(centroids, np.arange(n_components), n_components)
+    near = nearest_neighbours(centroids, min(CENTROID_NEIGHBOURS, n_components - 1))[1]
+    own = np.repeat(np.arange(n_components), near.shape[1] - 1)
+    pairs = np.concatenate([tree_pairs, np.column_stack([own, near[:, 1:].ravel()])])
+    pairs = np.unique(np.sort(pairs, axis=1), axis=0)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    members = np.split(np.argsort(component, kind="stable"), np.cumsum(np.bincount(component))[:-1])
+
+    def boundary(own, other):
+        rows = members[own]
+        if len(rows) <= BOUNDARY_POINTS:
+            return rows
+        d = ((x[rows] - centroids[other]) ** 2).sum(axis=1)
+        return rows[np.sort(np.argpartition(d, BOUNDARY_POINTS)[:BOUNDARY_POINTS])]
+
+    found = [closest_pair(x, boundary(a, b), boundary(b, a)) for a, b in pairs]
+    if log:
+        log.info(f"approximate edges between {n_components} components: {len(pairs)} pairs of components searched")
+    return np.array([f[:2] for f in found], dtype=np.int64), np.array([f[2] for f in found])
+
+
+def neighbour_graph(x, k, approximate=False, threads=1, log=None):
+    """The neighbours stage's output (also cluster.hdbscan_clusters' input)."""
+    distances, indices = approximate_neighbours(x, k, threads) if approximate else nearest_neighbours(x, k)
     n_components, component = knn_components(indices)
     if log:
         log.info(f"{k}-NN graph of {len(x)} points: {n_components} connected components")
-    cross_pairs, cross_distances = cross_component_edges(x, component, n_components, log)
+    connect = approximate_cross_edges if approximate else cross_component_edges
+    cross_pairs, cross_distances = connect(x, component, n_components, log)
     return {
         "distances": distances,
         "indices": indices,
         "cross_pairs": cross_pairs,
         "cross_distances": cross_distances,
+        "approximate": np.array(approximate),
     }
 
 
 def main(snakemake, log):
     matrix = np.load(snakemake.input.matrix)
-    metric, k = snakemake.params.graph["metric"], snakemake.params.graph["k"]
+    metric, k, approximate = (snakemake.params.graph[key] for key in ("metric", "k", "approximate"))
     x = prepare(matrix, metric)
     if len(x) < 2:
         raise InputError(f"{len(x)} file is too few to cluster")
-    log.info(f"exact {k} nearest neighbours of {x.shape[0]} x {x.shape[1]} ({metric})")
-    np.savez(snakemake.output.graph, **neighbour_graph(x, k, log))
+    search = "approximate (NN-descent)" if approximate else "exact"
+    log.info(f"{search} {k} nearest neighbours of {x.shape[0]} x {x.shape[1]} ({metric})")
+    np.savez(snakemake.output.graph, **neighbour_graph(x, k, approximate, snakemake.threads, log))
 
 
 if "snakemake" in globals():

@@ -91,6 +91,11 @@ REFERENCES = {
         "McInnes, L., Healy, J., & Melville, J. (2018). UMAP: Uniform Manifold Approximation and Projection for "
         "Dimension Reduction. *arXiv:1802.03426*. https://arxiv.org/abs/1802.03426",
     ],
+    "nndescent": [
+        "Dong, W., Charikar, M., & Li, K. (2011). Efficient k-nearest neighbor graph construction for generic "
+        "similarity measures. In *Proceedings of the 20th International Conference on World Wide Web*, 577-586. "
+        "https://doi.org/10.1145/1963405.1963487",
+    ],
     "hdbscan": [
         "Campello, R. J. G. B., Moulavi, D., & Sander, J. (2013). Density-based clustering based on hierarchical "
         "density estimates. In *Advances in Knowledge Discovery and Data Mining (PAKDD 2013)*, LNCS 7819, 160-172. "
@@ -207,18 +212,31 @@ def reduction_sentence(r, width, seed_words, cited):
 
 def clustering_sentences(s, n_items, n_clusters_used, seed_words, cited):
     from cluster import EIGENGAP_MAX_K, SPECTRAL_NEIGHBOURS
+    from neighbours import BOUNDARY_POINTS, CENTROID_NEIGHBOURS
     from settings import neighbour_count
 
     metric = METRIC_WORDS[s["metric"]]
     if s["algorithm"] == "hdbscan":
         cited.append("hdbscan")
         k = neighbour_count(s["min_samples"])
+        if s.get("neighbour_graph") == "approximate":
+            cited.append("nndescent")
+            search = (
+                f"Each vector's {k} approximate nearest neighbours in {metric} were found by NN-descent (Dong, Charikar "
+                "& Li, 2011; pynndescent, random_state=0), and the neighbour graph's connected components were joined "
+                f"by the closest pair among the {BOUNDARY_POINTS} points of each of two components nearest the other's "
+                f"centroid, for components whose centroids are among each other's {CENTROID_NEIGHBOURS} nearest or "
+                "joined in the centroids' minimum spanning tree."
+            )
+            tree = "the minimum spanning tree of mutual reachability distances over those edges"
+        else:
+            search = f"Each vector's {k} exact nearest neighbours in {metric} were found by brute force."
+            tree = "the exact minimum spanning tree of mutual reachability distances was built from that neighbour graph by Borůvka's algorithm"
         return [
-            f"Each vector's {k} exact nearest neighbours in {metric} were found by brute force.",
+            search,
             "The vectors were clustered by HDBSCAN (Campello, Moulavi & Sander, 2013; McInnes, Healy & Astels, 2017) "
             f"with min_cluster_size={s['min_cluster_size']} and min_samples={s['min_samples']}, excess-of-mass "
-            "cluster selection and no single-cluster result: the exact minimum spanning tree of mutual "
-            "reachability distances was built from that neighbour graph by Borůvka's algorithm, and the hdbscan "
+            f"cluster selection and no single-cluster result: {tree}, and the hdbscan "
             "library condensed it, selected the clusters and scored outliers by GLOSH (Campello et al., 2015). "
             "Points in no cluster were labelled noise; soft memberships follow hdbscan's definition "
             "(all_points_membership_vectors).",
@@ -242,7 +260,8 @@ def clustering_sentences(s, n_items, n_clusters_used, seed_words, cited):
     ]
 
 
-def layout_sentence(layouts, seed_words, cited):
+def layout_sentence(layouts, seed_words, cited, n_items=0, graph="exact"):
+    from layout import SAMPLE_SIZE
     from settings import UMAP_NEIGHBOURS
 
     parts = []
@@ -252,10 +271,18 @@ def layout_sentence(layouts, seed_words, cited):
         else:
             cited.append("umap")
             seed_words.append((layout["seed"], "the UMAP layout"))
-            parts.append(
-                f"UMAP (McInnes, Healy & Melville, 2018; {UMAP_NEIGHBOURS} nearest neighbours from the exact "
-                f"{layout['metric']} neighbour graph, random_state={layout['seed']})"
-            )
+            if n_items > SAMPLE_SIZE:
+                parts.append(
+                    f"UMAP (McInnes, Healy & Melville, 2018) of a random sample of {SAMPLE_SIZE:,} vectors "
+                    f"({UMAP_NEIGHBOURS} exact nearest neighbours within the sample, {layout['metric']}, "
+                    f"random_state={layout['seed']}), every other vector placed at the inverse-distance weighted mean "
+                    f"of the positions of its placed neighbours in the {graph} {layout['metric']} neighbour graph"
+                )
+            else:
+                parts.append(
+                    f"UMAP (McInnes, Healy & Melville, 2018; {UMAP_NEIGHBOURS} nearest neighbours from the {graph} "
+                    f"{layout['metric']} neighbour graph, random_state={layout['seed']})"
+                )
     if not parts:
         return None
     return f"For the figures, the clustered vectors were laid out in two dimensions by {' and by '.join(parts)}."
@@ -311,7 +338,7 @@ def methods(settings, reduction, n_items, width, versions, version, layouts=(), 
     seed_words, cited = [], []
     sentences = [pooling_sentence(settings, n_items, width), reduction_sentence(reduction, width, seed_words, cited)]
     sentences += clustering_sentences(settings, n_items, n_clusters_used, seed_words, cited)
-    layout = layout_sentence(layouts, seed_words, cited)
+    layout = layout_sentence(layouts, seed_words, cited, n_items, settings.get("neighbour_graph", "exact"))
     sentences += [layout] if layout else []
     sentences.append(validation_sentence(settings, cited))
     sentences.append(seed_sentence(seed_words, settings, reduction))

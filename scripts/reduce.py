@@ -25,8 +25,11 @@ from _stage import InputError, Progress
 
 # Above this width the D x D covariance gets too big: PCA goes through the N x N Gram matrix instead.
 COVARIANCE_EIGH_MAX_WIDTH = 4096
-# Bytes of one float64 column block in gram_pca.
+# Bytes of one float64 column block in gram_pca (row block in covariance_pca).
 BLOCK_BYTES = 256 << 20
+# A narrow matrix bigger than this (as float32) is not copied for scikit-learn's PCA but
+# streamed through its covariance (covariance_pca).
+STREAM_BYTES = 1 << 30
 
 
 def uses_gram(n, width):
@@ -122,6 +125,57 @@ def gram_pca(matrix, dim, log, block_bytes=BLOCK_BYTES):
     return scores.astype(np.float32), values / total, mean, Streamed((width, dim), component_rows)
 
 
+def read_rows(matrix, start, out):
+    """out[:] = matrix[start:start + len(out)], by pread for a memory-mapped .npy (see read_columns)."""
+    if isinstance(matrix, np.memmap) and isinstance(matrix.base, mmap.mmap):
+        with open(matrix.filename, "rb", buffering=0) as f:
+            os.preadv(f.fileno(), [out], matrix.offset + start * matrix.shape[1] * matrix.itemsize)
+    else:
+        out[:] = matrix[start : start + len(out)]
+
+
+def row_blocks(matrix, block_bytes):
+    """(start, float64 block of rows): the matrix read in row blocks."""
+    n, width = matrix.shape
+    rows = max(1, block_bytes // (8 * width))
+    raw = np.empty((rows, width), dtype=matrix.dtype)
+    for start in range(0, n, rows):
+        x = raw[: min(rows, n - start)]
+        read_rows(matrix, start, x)
+        yield start, x.astype(np.float64)
+
+
+def covariance_pca(matrix, dim, log, block_bytes=BLOCK_BYTES):
+    """Exact PCA of a tall matrix too big to copy (a million files: 5 GB in float32,
+    which scikit-learn's PCA would copy and centre), streamed in row blocks: the
+    column means in one pass, the centred covariance in a second, its top
+    eigenvectors, then the scores block by block. Components' signs as
+    scikit-learn's (each component's largest-magnitude loading positive), so the
+    result is scikit-learn's covariance_eigh PCA up to rounding."""
+    from scipy.linalg import eigh
+
+    n, width = matrix.shape
+    mean = np.zeros(width)
+    for _, x in row_blocks(matrix, block_bytes):
+        mean += x.sum(axis=0)
+    mean /= n
+    covariance = np.zeros((width, width))
+    progress = Progress(log, n, "rows into the covariance")
+    for start, x in row_blocks(matrix, block_bytes):
+        x -= mean
+        covariance += x.T @ x
+        progress.update(start + len(x), (start + len(x)) * width * matrix.itemsize)
+    covariance /= max(n - 1, 1)
+    values, vectors = eigh(covariance, subset_by_index=[width - dim, width - 1])
+    components = vectors[:, ::-1].T
+    signs = np.sign(components[np.arange(dim), np.abs(components).argmax(axis=1)])
+    components *= signs[:, None]
+    scores = np.empty((n, dim), dtype=np.float32)
+    for start, x in row_blocks(matrix, block_bytes):
+        scores[start : start + len(x)] = (x - mean) @ components.T
+    return scores, values[::-1] / np.trace(covariance), mean, components.T.astype(np.float32)
+
+
 def pca(matrix, dim, log, block_bytes=BLOCK_BYTES):
     """Deterministic PCA: exact covariance eigendecomposition for narrow matrices,
     exact Gram eigendecomposition for wide ones, else randomized SVD with a fixed
@@ -133,6 +187,8 @@ def pca(matrix, dim, log, block_bytes=BLOCK_BYTES):
         )
     if uses_gram(n, width):
         return gram_pca(matrix, dim, log, block_bytes)
+    if width <= COVARIANCE_EIGH_MAX_WIDTH and n * width * 4 > STREAM_BYTES:
+        return covariance_pca(matrix, dim, log, block_bytes)
     from sklearn.decomposition import PCA
 
     solver = "covariance_eigh" if width <= COVARIANCE_EIGH_MAX_WIDTH else "randomized"

@@ -150,7 +150,7 @@ SLUG_PATTERNS = {
         r"|spectral-k(?P<k>\d+|auto)-(?P<s_metric>euclidean|cosine)-s(?P<s_seed>\d+)"
     ),
     "layout": r"(?P<pca>pca)|umap-(?P<metric>euclidean|cosine)-s(?P<seed>\d+)",
-    "neighbours": r"(?P<metric>euclidean|cosine)-k(?P<k>\d+)",
+    "neighbours": r"(?P<metric>euclidean|cosine)-k(?P<k>\d+)(?P<approximate>-approx)?",
 }
 
 
@@ -188,9 +188,18 @@ def neighbour_count(min_samples):
     return NEIGHBOUR_STEP * max(1, -(-min_samples // NEIGHBOUR_STEP))
 
 
-def neighbours_slug(metric, needed):
+def neighbours_slug(metric, needed, approximate=False):
     """The neighbour graph (scripts/neighbours.py) with at least `needed` neighbours per point."""
-    return f"{metric}-k{neighbour_count(needed)}"
+    return f"{metric}-k{neighbour_count(needed)}" + ("-approx" if approximate else "")
+
+
+# neighbour_search: auto searches exactly up to this many files (scripts/neighbours.py).
+EXACT_SEARCH_MAX = 200_000
+
+
+def approximate_search(setting, n_files):
+    """Whether the neighbour graph is searched approximately (NN-descent)."""
+    return setting == "approximate" or (setting == "auto" and n_files > EXACT_SEARCH_MAX)
 
 
 # Neighbours of each point in a UMAP layout; they come from the same graph.
@@ -199,7 +208,7 @@ UMAP_NEIGHBOURS = 15
 
 def parse_neighbours(slug):
     g = _match("neighbours", slug)
-    return {"metric": g["metric"], "k": int(g["k"])}
+    return {"metric": g["metric"], "k": int(g["k"]), "approximate": bool(g["approximate"])}
 
 
 def layout_slug(s):
@@ -631,6 +640,8 @@ def targets(root, combos):
         paths += [f"{root}/summary.tsv", f"{root}/summary.png"]
         if combos[0]["selection"] == "auto":
             paths.append(f"{root}/best/selection.json")
+            # The chosen result's map on each layout of the run, with per-file stability.
+            paths += [f"{root}/best/map-{layout}.html" for layout in run_layouts(combos)]
     return list(dict.fromkeys(paths))
 
 

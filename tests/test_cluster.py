@@ -216,3 +216,39 @@ def test_hdbscan_runs_without_importing_scikit_learn(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
     assert out.stdout.strip() == "['hdbscan._hdbscan_tree']"
+
+
+def test_candidate_tree_is_the_exact_tree_when_the_graph_has_every_edge():
+    """The spanning tree of the graph's own edges (what an approximate graph gets)
+    is exact when the graph holds every pair, exact duplicates (weight 0) included."""
+    from cluster import candidate_spanning_tree, spanning_tree
+    from neighbours import neighbour_graph
+
+    x = blobs_with_noise(n=300, width=6)
+    x = np.vstack([x, np.repeat(x[:1], 5, axis=0)])
+    complete = neighbour_graph(x, len(x) - 1)
+    tree = candidate_spanning_tree(complete, 3)
+    assert len(tree) == len(x) - 1 and (tree[:5, 2] == 0).all()
+    np.testing.assert_allclose(tree[:, 2], spanning_tree(x, neighbour_graph(x, 32), 3)[:, 2], rtol=1e-9)
+
+
+def test_approximate_graph_clusters_like_the_exact_one():
+    """NN-descent gives HDBSCAN's clusters, the same on every run; where its K-NN
+    graph falls apart (far blobs), the centroid-joined edges still make one tree."""
+    from neighbours import approximate_neighbours, neighbour_graph
+
+    x = blobs_with_noise(n=3000, centres=12)
+    distances, indices = approximate_neighbours(x, 32)
+    assert (indices[:, 0] == np.arange(len(x))).all() and (distances[:, 0] == 0).all()
+    assert (np.diff(distances, axis=1) >= 0).all()
+    graph = neighbour_graph(x, 32, approximate=True)
+    assert bool(graph["approximate"])
+    approximate = hdbscan_clusters(x, 10, 10, graph)
+    exact = hdbscan_clusters(x, 10, 10, neighbour_graph(x, 32))
+    assert adjusted_rand_score(exact.labels, approximate.labels) >= 0.98
+    np.testing.assert_array_equal(approximate.labels, hdbscan_clusters(x, 10, 10, neighbour_graph(x, 32, approximate=True)).labels)
+
+    far, truth = blobs(n=100, centres=6, spread=0.5)
+    graph = neighbour_graph(far, 3, approximate=True)
+    assert len(graph["cross_pairs"]) >= 5
+    assert adjusted_rand_score(truth, hdbscan_clusters(far, 10, 3, graph).labels) == 1.0

@@ -50,3 +50,58 @@ def test_new_rows_are_placed_in_the_layout_as_its_own_rows():
         same_blob = coords[truth == truth[7]]
         assert (same_blob.min(axis=0) <= placed[3]).all() and (placed[3] <= same_blob.max(axis=0)).all()
     assert place(new[:0], x, pca, {"method": "pca", "metric": "euclidean", "seed": 0}).shape == (0, 2)
+
+
+def test_above_the_sample_size_umap_lays_out_a_sample_and_places_the_rest(monkeypatch):
+    """Many files: UMAP of a seeded sample; every other file lands among the sampled
+    files of its own cluster, the same on every run; a file whose neighbours are all
+    unplaced is placed from those placed before it."""
+    import layout as layout_stage
+
+    monkeypatch.setattr(layout_stage, "SAMPLE_SIZE", 300)
+    x, truth = blobs(1500)
+    params = {"method": "umap", "metric": "euclidean", "seed": 0}
+    graph = neighbour_graph(prepare(x, "euclidean"), 32)
+    first = layout(x, params, graph)
+    assert first.shape == (len(x), 2) and np.isfinite(first).all()
+    np.testing.assert_array_equal(first, layout(x, params, graph))
+    sample = np.sort(np.random.default_rng(0).choice(len(x), 300, replace=False))
+    others = np.setdiff1d(np.arange(len(x)), sample)
+    nearest = ((first[others, None] - first[None, sample]) ** 2).sum(axis=2).argmin(axis=1)
+    assert (truth[sample][nearest] == truth[others]).mean() > 0.99
+    assert silhouette_score(first, truth) > 0.5
+
+
+def test_placing_reaches_files_the_graph_does_not_connect_to_any_placed_one():
+    from layout import place_from_graph
+
+    x = np.array([[0.0], [1.0], [2.0], [10.0], [11.0]])
+    # Rows 3 and 4 only know each other: they take the nearest placed file's coordinates.
+    indices = np.array([[0, 1], [1, 0], [2, 1], [3, 4], [4, 3]])
+    distances = np.abs(x[indices, 0] - x[:, :1])
+    coordinates = np.array([[0.0, 0.0], [0.0, 0.0], [4.0, 2.0], [0.0, 0.0], [0.0, 0.0]])
+    placed = np.array([True, False, True, False, False])
+    out = place_from_graph(coordinates, placed, indices, distances, x)
+    np.testing.assert_allclose(out[1], [0.0, 0.0])  # its one placed neighbour, row 0
+    np.testing.assert_allclose(out[3], [4.0, 2.0])
+    np.testing.assert_allclose(out[4], [4.0, 2.0])
+
+
+def test_placing_averages_only_neighbours_near_the_nearest_one_in_the_layout():
+    """A file whose placed neighbours sit in two places far apart in the layout lands
+    by the nearest one, not on a streak between them."""
+    from layout import place_from_graph
+
+    x = np.array([[0.0], [1.0], [1.5]])
+    indices = np.array([[0, 1], [1, 0], [2, 1]])
+    distances = np.abs(x[indices, 0] - x[:, :1])
+    coordinates = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 0.0]])
+    placed = np.array([True, True, False])
+    # Row 2: neighbours 2 (itself, unplaced) and 1 (placed, at (10, 0)); nothing else to average.
+    np.testing.assert_allclose(place_from_graph(coordinates, placed, indices, distances, x, radius=1.0)[2], [10.0, 0.0])
+    indices = np.array([[0, 1], [1, 0], [1, 0]])
+    distances = np.abs(x[indices, 0] - x[:, :1])
+    near = place_from_graph(coordinates, placed, indices, distances, x, radius=1.0)[2]
+    np.testing.assert_allclose(near, [10.0, 0.0])  # nearest placed is row 1; row 0 is 10 away in the layout
+    between = place_from_graph(coordinates, placed, indices, distances, x)[2]
+    assert 0 < between[0] < 10  # without a radius: the streak

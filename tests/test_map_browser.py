@@ -2,6 +2,7 @@
 with every request that is not a local file refused and recorded."""
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -338,3 +339,96 @@ def test_assigned_clips_are_an_outlined_layer_found_by_search_and_played(tmp_pat
     page.wait_for_function("document.getElementById('player').dataset.id === 'new clip'", timeout=5000)
     assert page.evaluate("document.getElementById('player').getAttribute('src')") == "audio/new%20clip.wav"
     assert page.problems == [], page.problems
+
+
+def test_colour_by_stability_and_listen_to_the_least_stable_first(tmp_path, page):
+    """The selected result's map: a stability colouring with a colour bar, the least stable
+    drawn on top, stability in the hover box, and the least stable files listed and played."""
+    rng = np.random.default_rng(0)
+    n = 90
+    labels = np.arange(n) % 3
+    xy = rng.normal(0, 1, size=(n, 2)) + 8 * labels[:, None]
+    ids = [f"f{i:02d}" for i in range(n)]
+    stability = np.round(rng.uniform(0.6, 1, n), 3)
+    worst = [17, 4, 60]  # the three least stable, in this order
+    stability[worst] = (0.05, 0.1, 0.2)
+    xy[17] = (30, -10)  # far from the others (and from the menu, top left), to hover it
+    import wave
+
+    (tmp_path / "audio").mkdir()
+    for i in (ids[17], ids[60]):
+        with wave.open(str(tmp_path / "audio" / f"{i}.wav"), "wb") as w:
+            w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000), w.writeframes(bytes(1600))
+    path = tmp_path / "map.html"
+    fig, data = map_script.build(np.asarray(xy, dtype=np.float32), labels, np.ones(n), np.zeros(n), ids, [], {},
+                                 ("audio/", {ids[17], ids[60]}), stability=stability)
+    path.write_text(map_script.page(fig, data, "test", []), encoding="utf-8")
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready=yes]", timeout=20000)
+    assert page.locator("#map .colorbar").count() == 0  # coloured by cluster first
+
+    page.click("#map .updatemenu-header-group")
+    page.locator("#map .updatemenu-dropdown-button", has_text="colour by stability").click()
+    page.wait_for_function("document.querySelector('#map .legendtitletext') === null"
+                           " || document.querySelector('#map .legendtitletext').textContent === 'stability'")
+    assert page.evaluate(DRAWN) == n
+    assert page.locator("#map .colorbar").count() == 1 and "stability" in page.text_content("#map .colorbar")
+    # One trace on the colour scale, the least stable drawn last, on top.
+    colours = page.evaluate("""() => { const t = document.getElementById('map').data.find(
+        t => t.visible === true && t.name === 'stability'); return Array.from(t.marker.color); }""")
+    assert len(colours) == n and colours[-3:] == pytest.approx([0.2, 0.1, 0.05])
+    assert colours == sorted(colours, reverse=True)
+    hover(page, xy[17])
+    text = tip_text(page, ids[17])
+    assert text.startswith(ids[17]) and "stability: 0.050" in text
+
+    # The list, least stable first; the button steps through it, ringing and playing each file.
+    page.mouse.move(5, 5)
+    page.click("#least summary")
+    items = page.locator("#unstable li")
+    assert items.count() == 50 and items.nth(0).inner_text().startswith(f"{ids[17]} 0.050, cluster 2")
+    assert [items.nth(k).locator("button").inner_text() for k in range(3)] == [ids[k] for k in worst]
+    page.click("#next-unstable")
+    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[17]}'", timeout=5000)
+    assert page.text_content("#status") == f"least stable 1 of 50: {ids[17]} (stability 0.050, cluster 2), playing"
+    assert page.evaluate("document.getElementById('player').getAttribute('src')") == f"audio/{ids[17]}.wav"
+    assert page.evaluate(RING) == [pytest.approx(xy[17][0])]
+    page.click("#next-unstable")  # no clip: said so, the player keeps the last one
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('least stable 2 of 50')")
+    assert page.text_content("#status").endswith("(stability 0.100, cluster 1), no audio")
+    assert page.evaluate(RING) == [pytest.approx(xy[4][0])] and tip_text(page, ids[4]).startswith(ids[4])
+    items.nth(2).locator("button").click()
+    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[60]}'", timeout=5000)
+    assert page.text_content("#status").startswith(f"least stable 3 of 50: {ids[60]} (stability 0.200")
+    assert page.locator("#unstable li.current").inner_text().startswith(ids[60])
+    # Search says the stability too; back to clusters, the colour bar goes.
+    assert search(page, ids[4], "found") == f"found {ids[4]} (cluster 1, stability 0.100)"
+    page.click("#map .updatemenu-header-group")
+    page.locator("#map .updatemenu-dropdown-button", has_text="colour by cluster").click()
+    page.wait_for_function("document.querySelector('#map .colorbar') === null")
+    assert page.evaluate(DRAWN) == n
+    assert page.problems == [], page.problems
+    assert page.external == [], page.external
+
+
+def test_map_of_the_selected_result_in_headless_chromium(plots_run, page):  # noqa: F811
+    """best/map-pca.html from the workflow run: the chosen result's files, with stability."""
+    wf, truth = plots_run["wf"], plots_run["truth"]
+    path = wf.root / "results/emb/best/map-pca.html"
+    xy = coordinates(path)
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready=yes]", timeout=20000)
+    assert page.evaluate(DRAWN) == len(truth)
+    target = isolated(wf.root / "results/emb", exclude={NO_AUDIO, NO_LABEL})
+    hover(page, xy[target])
+    text = tip_text(page, target)
+    assert re.search(r"\nstability: [01]\.\d{3}\n", text) and "speaker: spk" in text
+    page.mouse.move(5, 5)
+    page.click("#map .updatemenu-header-group")
+    page.locator("#map .updatemenu-dropdown-button", has_text="colour by stability").click()
+    page.wait_for_selector("#map .colorbar", timeout=5000)
+    assert page.evaluate(DRAWN) == len(truth)
+    page.click("#next-unstable")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('least stable 1 of 50: ')")
+    assert page.problems == [], page.problems
+    assert page.external == [], page.external

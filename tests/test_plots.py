@@ -71,8 +71,12 @@ def test_one_run_draws_every_figure_and_map(plots_run):
     # Two results: each gets a layout plot, a size chart and a map; only HDBSCAN a tree;
     # a result's figures are one job, its map another; the PCA variance is drawn once
     # for the shared reduction.
-    assert {k: jobs.get(k) for k in ("figures", "figures_spectral", "variance", "map", "plot", "sizes", "tree")} == {
-        "figures": 1, "figures_spectral": 1, "variance": 1, "map": 2, "plot": None, "sizes": None, "tree": None}
+    # The sweep's selected result (best/) gets a map of its own, with each file's stability.
+    assert {k: jobs.get(k) for k in ("figures", "figures_spectral", "variance", "map", "map_best", "plot", "sizes",
+                                     "tree")} == {
+        "figures": 1, "figures_spectral": 1, "variance": 1, "map": 2, "map_best": 1, "plot": None, "sizes": None,
+        "tree": None}
+    assert (wf.root / "results/emb/best/map-pca.html").stat().st_size > 1_000_000
     for result, names in ((HDBSCAN, FIGURES), (SPECTRAL, ("plot-pca", "sizes"))):
         for name in names:
             png = (wf.root / result / f"{name}.png").read_bytes()
@@ -89,9 +93,9 @@ def test_figures_are_byte_for_byte_reproducible(plots_run):
     wf = plots_run["wf"]
     before = wf.files()
     outputs = [p for p in before if re.search(r"(plot-pca|sizes|tree|variance)\.(png|svg)$|map-pca\.html$", p)]
-    assert len(outputs) == 14
-    rerun = wf.run(*plots_run["config"], "--forcerun", "figures", "figures_spectral", "variance", "map")
-    assert rerun.jobs["map"] == 2
+    assert len(outputs) == 15  # best/map-pca.html too
+    rerun = wf.run(*plots_run["config"], "--forcerun", "figures", "figures_spectral", "variance", "map", "map_best")
+    assert rerun.jobs["map"] == 2 and rerun.jobs["map_best"] == 1
     after = wf.files()
     changed = [p for p in outputs if after[p][1] != before[p][1]]
     assert changed == []
@@ -133,7 +137,7 @@ def test_new_clips_or_labels_redraw_only_the_maps_and_label_metrics(plots_run):
     clip = root / "audio" / f"{NO_AUDIO}.wav"
     write_wav(clip)
     try:
-        assert wf.run(*config, "-n").jobs == {"map": 2}
+        assert wf.run(*config, "-n").jobs == {"map": 2, "map_best": 1}
     finally:
         clip.unlink()
     assert wf.run(*config, "-n").jobs == {}
@@ -142,7 +146,7 @@ def test_new_clips_or_labels_redraw_only_the_maps_and_label_metrics(plots_run):
     labels.write_text(original.replace("spk1", "spk9"))
     try:
         # New labels also rescore each result's metrics, and so the sweep's summary.
-        assert wf.run(*config, "-n").jobs == {"map": 2, "metrics": 2, "summary": 1, "select_best": 1}
+        assert wf.run(*config, "-n").jobs == {"map": 2, "metrics": 2, "summary": 1, "select_best": 1, "map_best": 1}
     finally:
         labels.write_text(original)
 
@@ -467,3 +471,66 @@ def test_many_clusters_keep_the_largest_in_the_legend_and_share_one_trace():
     assert [t["name"] for t in traces[1:40]] == [f"cluster {c} ({100 - c})" for c in range(39)]
     assert traces[-1]["name"] == f"61 other clusters ({sum(range(1, 62))})" and traces[-1]["colour"] == "cluster"
     assert trace_of[0] == 0 and list(trace_of[1:40]) == list(range(1, 40)) and set(trace_of[40:]) == {40}
+
+
+def test_stability_is_a_column_a_colouring_and_a_list_of_the_least_stable():
+    """The selected result's map: stability as one float32 column (clustered files only), a
+    colouring of one trace on a colour scale with a colour bar, and the least stable files."""
+    n = 300
+    stability = np.random.default_rng(3).uniform(0.1, 1, n)
+    stability[[7, 250, 40]] = 0.05  # ties: listed in file order
+    new = {"name": "new", "ids": ["n0"], "xy": np.array([[1.0, 2.0]], dtype=np.float32), "labels": np.array([1]),
+           "probabilities": np.array([0.5]), "outlier_scores": np.array([0.5])}
+    (xy, labels, prob, outl, ids, table, audio), fig, data = small_map(n, stability=stability, new=new)
+    dec = map_script.decode
+    assert np.array_equal(dec(data["stability"]), stability.astype(np.float32)) and data["n_clustered"] == n
+    unstable = dec(data["unstable"])
+    assert len(unstable) == map_script.LEAST_STABLE == 50
+    assert unstable[:3].tolist() == [7, 40, 250]
+    assert unstable.tolist() == sorted(range(n), key=lambda i: (stability[i], i))[:50]
+    # The colouring: after the clusters, before the label columns; one trace, no legend
+    # entry, its colour bar on [0, 1]; the menu shows it alone (with the layer and the ring).
+    cluster, stab, speaker = data["colourings"]
+    assert stab["source"] == "stability" and speaker["source"] == 0
+    trace = fig.data[stab["first"]]
+    assert trace.showlegend is False and trace.marker.showscale and (trace.marker.cmin, trace.marker.cmax) == (0, 1)
+    assert trace.marker.colorbar.title.text == "stability" and trace.marker.colorscale[0][1] == "#c0392b"
+    assert trace.x is None  # filled by the page's script
+    buttons = {b.label: b.args[0]["visible"] for b in fig.layout.updatemenus[0].buttons}
+    assert list(buttons) == ["colour by cluster", "colour by stability", "colour by speaker"]
+    shown = [t for t, v in enumerate(buttons["colour by stability"]) if v]
+    assert shown == [stab["first"], data["layer"]["trace"], len(fig.data) - 1]
+    # The label colouring after it still maps its codes to its own traces (new clips recoded).
+    assert all(fig.data[speaker["first"] + t].name.startswith(("spk", "(no label)")) for t in speaker["trace_of"])
+    text = map_script.page(fig, data, "t", ["speaker"])
+    assert 'id="next-unstable"' in text and '<ol id="unstable">' in text
+    assert f"{int((stability < 0.5).sum())} of {n} files are below 0.5" in text
+    assert f"the 50 least stable files (stability 0.050 to {np.sort(stability)[49]:.3f})" in text
+    # Every other map is as before: no stability column, list or colouring.
+    _, fig, plain_data = small_map(n)
+    assert plain_data["stability"] is None and plain_data["unstable"] is None
+    assert [g["source"] for g in plain_data["colourings"]] == [-1, 0]
+    assert 'id="next-unstable"' not in map_script.page(fig, plain_data, "t", ["speaker"])
+
+
+def test_stability_is_read_line_by_line_in_the_result_order(tmp_path):
+    ids = ["a", "b", "c"]
+    path = tmp_path / "clusters_hard.json"
+    # As scripts/select_best.py writes best/clusters_hard.json: one entry per line.
+    entries = [{"id": i, "path": f"{i}.npy", "cluster": 0, "probability": 1.0, "outlier_score": 0.0, "stability": s}
+               for i, s in zip(ids, (1.0, 0.25, 0.5))]
+    path.write_text("[\n" + ",\n".join(json.dumps(e) for e in entries) + "\n]\n")
+    assert map_script.read_stability(path, ids).tolist() == [1.0, 0.25, 0.5]
+    with pytest.raises(ValueError, match="order"):
+        map_script.read_stability(path, ["a", "c", "b"])
+    with pytest.raises(ValueError, match="lists 3 files, the result 4"):
+        map_script.read_stability(path, ids + ["d"])
+
+
+def test_stability_adds_a_float_column_not_per_point_records():
+    sizes = {}
+    for n in (2000, 4000):
+        _, fig, data = small_map(n, stability=np.linspace(0, 1, n))
+        sizes[n] = len(map_script.page(fig, data, "t", ["speaker"]).encode())
+    per_point = (sizes[4000] - sizes[2000]) / 2000
+    assert per_point < 36 + 6, per_point  # one more float32 column, base64: 5.3 bytes

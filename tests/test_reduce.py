@@ -151,3 +151,22 @@ def test_memory_request_of_gram_pca_follows_the_number_of_files(tmp_path):
     assert reduce.mem_mb(str(tmp_path / "wide.npy"), 2, "pca-50") == gram
     assert reduce.mem_mb(str(tmp_path / "wide.npy"), 2, "umap-5-euclidean-s0") == 2048 + 16
     assert reduce.mem_mb(str(tmp_path / "narrow.npy"), 1, "pca-50") == 2048 + 8
+
+
+def test_covariance_pca_of_a_big_tall_matrix_is_scikit_learns(tmp_path, monkeypatch):
+    """Above STREAM_BYTES a tall matrix is streamed from disk in row blocks through its
+    covariance: the same scores (signs too), variance ratios, mean and components as
+    scikit-learn's covariance_eigh PCA."""
+    matrix = structured(3000, 64)
+    np.save(tmp_path / "m.npy", matrix)
+    mapped = np.load(tmp_path / "m.npy", mmap_mode="r")
+    monkeypatch.setattr(reduce, "STREAM_BYTES", matrix.nbytes - 1)
+    # 1,000 rows per block: 3 blocks.
+    scores, ratio, mean, components_t = reduce.pca(mapped, 10, Log(), block_bytes=8 * 64 * 1000)
+    model = PCA(n_components=10, svd_solver="covariance_eigh")
+    reference = model.fit_transform(matrix.astype(np.float64))
+    assert scores.dtype == np.float32 and scores.shape == (3000, 10)
+    np.testing.assert_allclose(scores, reference, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ratio, model.explained_variance_ratio_, rtol=1e-7)
+    np.testing.assert_allclose(mean, model.mean_, rtol=1e-9)
+    np.testing.assert_allclose(components_t.T, model.components_, atol=1e-6)

@@ -292,6 +292,19 @@ def test_methods_names_each_step_with_its_settings_and_references():
     assert "adjusted Rand index (Hubert & Arabie, 1985)" in labelled and "Hubert, L., & Arabie, P. (1985)" in labelled
 
 
+def test_methods_of_a_million_files_say_what_was_approximate():
+    """Above the exact search's size: NN-descent with its citation, the spanning tree over
+    the graph's edges, and the UMAP layout of a sample."""
+    million = dict(HDBSCAN_SETTINGS, neighbour_graph="approximate")
+    body, references = paragraph(methods(million, PCA_16_OF_50, 1_000_000, 16, versions(), "0.2.0", [{"method": "umap", "metric": "euclidean", "seed": 0}]))
+    assert "32 approximate nearest neighbours in euclidean distance were found by NN-descent (Dong, Charikar & Li, 2011" in body
+    assert "the minimum spanning tree of mutual reachability distances over those edges" in body and "exact minimum" not in body
+    assert "UMAP (McInnes, Healy & Melville, 2018) of a random sample of 100,000 vectors" in body
+    assert "Dong, W., Charikar, M., & Li, K. (2011)" in references
+    exact = methods(dict(HDBSCAN_SETTINGS, neighbour_graph="exact"), PCA_16_OF_50, 30, 16, versions(), "0.2.0")
+    assert "NN-descent" not in exact and "Dong, W." not in exact
+
+
 def test_methods_of_spectral_clustering_after_umap_name_the_seed_and_the_chosen_k():
     spectral = dict(HDBSCAN_SETTINGS, algorithm="spectral", n_clusters="auto", seed=3, metric="cosine", reduce="umap", reduce_dim=5)
     umap = {"method": "umap", "requested_dim": 5, "dim": 5, "metric": "cosine", "seed": 3, "input_shape": [30, 16]}

@@ -431,3 +431,12 @@ def test_a_shard_counts_as_pooled_only_when_every_pooling_read_it_after_its_mani
     # The same second is not after: a coarse file system's timestamps never skip a check.
     os.utime(mean / "1-of-3.npy", ns=(10**18, 10**18))
     assert settings.pooled_shards(shards, manifests, [mean]) == ["0-of-3"]
+
+
+def test_neighbour_search_is_exact_up_to_200k_files_and_named_in_the_graph_path():
+    assert not settings.approximate_search("auto", 200_000) and settings.approximate_search("auto", 200_001)
+    assert settings.approximate_search("approximate", 10) and not settings.approximate_search("exact", 10**7)
+    assert settings.neighbours_slug("cosine", 5) == "cosine-k32"
+    assert settings.neighbours_slug("cosine", 40, approximate=True) == "cosine-k64-approx"
+    assert settings.parse_neighbours("cosine-k64-approx") == {"metric": "cosine", "k": 64, "approximate": True}
+    assert settings.parse_neighbours("euclidean-k32") == {"metric": "euclidean", "k": 32, "approximate": False}

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import REPO, Workflow, make_blobs
 from sklearn.metrics import adjusted_rand_score
+from test_plots import map_data, map_script
 
 DEFAULT_RESULT = "results/emb/mean/pca-50/hdbscan-mcs5-ms5-euclidean"
 # The jobs of one full run with a single result, on the 90 blob files (both test shards used).
@@ -158,10 +159,27 @@ def test_sweep_from_the_command_line(workflow, blobs):
         "pool": 2, "merge_pool": 1, "reduce": 1, "layout": 1, "cluster": 3, "export": 3, "figures": 3,
         "variance": 1, "map": 3, "metrics": 3, "provenance": 3, "summary": 1, "select_best": 1,
         "neighbours": 1,  # one neighbour graph serves min_samples 5, 10 and 20
+        "map_best": 1,  # the chosen result's map, with each file's stability
     }  # fmt: skip
     for mcs in (5, 10, 20):
         result = workflow.root / f"results/emb/mean/pca-50/hdbscan-mcs{mcs}-ms{mcs}-euclidean"
         assert (result / "clusters_hard.json").exists() and (result / "plot-pca.png").exists()
+        # A result's own map does not depend on the sweep: no stability there.
+        assert map_data(result / "map-pca.html")[1]["stability"] is None
+
+    # best/map-pca.html: the chosen result's map, with each file's stability from best/clusters_hard.json.
+    best = workflow.root / "results/emb/best"
+    chosen = read_json(best / "selection.json")["chosen"]
+    _, data = map_data(best / "map-pca.html")
+    _, own = map_data(workflow.root / "results/emb" / chosen / "map-pca.html")
+    assert data["ids"] == own["ids"] and data["cluster"] == own["cluster"] and data["x"] == own["x"]
+    stability = map_script.decode(data["stability"])
+    expected = [e["stability"] for e in read_json(best / "clusters_hard.json")]
+    assert len(stability) == 90 and stability.tolist() == pytest.approx(expected, abs=1e-6)  # clean blobs: all 1.0
+    unstable = map_script.decode(data["unstable"])
+    assert stability[unstable[0]] == stability.min() and list(stability[unstable]) == sorted(stability[unstable])
+    assert "selected from 3 results of a sweep (best/)" in (best / "map-pca.html").read_text(encoding="utf-8")
+    assert workflow.run("--config", f"embedding_dir={directory}", "min_cluster_size=[5,10,20]", "plot=pca").jobs == {}
 
 
 # Every command of the original script's README, as --config settings, and where it lands.
@@ -576,18 +594,15 @@ def test_assign_new_clips_to_an_existing_result(workflow, blobs, tmp_path):
 
     # The chosen result's map draws the new clips as a layer: copies of clustered clips on
     # their own PCA layout points, with their assigned clusters; the other map has none.
-    from test_plots import map_data
-
-    import map as map_script
-
     maps = workflow.run(*args, "min_cluster_size=[5,10]", "plot=pca")
-    assert maps.jobs["map"] == 2, maps.jobs
+    assert maps.jobs["map"] == 2 and maps.jobs["map_best"] == 1, maps.jobs
     assigned_hard = {e["id"]: e for e in read_json(best / "clusters_hard.json")}
     pages = sorted((workflow.root / "results/emb").glob("*/*/*/map-pca.html"))
     assert len(pages) == 2 and any(str(p.parent).endswith(chosen) for p in pages)
-    for path in pages:
+    # best/'s map is the chosen result's: it has the layer too.
+    for path in pages + [workflow.root / "results/emb/best/map-pca.html"]:
         _, data = map_data(path)
-        if not str(path.parent).endswith(chosen):
+        if not str(path.parent).endswith(chosen) and path.parent.name != "best":
             assert data["layer"] is None
             continue
         n = data["n_clustered"]

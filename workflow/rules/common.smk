@@ -114,8 +114,12 @@ def reduced_matrix(wildcards):
     return REDUCED.format(pooling=wildcards.pooling, reducer=wildcards.reducer)
 
 
+# Above a size, the neighbour graph is searched approximately (neighbour_search).
+APPROXIMATE_SEARCH = settings.approximate_search(config["neighbour_search"], sum(len(rows) for rows in SHARDS.values()))
+
+
 def neighbours_file(wildcards, metric, needed):
-    slug = settings.neighbours_slug(metric, needed)
+    slug = settings.neighbours_slug(metric, needed, APPROXIMATE_SEARCH)
     return NEIGHBOURS.format(pooling=wildcards.pooling, reducer=wildcards.reducer, neighbours=slug)
 
 
@@ -158,7 +162,13 @@ def result_settings(wildcards):
     """The settings behind one result directory, for its provenance."""
     directory = RESULT.format(**wildcards)
     found = next(r["settings"] for r in RESULTS if r["dir"] == directory)
-    return dict(found, embedding_dir=config["embedding_dir"], dataset=config["dataset"], labels=config["labels"])
+    return dict(
+        found,
+        embedding_dir=config["embedding_dir"],
+        dataset=config["dataset"],
+        labels=config["labels"],
+        neighbour_graph="approximate" if APPROXIMATE_SEARCH else "exact",
+    )
 
 
 def every_result(name):
@@ -327,5 +337,33 @@ def map_assigned(wildcards):
 
 
 def map_input_mb(input):
-    """The map's inputs in MB, clusters.npz left out (workflow/rules/map.smk)."""
-    return sum(mb for path, mb in zip(input, input.size_files_mb) if path != input.clusters)
+    """The map's inputs in MB, clusters.npz (and best/clusters_hard.json, read line by line) left out
+    (workflow/rules/map.smk). Before the selection has run, best/'s map has none of them yet."""
+    skip = {input.get("clusters"), input.get("stability")}
+    return sum(mb for path, mb in zip(input, input.size_files_mb) if path not in skip)
+
+
+def best_wildcards(wildcards):
+    """The wildcards of the result the selection chose (known once it has run), on the
+    layout of the best/ map asked for."""
+    pooling, reducer, clusterer = assigned_result(types.SimpleNamespace(target="best")).split("/")
+    return types.SimpleNamespace(pooling=pooling, reducer=reducer, clusterer=clusterer, layout=wildcards.layout)
+
+
+def best_map_inputs(wildcards):
+    """The map rule's inputs for the chosen result, and the stability of its files across the sweep."""
+    chosen = best_wildcards(wildcards)
+    return dict(
+        map_assigned(chosen),
+        clusters=CLUSTERS.format(**vars(chosen)),
+        layout=LAYOUT.format(**vars(chosen)),
+        ids=POOLED_IDS.format(pooling=chosen.pooling),
+        labels=config["labels"] or [],
+        palette=os.path.join(EMBCLUST_DIR, "scripts", "plot.py"),
+        stability=f"{BEST}/clusters_hard.json",
+    )
+
+
+def map_audio(wildcards):
+    """The map's audio: every clip of audio_dir, and the new clips' on the map with their layer."""
+    return {"dir": config["audio_dir"], "clips": AUDIO_IDS + (list(ASSIGN_AUDIO) if map_assigned(wildcards) else [])}

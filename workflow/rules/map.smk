@@ -37,10 +37,29 @@ rule map:
         # A param, so adding or removing clips redraws the maps.
         # Only the map with the assigned layer gets the new clips' audio: new files
         # in assign_dir redraw that map, not every map.
-        audio=lambda wildcards: {
-            "dir": config["audio_dir"],
-            "clips": AUDIO_IDS + (list(ASSIGN_AUDIO) if map_assigned(wildcards) else []),
-        },
+        audio=map_audio,
         assign_name=config["assign_name"],
     script:
         "../../scripts/map.py"
+
+
+# The map of the result a sweep's selection chose (best/), on each layout of the run: the
+# chosen result's map, plus each file's stability across the sweep (best/clusters_hard.json)
+# as a colouring, in the hover box and as a list of the least stable files. A path without
+# the result's settings, as for best/'s other files: the selection decides which result.
+use rule map as map_best with:
+    input:
+        unpack(best_map_inputs),
+    output:
+        map=report(
+            f"{BEST}/map-{{layout}}.html",
+            caption="../report/map_best.rst",
+            category="Summary",
+            labels={"file": "best/map-{layout}.html"},
+        ),
+    log:
+        log_path("map_best", "layout"),
+    params:
+        settings=lambda wildcards: figure_settings(vars(best_wildcards(wildcards))),
+        audio=lambda wildcards: map_audio(best_wildcards(wildcards)),
+        selected_from=len(RESULTS),

@@ -1,0 +1,148 @@
+"""A million clips through the workflow: time and peak memory of every stage.
+
+    python bench/million.py                      # 1,000,000 files in 1,000 subfolders
+    python bench/million.py --n 200000 --clusters 1000 --subdirs 200
+
+Generates (once; reused when --data already holds them) N pooled (1280,) float16
+files in --subdirs subfolders, from --clusters power-law clusters plus 10 % noise
+(bench/make_data.py --power 1 --latent 32 --noise 0.1), then from an empty output
+folder:
+
+1. `snakemake -n` on that tree (the DAG and the start-up's file listing);
+2. the defaults with plot=umap (`snakemake --cores 2`), from scratch.
+
+While the run goes, the RSS of every process in its tree is sampled every 0.2 s;
+a job's peak is its script process's (Snakemake runs each stage's script as
+`python .snakemake/scripts/tmp*.<script>.py`; figures and variance share plot.py,
+so they share one peak). Per stage: jobs, summed seconds (from
+Snakemake's log stamps) and the largest job's peak RSS. Also the soft JSON's and
+the map's sizes and the number of clusters. Writes <workdir>/million.md and .json.
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import PY, REPO, SNAKEMAKE, job_times, now  # noqa: E402
+
+
+def make_data(data, n, clusters, subdirs):
+    if os.path.exists(data + ".labels.csv"):
+        return
+    subprocess.run(
+        [PY, os.path.join(REPO, "bench/make_data.py"), "--out", data, "--n", str(n), "--clusters", str(clusters)]
+        + ["--power", "1", "--latent", "32", "--noise", "0.1", "--dtype", "float16", "--subdirs", str(subdirs)],
+        check=True,
+    )
+
+
+# Rules whose script is named otherwise (figures and variance both run plot.py: one peak for both).
+RULE_SCRIPTS = {"figures": "plot", "figures_spectral": "plot", "variance": "plot", "summary": "summary"}
+
+
+def stage_of(cmdline):
+    for part in cmdline:
+        m = re.search(r"\.snakemake/scripts/tmp\w+\.(\w+)\.py$", part)
+        if m:
+            return m.group(1)
+    return None
+
+
+def run_sampled(cmd, log_path):
+    """(wall s, exit code, peak RSS MB per stage script, peak RSS MB of snakemake itself)."""
+    peaks, main_peak = {}, [0]
+    t = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+        def sample():
+            root = psutil.Process(proc.pid)
+            while proc.poll() is None:
+                try:
+                    main_peak[0] = max(main_peak[0], root.memory_info().rss)
+                    for p in root.children(recursive=True):
+                        try:
+                            stage = stage_of(p.cmdline())
+                            if stage:
+                                peaks[stage] = max(peaks.get(stage, 0), p.memory_info().rss)
+                        except psutil.Error:
+                            pass
+                except psutil.Error:
+                    pass
+                time.sleep(0.2)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        rc = proc.wait()
+        sampler.join()
+    return time.perf_counter() - t, rc, {k: v / 2**20 for k, v in peaks.items()}, main_peak[0] / 2**20
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--clusters", type=int, default=5000)
+    p.add_argument("--subdirs", type=int, default=1000)
+    p.add_argument("--workdir", default="/tmp/embclust-million")
+    p.add_argument("--data", help="the embedding folder (default <workdir>/data-<n>)")
+    p.add_argument("--config", nargs="*", default=[], help="extra snakemake --config items")
+    a = p.parse_args(argv)
+    data = a.data or os.path.join(a.workdir, f"data-{a.n}")
+    out = os.path.join(a.workdir, f"out-{a.n}")
+    os.makedirs(a.workdir, exist_ok=True)
+    t = time.perf_counter()
+    make_data(data, a.n, a.clusters, a.subdirs)
+    print(f"data ready in {time.perf_counter() - t:.0f} s: {data}", flush=True)
+    subprocess.run(["rm", "-rf", out], check=True)
+    config = ["--config", f"embedding_dir={data}", f"output_dir={out}", "plot=umap", *a.config]
+    record = {"n": a.n, "clusters": a.clusters, "subdirs": a.subdirs, "at": now(), "load_before": os.getloadavg()}
+    wall, rc, _, main_mb = run_sampled([SNAKEMAKE, "-n", *config], os.path.join(a.workdir, "dryrun.log"))
+    record["dryrun"] = {"wall_s": round(wall, 1), "rc": rc, "snakemake_rss_mb": round(main_mb)}
+    print(f"snakemake -n: {wall:.1f} s, {main_mb:.0f} MB (rc {rc})", flush=True)
+    subprocess.run(["rm", "-rf", out], check=True)
+    log = os.path.join(a.workdir, "run.log")
+    wall, rc, peaks, main_mb = run_sampled([SNAKEMAKE, "--cores", "2", *config], log)
+    record.update(wall_s=round(wall, 1), rc=rc, snakemake_rss_mb=round(main_mb), load_after=os.getloadavg())
+    jobs = job_times(log)
+    record["stages"] = {
+        stage: {"jobs": v["jobs"], "job_s": v["job_s"], "peak_rss_mb": round(peaks.get(RULE_SCRIPTS.get(stage, stage), 0))}
+        for stage, v in jobs.items()
+    }
+    record["peak_rss_mb_by_script"] = {k: round(v) for k, v in peaks.items()}
+    results = glob.glob(f"{out}/*/mean/*/hdbscan-*")
+    if results:
+        result = results[0]
+        record["soft_json_mb"] = round(os.path.getsize(f"{result}/clusters_soft.json") / 1e6, 1)
+        record["map_mb"] = round(sum(os.path.getsize(f) for f in glob.glob(f"{result}/map-*.html")) / 1e6, 1)
+        record["n_clusters"] = json.load(open(f"{result}/metrics.json")).get("n_clusters")
+    json.dump(record, open(os.path.join(a.workdir, "million.json"), "w"), indent=1)
+    lines = [
+        f"{a.n:,} files, {a.clusters:,} power-law clusters + 10% noise, {a.subdirs} subfolders; {record['at']}; "
+        f"load {record['load_before'][0]:.1f} before, {record['load_after'][0]:.1f} after",
+        "",
+        f"`snakemake -n`: {record['dryrun']['wall_s']} s, {record['dryrun']['snakemake_rss_mb']} MB",
+        f"`snakemake --cores 2` (plot=umap): {wall / 60:.1f} min (exit {rc}); snakemake itself {record['snakemake_rss_mb']} MB",
+        "",
+        "| stage | jobs | job seconds (summed) | largest job's peak RSS (MB) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for stage, v in record["stages"].items():
+        lines.append(f"| {stage} | {v['jobs']} | {v['job_s']:.0f} | {v['peak_rss_mb'] or ''} |")
+    lines += ["", f"soft JSON {record.get('soft_json_mb')} MB, map {record.get('map_mb')} MB, {record.get('n_clusters')} clusters"]
+    text = "\n".join(lines)
+    open(os.path.join(a.workdir, "million.md"), "w").write(text + "\n")
+    print(text)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
