@@ -2,18 +2,26 @@
 
 Internal scores are computed on clustered (non-noise) points only: silhouette in
 the metric used, Calinski-Harabasz and Davies-Bouldin in the space the
-clusterer saw, and DBCV (density-based cluster validity, hdbscan's
-validity_index). Above SAMPLE clustered points, silhouette and DBCV use a
-seeded random sample of SAMPLE points, since both cost O(n^2).
+clusterer saw, and DBCV (density-based cluster validity, as hdbscan's
+validity_index computes it). Above SAMPLE clustered points, silhouette and DBCV
+use a seeded random sample of SAMPLE points, since both cost O(n^2).
+
+The internal scores are computed here in numpy, as scikit-learn and hdbscan define
+them (tests/test_metrics.py checks them against both to 1e-9): importing the two took
+seconds of every rerun, more than the scores themselves, and hdbscan's DBCV compares
+clusters pair by pair in Python. scikit-learn is imported only for the label scores.
 """
 
 import json
 
 import numpy as np
 from _stage import read_ids, read_labels
-from cluster import prepare
+from neighbours import prepare
 
 SAMPLE = 5000
+# Rows of a block of pairwise distances (silhouette, DBCV's separations): 2 to 3 MB at
+# 5,000 points, so the block stays in cache.
+ROW_BLOCK = 64
 EXEMPLARS = 5
 DECIMALS = 6
 
@@ -22,11 +30,172 @@ def _round(value):
     return None if value is None or not np.isfinite(value) else round(float(value), DECIMALS)
 
 
+def euclidean_distances(a, b=None):
+    """Euclidean distances as scikit-learn's pairwise_distances computes them:
+    sqrt(|a|^2 - 2 a.b + |b|^2), negatives clipped, and 0 on the diagonal of a with itself."""
+    same = b is None
+    b = a if same else b
+    aa = np.einsum("ij,ij->i", a, a)[:, None]
+    bb = aa.T if same else np.einsum("ij,ij->i", b, b)[None, :]
+    d = -2 * (a @ b.T)
+    d += aa
+    d += bb
+    np.maximum(d, 0, out=d)
+    if same:
+        np.fill_diagonal(d, 0)
+    return np.sqrt(d)
+
+
+def _row_blocks(n, width=ROW_BLOCK):
+    return [slice(start, min(start + width, n)) for start in range(0, n, width)]
+
+
+def silhouette(x, y, metric):
+    """Mean silhouette coefficient (scikit-learn's silhouette_score): per point, a = mean
+    distance to the rest of its cluster, b = smallest mean distance to another cluster,
+    (b - a) / max(a, b), and 0 for a point alone in its cluster. `y`: 0..k-1, all used.
+    Distances by blocks of rows, which stay in cache (the whole matrix is 200 MB at 5,000)."""
+    k = int(y.max()) + 1
+    freqs = np.bincount(y, minlength=k)
+    members = (y[:, None] == np.arange(k)).astype(np.float64)
+    sums = np.empty((len(y), k))  # distance from each point to each cluster
+    if metric == "cosine":
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+        norms[norms == 0] = 1
+        unit = x / norms[:, None]
+    else:
+        sq = np.einsum("ij,ij->i", x, x)
+    for rows in _row_blocks(len(y)):
+        if metric == "cosine":
+            d = 1 - unit[rows] @ unit.T
+            np.clip(d, 0, 2, out=d)
+        else:
+            d = -2 * (x[rows] @ x.T)
+            d += sq[rows, None]
+            d += sq[None, :]
+            np.maximum(d, 0, out=d)
+        d[np.arange(rows.stop - rows.start), np.arange(rows.start, rows.stop)] = 0
+        if metric != "cosine":
+            np.sqrt(d, out=d)
+        sums[rows] = d @ members
+    at = np.arange(len(y))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        intra = sums[at, y] / (freqs[y] - 1)
+        sums[at, y] = np.inf
+        inter = (sums / freqs).min(axis=1)
+        s = (inter - intra) / np.maximum(intra, inter)
+    return float(np.mean(np.nan_to_num(s)))
+
+
+def calinski_harabasz(x, y):
+    """scikit-learn's calinski_harabasz_score; `y`: 0..k-1, all used."""
+    k = int(y.max()) + 1
+    extra, intra = 0.0, 0.0
+    mean = x.mean(axis=0)
+    for c in range(k):
+        members = x[y == c]
+        centre = members.mean(axis=0)
+        extra += len(members) * np.sum((centre - mean) ** 2)
+        intra += np.sum((members - centre) ** 2)
+    return 1.0 if intra == 0.0 else float(extra * (len(x) - k) / (intra * (k - 1.0)))
+
+
+def davies_bouldin(x, y):
+    """scikit-learn's davies_bouldin_score; `y`: 0..k-1, all used."""
+    k = int(y.max()) + 1
+    spread, centres = np.zeros(k), np.zeros((k, x.shape[1]))
+    for c in range(k):
+        members = x[y == c]
+        centres[c] = members.mean(axis=0)
+        spread[c] = euclidean_distances(members, centres[c][None]).mean()
+    between = euclidean_distances(centres)
+    if np.all(np.isclose(spread, 0)) or np.all(np.isclose(between, 0)):
+        return 0.0
+    between[between == 0] = np.inf
+    return float(np.mean(np.max((spread[:, None] + spread) / between, axis=1)))
+
+
+def _prim(mr):
+    """hdbscan's mst_linkage_core: Prim's algorithm on a dense matrix from point 0, rows
+    (source, new point, distance) in the order points join; ties to the lower index."""
+    m = len(mr)
+    out = np.zeros((m - 1, 3))
+    in_tree = np.zeros(m, dtype=bool)
+    best, source = np.full(m, np.finfo(np.float64).max), np.zeros(m, dtype=np.intp)
+    current = 0
+    for i in range(m - 1):
+        in_tree[current] = True
+        closer = (mr[current] < best) & ~in_tree
+        best[closer], source[closer] = mr[current][closer], current
+        candidates = np.where(in_tree, np.inf, best)
+        new = int(np.argmin(candidates))
+        out[i] = source[new], new, candidates[new]
+        current = new
+    return out
+
+
+def _internal_tree(mr):
+    """hdbscan's internal_minimum_spanning_tree: (internal nodes, their edges). hdbscan
+    re-attaches each edge to the lowest-numbered point already in the tree at (isclose)
+    the same distance, and keeps the edges between points of degree > 1 (all edges when
+    none are)."""
+    tree = _prim(mr)
+    if len(tree) > 1:
+        joined = np.concatenate([[0], tree[:, 1].astype(np.intp)])  # points in the order they join
+        position = np.empty(len(mr), dtype=np.intp)
+        position[joined] = np.arange(len(joined))
+        rows = np.arange(1, len(tree))
+        new = tree[rows, 1].astype(np.intp)
+        # Row r may re-attach to the points in the tree before it: positions 0..r.
+        close = np.isclose(mr[new], tree[rows, 2][:, None]) & (position[None, :] <= rows[:, None])
+        tree[rows, 0] = np.argmax(close, axis=1)
+    degree = np.bincount(tree[:, :2].astype(np.intp).ravel(), minlength=len(mr))
+    nodes = np.flatnonzero(degree > 1)
+    if not len(nodes):
+        nodes = np.array([0])
+    keep = np.isin(tree[:, 0], nodes) & np.isin(tree[:, 1], nodes)
+    return nodes, tree[keep] if keep.any() else tree
+
+
+def dbcv(x, y):
+    """Density-based clustering validation (Moulavi et al. 2014) as hdbscan's
+    validity_index(x, y) computes it (euclidean, d = x's width, mutual reachability
+    from all-points core distances); every cluster in `y` needs two points. The
+    separations of all pairs of clusters come from one matrix between their internal
+    nodes instead of a loop over pairs."""
+    n, width = x.shape
+    clusters = np.unique(y)
+    sparseness = np.zeros(len(clusters))
+    inner, inner_core, inner_cluster = [], [], []
+    for i, c in enumerate(clusters):
+        members = x[y == c]
+        d = euclidean_distances(members)
+        with np.errstate(divide="ignore", over="ignore"):
+            density = np.where(d != 0, (1.0 / np.where(d != 0, d, 1)) ** width, 0).sum(axis=1) / (len(members) - 1)
+        core = np.zeros(len(members)) if density.sum() == 0 else density ** (-1.0 / width)
+        mr = np.maximum(d, np.maximum(core[None, :], core[:, None]))
+        nodes, edges = _internal_tree(mr)
+        sparseness[i] = edges[:, 2].max()
+        inner.append(members[nodes])
+        inner_core.append(core[nodes])
+        inner_cluster.append(np.full(len(nodes), i))
+    points, core, owner = np.concatenate(inner), np.concatenate(inner_core), np.concatenate(inner_cluster)
+    starts = np.flatnonzero(np.r_[True, np.diff(owner) != 0])
+    separation = np.full((len(clusters), len(clusters)), np.inf)
+    for rows in _row_blocks(len(points)):
+        mr = np.maximum(euclidean_distances(points[rows], points), np.maximum(core[rows, None], core[None, :]))
+        np.minimum.at(separation, owner[rows], np.minimum.reduceat(mr, starts, axis=1))
+    np.fill_diagonal(separation, np.inf)
+    nearest = separation.min(axis=1)
+    validity = (nearest - sparseness) / np.maximum(nearest, sparseness)
+    result = 0.0
+    for c, v in zip(clusters, validity):  # summed in hdbscan's order
+        result += (np.sum(y == c) / float(n)) * v
+    return float(result)
+
+
 def internal_scores(matrix, labels, metric, seed):
     """silhouette, Calinski-Harabasz, Davies-Bouldin and DBCV of the non-noise points."""
-    from hdbscan.validity import validity_index
-    from sklearn import metrics as skm
-
     clustered = np.flatnonzero(labels >= 0)
     scores = {"silhouette": None, "calinski_harabasz": None, "davies_bouldin": None, "dbcv": None, "sample_size": None, "dbcv_sample_size": None}
     if len(np.unique(labels[clustered])) < 2 or len(clustered) < 3:
@@ -36,12 +205,15 @@ def internal_scores(matrix, labels, metric, seed):
         scores["sample_size"] = SAMPLE
     raw = np.asarray(matrix[clustered], dtype=np.float64)
     space = prepare(raw, metric)
-    y = labels[clustered]
-    if len(np.unique(y)) < 2:
+    # Clusters numbered 0..k-1 in the order of their ids, as scikit-learn's LabelEncoder does.
+    _, y = np.unique(labels[clustered], return_inverse=True)
+    if y.max() < 1:
         return scores
-    scores["silhouette"] = _round(skm.silhouette_score(raw, y, metric=metric))
-    scores["calinski_harabasz"] = _round(skm.calinski_harabasz_score(space, y))
-    scores["davies_bouldin"] = _round(skm.davies_bouldin_score(space, y))
+    # Silhouette is defined up to one cluster per point but one (scikit-learn refuses more).
+    if y.max() + 1 <= len(y) - 1:
+        scores["silhouette"] = _round(silhouette(raw, y, metric))
+        scores["calinski_harabasz"] = _round(calinski_harabasz(space, y))
+        scores["davies_bouldin"] = _round(davies_bouldin(space, y))
     # DBCV needs two points of a cluster to measure its density (hdbscan's
     # validity_index fails on one): clusters with a single file, in the data or in
     # the sample (common with thousands of small clusters), are left out.
@@ -51,7 +223,7 @@ def internal_scores(matrix, labels, metric, seed):
         if not dense.all():
             scores["dbcv_sample_size"] = int(dense.sum())
         with np.errstate(all="ignore"):
-            scores["dbcv"] = _round(validity_index(space[dense], y[dense]))
+            scores["dbcv"] = _round(dbcv(space[dense], y[dense]))
     return scores
 
 

@@ -33,8 +33,10 @@ edges (cluster.candidate_spanning_tree) instead of searching for exact ones.
 """
 
 import numpy as np
-import scipy.sparse
 from _stage import InputError
+
+# scipy.sparse is imported where it is used: `prepare`, which the export and metrics
+# stages take from here, needs only numpy.
 
 # Approximate search: each component is joined to the components with its nearest centroids ...
 CENTROID_NEIGHBOURS = 8
@@ -73,6 +75,8 @@ def first_per_group(group, *keys):
 
 def knn_components(indices):
     """(count, label per point) of the connected components of the K-NN graph."""
+    import scipy.sparse
+
     n = len(indices)
     rows = np.repeat(np.arange(n), indices.shape[1])
     graph = scipy.sparse.coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, indices.ravel())), shape=(n, n))
@@ -117,6 +121,8 @@ def nearest_outside(x, sq, core, label, rows, block=256):
 def cross_component_edges(x, component, n_components, log=None):
     """(pairs E x 2, distances E): candidate edges between K-NN components, among
     them a minimum spanning tree of the components by Euclidean distance."""
+    import scipy.sparse
+
     n = len(x)
     sq = (x**2).sum(axis=1)
     no_core = np.zeros(n)  # plain distances: mutual reachability with no core distance
@@ -169,6 +175,8 @@ def approximate_neighbours(x, k, threads=1):
 
 
 def component_centroids(x, component, n_components):
+    import scipy.sparse
+
     sums = scipy.sparse.csr_matrix(
         (np.ones(len(x)), (component, np.arange(len(x)))), shape=(n_components, len(x))
     ) @ x

@@ -13,16 +13,16 @@ The map stage (scripts/map.py) takes its colours from `palette` here.
 
 import json
 
-import matplotlib
 import numpy as np
 from export import selected_clusters  # the tree's rings are the clusters the soft memberships use
-
-matplotlib.use("Agg")
 
 
 def _pyplot():
     """matplotlib.pyplot, imported when a figure is drawn: the map (scripts/map.py) takes
-    only the palette and titles from here, and pyplot would double its start-up."""
+    only the palette and titles from here, and matplotlib would add a second to its start-up."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot
 
     return matplotlib.pyplot
@@ -55,7 +55,10 @@ def _lab(rgb):
 
 def _candidates():
     """Every colour of the tables once, without greys (grey means noise) and without
-    colours too pale to see on white."""
+    colours too pale to see on white. (Computed once, kept as CANDIDATES below, so that
+    the palette needs no matplotlib; tests/test_plots.py checks that they agree.)"""
+    import matplotlib
+
     seen, out = set(), []
     for name in _TABLES:
         for c in matplotlib.colormaps[name].colors:
@@ -69,18 +72,46 @@ def _candidates():
     return out
 
 
+# _candidates() with matplotlib 3.x's tables, rounded to 4 decimals.
+CANDIDATES = [
+    (0.1216, 0.4667, 0.7059), (1.0, 0.498, 0.0549), (0.1725, 0.6275, 0.1725), (0.8392, 0.1529, 0.1569),
+    (0.5804, 0.4039, 0.7412), (0.549, 0.3373, 0.2941), (0.8902, 0.4667, 0.7608), (0.7373, 0.7412, 0.1333),
+    (0.0902, 0.7451, 0.8118), (0.1059, 0.6196, 0.4667), (0.851, 0.3725, 0.0078), (0.4588, 0.4392, 0.702),
+    (0.9059, 0.1608, 0.5412), (0.4, 0.651, 0.1176), (0.902, 0.6706, 0.0078), (0.651, 0.4627, 0.1137),
+    (0.8941, 0.102, 0.1098), (0.2157, 0.4941, 0.7216), (0.302, 0.6863, 0.2902), (0.5961, 0.3059, 0.6392),
+    (1.0, 0.498, 0.0), (0.651, 0.3373, 0.1569), (0.9686, 0.5059, 0.749), (0.6824, 0.7804, 0.9098),
+    (1.0, 0.5961, 0.5882), (0.7725, 0.6902, 0.8353), (0.7686, 0.6118, 0.5804), (0.2235, 0.2314, 0.4745),
+    (0.3216, 0.3294, 0.6392), (0.4196, 0.4314, 0.8118), (0.6118, 0.6196, 0.8706), (0.3882, 0.4745, 0.2235),
+    (0.549, 0.6353, 0.3216), (0.7098, 0.8118, 0.4196), (0.549, 0.4275, 0.1922), (0.7412, 0.6196, 0.2235),
+    (0.9059, 0.7294, 0.3216), (0.5176, 0.2353, 0.2235), (0.6784, 0.2863, 0.2902), (0.8392, 0.3804, 0.4196),
+    (0.9059, 0.5882, 0.6118), (0.4824, 0.2549, 0.451), (0.6471, 0.3176, 0.5804), (0.8078, 0.4275, 0.7412),
+    (0.8706, 0.6196, 0.8392), (0.1922, 0.5098, 0.7412), (0.4196, 0.6824, 0.8392), (0.6196, 0.7922, 0.8824),
+    (0.902, 0.3333, 0.051), (0.9922, 0.5529, 0.2353), (0.9922, 0.6824, 0.4196), (0.1922, 0.6392, 0.3294),
+    (0.4549, 0.7686, 0.4627), (0.4588, 0.4196, 0.6941), (0.6196, 0.6039, 0.7843), (0.7373, 0.7412, 0.8627),
+    (0.1216, 0.4706, 0.7059), (0.2, 0.6275, 0.1725), (0.9843, 0.6039, 0.6), (0.8902, 0.102, 0.1098),
+    (0.7922, 0.698, 0.8392), (0.4157, 0.2392, 0.6039), (0.6941, 0.349, 0.1569), (0.4, 0.7608, 0.6471),
+    (0.9882, 0.5529, 0.3843), (0.5529, 0.6275, 0.7961), (0.9059, 0.5412, 0.7647), (0.498, 0.7882, 0.498),
+    (0.7451, 0.6824, 0.8314), (0.2196, 0.4235, 0.6902), (0.9412, 0.0078, 0.498), (0.749, 0.3569, 0.0902),
+]
+
+
+def _hex(rgb):
+    """matplotlib.colors.to_hex of an RGB triple in [0, 1]."""
+    return "#" + "".join(format(round(v * 255), "02x") for v in rgb)
+
+
 def palette(n):
     """n colours as hex strings, each as far (in L*a*b*) from those before it as the
     tables allow: tab10 first, then greedy max-min distance, so clusters beyond 10 stay
     distinguishable. Past the tables' size colours repeat (ids on the plot tell them apart)."""
-    pool = _candidates()
+    pool = CANDIDATES
     lab = _lab(pool)
     chosen = list(range(min(9, len(pool))))  # tab10 without its grey
     while len(chosen) < min(n, len(pool)):
         dist = np.min(np.linalg.norm(lab[:, None, :] - lab[None, chosen, :], axis=2), axis=1)
         dist[chosen] = -1
         chosen.append(int(np.argmax(dist)))
-    hexes = [matplotlib.colors.to_hex(pool[i]) for i in chosen]
+    hexes = [_hex(pool[i]) for i in chosen]
     return [hexes[i % len(hexes)] for i in range(n)]
 
 
@@ -169,6 +200,8 @@ def largest_clusters(labels, n):
 def scatter(layout, labels, probabilities, title):
     """The layout figure: noise below, grey and small; clusters above with ids at
     their centres (of the MAX_LABELS largest when there are more)."""
+    import matplotlib.colors
+
     fig, ax = _pyplot().subplots(figsize=(7.5, 6.5), dpi=150)
     noise = labels < 0
     # Past RASTERIZE_POINTS the SVG carries the points as one image (text stays vector).
@@ -193,7 +226,9 @@ def scatter(layout, labels, probabilities, title):
             + (f"; ids of the {len(named)} largest clusters shown" if len(named) < n_clusters else ""),
             transform=ax.transAxes, fontsize=7.5, va="top")
     if n_clusters:
-        fig.canvas.draw()  # fixes the axes limits, so data can become axes fractions
+        # Fixes the axes limits (the pending autoscale), so data can become axes fractions;
+        # a whole draw (fig.canvas.draw) would render every point once more for that.
+        ax.get_xlim()
         to_axes = ax.transData + ax.transAxes.inverted()
         bbox = ax.get_window_extent()
         digits = len(str(n_clusters - 1))
@@ -346,6 +381,7 @@ def tree(condensed_tree, labels, title):
     id (the MAX_LABELS largest when there are more). Drawn from hdbscan's plot data
     (icicle_data), but as one collection of bars and one of rings: a patch per bar (as
     hdbscan draws it) takes minutes at thousands of clusters."""
+    import matplotlib.patches
     import matplotlib.patheffects
     from matplotlib.collections import LineCollection, PatchCollection, PolyCollection
 

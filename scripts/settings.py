@@ -15,9 +15,10 @@ import stat
 import zlib
 from typing import NamedTuple
 
-import jsonschema
-import yaml
 from _stage import manifest_text, read_manifest
+
+# jsonschema and yaml are imported where they are used (validating the config at
+# start-up): the stage jobs that take slugs and constants from here do not need them.
 
 PATH_KEYS = ("embedding_dir", "output_dir", "dataset", "labels", "audio_dir", "assign_dir", "assign_to", "assign_name")
 
@@ -27,6 +28,8 @@ class ConfigError(ValueError):
 
 
 def load_schema(path):
+    import yaml
+
     with open(path) as f:
         return yaml.safe_load(f)
 
@@ -38,6 +41,8 @@ def sweep_keys(schema):
 def _coerce_scalar(value):
     # `--config` values arrive as int/float/bool or, inside lists, as strings
     # (YAML BaseLoader); read strings as YAML so "5" -> 5 and "null" -> None.
+    import yaml
+
     if isinstance(value, str):
         try:
             return yaml.safe_load(value)
@@ -91,6 +96,8 @@ def describe(prop):
 
 def validate(config, schema):
     """Coerce, check and fill in defaults; raise ConfigError with one line."""
+    import jsonschema
+
     config = coerce(config, schema)
     props = schema["properties"]
     for key, value in config.items():
@@ -316,6 +323,14 @@ def _untabular(text):
     return None
 
 
+def _encodes(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _unusable(relpath):
     """Why a file's path (relative to embedding_dir) cannot be an input, or None."""
     if os.path.basename(relpath) == ".npy":
@@ -366,13 +381,19 @@ def list_embeddings(directory, key="embedding_dir"):
         files += more
         deeper += below
         broken += [g for g in gone if g.endswith(".npy")]
-    bad = [f"{rel!r} holds {why}" for rel, _ in sorted(files) if (why := _unusable(rel))]
-    if bad:
-        raise ConfigError(f"file names embclust cannot use in '{directory}' (rename them): {_shown(bad)}")
+    # Every start lists every file: the names are checked all at once, and one by one
+    # (for the message) only when that finds a problem.
+    names = "\0" + "\0".join(rel for rel, _ in files) + "\0"  # no file name holds a NUL
+    empty_id = "\0.npy\0" in names or "/.npy\0" in names
+    if empty_id or any(char in names for char in _UNSAFE) or not _encodes(names):
+        bad = [f"{rel!r} holds {why}" for rel in sorted(rel for rel, _ in files) if (why := _unusable(rel))]
+        if bad:
+            raise ConfigError(f"file names embclust cannot use in '{directory}' (rename them): {_shown(bad)}")
     if not files:
         raise ConfigError(f"{key} '{directory}' holds no .npy files")
+    prefix = os.path.join(directory, "")  # os.path.join(directory, rel) for every rel
     rows = sorted(
-        (Embedding(os.path.basename(rel)[: -len(".npy")], os.path.join(directory, rel), st.st_size, st.st_mtime_ns) for rel, st in files)
+        Embedding(rel.rpartition("/")[2][: -len(".npy")], prefix + rel, st.st_size, st.st_mtime_ns) for rel, st in files
     )
     same = [(a, b) for a, b in zip(rows, rows[1:]) if a.id == b.id]
     if same:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from _stage import InputError
@@ -173,6 +175,47 @@ def test_auto_k_on_the_fewest_files_picks_the_only_k_there_is():
     assert labels[0] == labels[1] != labels[2]
     with pytest.raises(InputError, match="2 files are too few for n_clusters=auto, which needs at least 3"):
         eigengap_k(affinity_graph(x[:2]))
+
+
+def test_single_linkage_is_hdbscans_label():
+    """The union-find that turns the spanning tree into hdbscan's single-linkage
+    hierarchy numbers and sizes clusters exactly as hdbscan's own `label`."""
+    from hdbscan._hdbscan_linkage import label
+
+    from cluster import single_linkage
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    child = np.arange(1, n)
+    parent = (rng.random(n - 1) * child).astype(int)  # a random tree over n points
+    perm = rng.permutation(n)
+    tree = np.column_stack([perm[child], perm[parent], np.sort(rng.random(n - 1))]).astype(float)
+    tree[100:110, 2] = tree[100, 2]  # ties
+    np.testing.assert_array_equal(single_linkage(tree), label(tree.copy()))
+
+
+def test_hdbscan_runs_without_importing_scikit_learn(tmp_path):
+    """The cluster job, given the neighbours stage's graph as in the workflow, loads only
+    hdbscan's compiled tree code: importing hdbscan (and with it scikit-learn and
+    scipy.stats) cost seconds of every rerun."""
+    import subprocess
+    import sys
+
+    from neighbours import neighbour_graph
+    from settings import neighbour_count
+
+    x, _ = blobs()
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "graph.npz", **neighbour_graph(prepare(x, "euclidean"), neighbour_count(5)))
+    code = (
+        "import sys, numpy as np; sys.path.insert(0, 'scripts'); import cluster; "
+        f"x = np.load({str(tmp_path / 'x.npy')!r}); g = dict(np.load({str(tmp_path / 'graph.npz')!r})); "
+        "r = cluster.cluster(x, {'algorithm': 'hdbscan', 'min_cluster_size': 5, 'min_samples': 5, 'metric': 'euclidean'}, g); "
+        "assert r.labels.max() == 2, r.labels; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'hdbscan', 'matplotlib')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+    assert out.stdout.strip() == "['hdbscan._hdbscan_tree']"
 
 
 def test_candidate_tree_is_the_exact_tree_when_the_graph_has_every_edge():

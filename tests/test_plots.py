@@ -164,6 +164,24 @@ def test_report_holds_the_figures(plots_run):
 # ---- the drawing functions on their own -------------------------------------------
 
 
+def test_palette_needs_no_matplotlib_and_is_matplotlibs():
+    """The palette's colours are kept in plot.py, so that the map job does not import
+    matplotlib for them: they are the tables' colours as matplotlib gives them."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import matplotlib.colors
+
+    assert plot.CANDIDATES == plot._candidates()
+    ours = plot.palette(len(plot.CANDIDATES) + 5)
+    # Past the tables' size every colour is used: as matplotlib writes it.
+    assert {matplotlib.colors.to_hex(c) for c in plot.CANDIDATES} == set(ours)
+    code = "import sys; sys.path.insert(0, 'scripts'); import plot; plot.palette(40); print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+    assert out.stdout.strip() == "False"
+
+
 def test_palette_stays_distinguishable_beyond_ten_clusters():
     colours = plot.palette(30)
     assert len(set(colours)) == 30

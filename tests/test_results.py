@@ -64,6 +64,75 @@ def test_dbcv_leaves_out_clusters_with_one_sampled_point(monkeypatch):
     assert scores["dbcv"] > 0.5
 
 
+def scoring_cases():
+    """Data sets the internal scores are checked on: separated and overlapping blobs of
+    unequal sizes, clusters of two points, exact duplicates, 50 dimensions, noise-free
+    labels with gaps in their ids."""
+    rng = np.random.default_rng(7)
+    x, truth = blobs(n=40, centres=4, width=6)
+    yield "blobs", x, truth
+    x, truth = blobs(n=25, centres=5, width=3, seed=1)
+    yield "overlapping", x + rng.normal(0, 6, size=x.shape), truth
+    sizes = [2, 2, 3, 60, 15]
+    truth = np.repeat(np.arange(len(sizes)), sizes)
+    yield "small clusters", rng.normal(0, 5, size=(len(sizes), 4))[truth] + rng.normal(0, 0.3, size=(len(truth), 4)), truth
+    x, truth = blobs(n=20, centres=3, width=4, seed=2)
+    x[1] = x[0]
+    x[2] = x[0]
+    yield "duplicates", x, truth
+    truth = np.repeat([3, 7, 8], [50, 70, 30])
+    centres = {3: 0.0, 7: 4.0, 8: 9.0}
+    yield "50 dims", np.array([centres[t] for t in truth])[:, None] + rng.normal(0, 1, size=(len(truth), 50)), truth
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_internal_scores_are_scikit_learns_and_hdbscans(metric):
+    """The scores computed here in numpy are the ones scikit-learn's silhouette,
+    Calinski-Harabasz and Davies-Bouldin and hdbscan's validity_index (DBCV) give."""
+    from hdbscan.validity import validity_index
+    from sklearn import metrics as skm
+
+    from metrics import DECIMALS, calinski_harabasz, davies_bouldin, dbcv, prepare, silhouette
+
+    for name, raw, truth in scoring_cases():
+        raw = np.asarray(raw, dtype=np.float64)
+        space = prepare(raw, metric)
+        _, y = np.unique(truth, return_inverse=True)
+        expected = {
+            "silhouette": skm.silhouette_score(raw, truth, metric=metric),
+            "calinski_harabasz": skm.calinski_harabasz_score(space, truth),
+            "davies_bouldin": skm.davies_bouldin_score(space, truth),
+            "dbcv": validity_index(space, truth),
+        }
+        ours = {
+            "silhouette": silhouette(raw, y, metric),
+            "calinski_harabasz": calinski_harabasz(space, y),
+            "davies_bouldin": davies_bouldin(space, y),
+            "dbcv": dbcv(space, y),
+        }
+        for score, value in expected.items():
+            assert ours[score] == pytest.approx(value, rel=1e-9, abs=1e-12), (name, score)
+            assert round(ours[score], DECIMALS) == round(value, DECIMALS), (name, score)
+
+
+def test_internal_scores_import_neither_scikit_learn_nor_hdbscan():
+    """Without a labels file the metrics job imports neither: the two cost seconds of
+    every rerun."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, numpy as np; sys.path.insert(0, 'scripts'); import metrics; "
+        "rng = np.random.default_rng(0); y = np.repeat([0, 1, 2, -1], 30); x = rng.normal(size=(120, 5)) + 5 * y[:, None]; "
+        "r = metrics.compute_metrics(x, {'labels': y, 'probabilities': np.ones(120)}, [str(i) for i in range(120)], 'euclidean', 0); "
+        "assert r['internal']['dbcv'] is not None; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'hdbscan', 'scipy')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+    assert out.stdout.strip() == "[]"
+
+
 def test_exemplars_prefer_strong_members_near_the_centre():
     space = np.array([[0.0], [1.0], [5.0], [2.0], [100.0]])
     labels = np.array([0, 0, 0, 0, -1])

@@ -183,6 +183,15 @@ def test_names_the_tsv_files_cannot_hold_are_refused_in_one_line(tmp_path, name,
     assert message == f"file names embclust cannot use in '{tmp_path}' (rename them): {shown}"
 
 
+def test_an_empty_id_in_a_subfolder_is_refused(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "good.npy").write_bytes(b"")
+    (tmp_path / "a" / ".npy").write_bytes(b"")
+    with pytest.raises(settings.ConfigError) as e:
+        settings.list_embeddings(str(tmp_path))
+    assert str(e.value) == f"file names embclust cannot use in '{tmp_path}' (rename them): 'a/.npy' holds an empty id"
+
+
 def test_names_that_are_not_utf8_are_refused(tmp_path):
     (tmp_path / "good.npy").write_bytes(b"")
     open(os.fsencode(tmp_path) + b"/bad\xff.npy", "wb").close()

@@ -126,7 +126,7 @@ def test_demo_on_slurm_matches_a_local_run_and_resumes_after_a_failed_job(cluste
     done = sorted((rules[job], state, *request) for job, state, *request in (j.split("|") for j in accounting))
     assert done == [
         ("cluster", "COMPLETED", "1", "2058M", "00:30:00"),  # 2048 + 10 x 1 MB of matrix and neighbour graph
-        ("export", "COMPLETED", "2", "1G", "00:10:00"),  # 1024 + 3 x (under 1 MB of clusters, ids and matrix)
+        ("export", "COMPLETED", "1", "1G", "00:10:00"),  # 1024 + 3 x (under 1 MB of clusters, ids and matrix)
         ("merge_pool", "COMPLETED", "1", "1.50G", "00:10:00"),
         ("merge_pool", "COMPLETED", "1", "1.50G", "00:10:00"),
         ("metrics", "COMPLETED", "1", "2G", "00:10:00"),

@@ -11,8 +11,9 @@ rule export:
         log_path("export", "pooling", "reducer", "clusterer"),
     conda:
         "../../environment.yml"
-    # Soft memberships are one BLAS product per block of files: two threads.
-    threads: 2
+    # One thread: most of the job is writing the JSONs, which one thread does; at two, the
+    # job held both cores of a 2-core machine, so a rerun ran it alone, after the others.
+    threads: 1
     resources:
         # float64 copy of the clustered matrix, plus blocks of about 32 MB.
         mem_mb=lambda wc, input: 1024 + 3 * int(input.size_mb),

@@ -16,6 +16,8 @@ rule figures:
         log_path("figures", "pooling", "reducer", "clusterer"),
     wildcard_constraints:
         clusterer=r"hdbscan-.*",
+    # The longest job after `cluster` on a rerun: started first, the others fill the other cores beside it.
+    priority: 1
     conda:
         "../../environment.yml"
     threads: 1
