@@ -45,6 +45,13 @@ class Clustering(NamedTuple):
     soft: Optional[np.ndarray] = None
 
 
+def mutual_reachability(graph, min_samples):
+    """(core distance per point, mutual reachability of each K-NN edge, N x K)."""
+    distances, indices = graph["distances"], graph["indices"]
+    core = distances[:, min_samples]
+    return core, np.maximum(distances, np.maximum(core[:, None], core[indices]))
+
+
 def spanning_tree(x, graph, min_samples, log=None):
     """The exact minimum spanning tree of mutual reachability, as hdbscan's
     single-linkage input: (N-1) x 3 rows of (a, b, distance), by distance.
@@ -63,8 +70,7 @@ def spanning_tree(x, graph, min_samples, log=None):
     distances, indices = graph["distances"], graph["indices"]
     n = len(indices)
     points = np.arange(n)
-    core = distances[:, min_samples]
-    knn_weight = np.maximum(distances, np.maximum(core[:, None], core[indices]))
+    core, knn_weight = mutual_reachability(graph, min_samples)
     bound = distances[:, -1]
     pairs = graph["cross_pairs"]
     cross_a = np.concatenate([pairs[:, 0], pairs[:, 1]])
@@ -141,10 +147,9 @@ def candidate_spanning_tree(graph, min_samples):
     the graph is, approximate for an approximate graph. Same format as spanning_tree."""
     import scipy.sparse
 
-    distances, indices = graph["distances"], graph["indices"]
+    indices = graph["indices"]
     n = len(indices)
-    core = distances[:, min_samples]
-    knn_weight = np.maximum(distances, np.maximum(core[:, None], core[indices]))
+    core, knn_weight = mutual_reachability(graph, min_samples)
     pairs, first = np.unique(np.sort(graph["cross_pairs"], axis=1), axis=0, return_index=True)
     cross_weight = np.maximum(graph["cross_distances"][first], np.maximum(core[pairs[:, 0]], core[pairs[:, 1]]))
     a = np.concatenate([np.repeat(np.arange(n), indices.shape[1]), pairs[:, 0]])

@@ -19,8 +19,8 @@ files, 200,000):
   nearest was swallowed by a merge), and every edge found is kept as a
   candidate for the spanning tree.
 
-Approximate search (neighbour_search: approximate, and auto above that), where brute force grows as N^2 (41 s at 100k points, about 70 minutes
-at 1M on 2 cores):
+Approximate search (neighbour_search: approximate, and auto above that), where
+brute force grows as N^2 (41 s at 100k points, about 70 minutes at 1M on 2 cores):
 - The K nearest neighbours by NN-descent (pynndescent, which umap-learn
   already uses), seeded: the same graph on every run with the same threads.
 - Edges between the K-NN graph's components from their centroids: for each

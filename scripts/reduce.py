@@ -15,6 +15,7 @@ UMAP's neighbour count and metric (its new points are placed as umap's transform
 initialises them, from the pooled and reduced matrices: see scripts/assign.py).
 """
 
+import contextlib
 import json
 import mmap
 import os
@@ -125,24 +126,21 @@ def gram_pca(matrix, dim, log, block_bytes=BLOCK_BYTES):
     return scores.astype(np.float32), values / total, mean, Streamed((width, dim), component_rows)
 
 
-def read_rows(matrix, start, out):
-    """out[:] = matrix[start:start + len(out)], by pread for a memory-mapped .npy (see read_columns)."""
-    if isinstance(matrix, np.memmap) and isinstance(matrix.base, mmap.mmap):
-        with open(matrix.filename, "rb", buffering=0) as f:
-            os.preadv(f.fileno(), [out], matrix.offset + start * matrix.shape[1] * matrix.itemsize)
-    else:
-        out[:] = matrix[start : start + len(out)]
-
-
 def row_blocks(matrix, block_bytes):
-    """(start, float64 block of rows): the matrix read in row blocks."""
+    """(start, float64 block of rows): the matrix read in row blocks; a memory-mapped
+    .npy by pread (see read_columns), its file opened once."""
     n, width = matrix.shape
     rows = max(1, block_bytes // (8 * width))
     raw = np.empty((rows, width), dtype=matrix.dtype)
-    for start in range(0, n, rows):
-        x = raw[: min(rows, n - start)]
-        read_rows(matrix, start, x)
-        yield start, x.astype(np.float64)
+    mapped = isinstance(matrix, np.memmap) and isinstance(matrix.base, mmap.mmap)
+    with open(matrix.filename, "rb", buffering=0) if mapped else contextlib.nullcontext() as f:
+        for start in range(0, n, rows):
+            x = raw[: min(rows, n - start)]
+            if mapped:
+                os.preadv(f.fileno(), [x], matrix.offset + start * width * matrix.itemsize)
+            else:
+                x[:] = matrix[start : start + len(x)]
+            yield start, x.astype(np.float64)
 
 
 def covariance_pca(matrix, dim, log, block_bytes=BLOCK_BYTES):
