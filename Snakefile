@@ -24,3 +24,11 @@ rule all:
     input:
         TARGETS,
     localrule: True
+
+
+onsuccess:
+    settings.finish_quickly()
+
+
+onerror:
+    settings.finish_quickly()

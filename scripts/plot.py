@@ -33,7 +33,7 @@ NOISE_COLOUR = "#b0b0b0"
 MAX_LABELS = 60
 # Above this many points, or this many condensed-tree nodes, the SVG holds the
 # points or bars as one embedded image, so it stays small and quick to open.
-RASTERIZE_POINTS = 20_000
+RASTERIZE_POINTS = 5_000
 # The sizes figure draws a bar per cluster up to this many clusters.
 MAX_BARS = 100
 RASTERIZE_TREE_NODES = 400

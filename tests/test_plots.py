@@ -327,6 +327,21 @@ def test_tree_of_many_clusters_is_one_image_in_svg(tmp_path, monkeypatch):
     assert svg.count("<image") == 1 and "<ellipse" not in svg
 
 
+def test_scatter_of_many_points_is_one_image_in_svg(tmp_path, monkeypatch):
+    """Past RASTERIZE_POINTS the SVG holds the points as one embedded image (text stays
+    vector); below it every point is its own element."""
+    rng = np.random.default_rng(3)
+    layout = rng.normal(size=(300, 2))
+    labels = np.repeat([-1, 0, 1], 100)
+    probabilities = np.ones(300)
+    for limit, images in ((1000, 0), (299, 1)):
+        monkeypatch.setattr(plot, "RASTERIZE_POINTS", limit)
+        plot.save(plot.scatter(layout, labels, probabilities, "t"), tmp_path / "s.png", tmp_path / "s.svg")
+        svg = (tmp_path / "s.svg").read_text()
+        assert svg.count("<image") == images
+        assert (svg.count("<use") >= 300) == (images == 0)
+
+
 def test_variance_and_sizes_figures_show_their_numbers():
     fig = plot.variance([0.5, 0.3, 0.1], "t")
     ax, right = fig.axes

@@ -459,3 +459,20 @@ def test_neighbour_search_is_exact_up_to_200k_files_and_named_in_the_graph_path(
     assert settings.neighbours_slug("cosine", 40, approximate=True) == "cosine-k64-approx"
     assert settings.parse_neighbours("cosine-k64-approx") == {"metric": "cosine", "k": 64, "approximate": True}
     assert settings.parse_neighbours("euclidean-k32") == {"metric": "euclidean", "k": 32, "approximate": False}
+
+
+def test_finish_quickly_cancels_pending_timers_and_freezes_the_heap():
+    import gc
+    import threading
+
+    fired = []
+    timer = threading.Timer(60, lambda: fired.append(True))
+    timer.start()
+    try:
+        settings.finish_quickly()
+        timer.join(5)
+        assert not timer.is_alive() and not fired  # cancelled, not waited for
+        assert gc.get_freeze_count() > 0
+    finally:
+        timer.cancel()
+        gc.unfreeze()
