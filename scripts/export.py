@@ -211,16 +211,6 @@ class SoftMemberships:
         related = (lca == node) | (lca == self.clusters[None, :])
         return np.where(related, np.nan, self.tree.split_lambda[lca])
 
-    def merge_heights(self, rows):
-        """hdbscan's merge_height: lambda of the split that separates the point's tree
-        node from each cluster, or the point's own lambda where one contains the other."""
-        nodes, inverse = np.unique(self.point_node[rows], return_inverse=True)
-        if self._node_heights is not None:
-            heights = self._node_heights[nodes[inverse]]
-        else:
-            heights = self.node_heights(nodes)[inverse]
-        return np.where(np.isnan(heights), self.point_lambda[rows][:, None], heights)
-
     def node_factors(self, nodes):
         """What the tree part of a point's memberships takes from its tree node, for
         `nodes`: (factors nodes x K, the first cluster of highest merge height among

@@ -53,14 +53,18 @@ def test_blocks_bound_memory(monkeypatch):
     assert len(sizes) > 5 and max(sizes) * max(len(ours.exemplars), ours.n_clusters) <= 5000
 
 
-def test_merge_heights_on_a_hand_made_tree():
+def test_node_heights_on_a_hand_made_tree():
     """Root 10 splits at lambda 1 into 11 and 12; 12 splits at lambda 2 into 13 and 14.
-    A point in 13 merges with 14 at 2, with 11 at 1, and sits inside 13 itself."""
+    A point in 13 merges with 14 at 2, with 11 at 1, and sits inside 13 itself (NaN:
+    hdbscan's merge_height takes the point's own lambda there)."""
     rows = [(10, 11, 1.0, 5), (10, 12, 1.0, 5), (12, 13, 2.0, 3), (12, 14, 2.0, 2)]
     rows += [(11, p, 1.5, 1) for p in range(5)] + [(13, p, 3.0, 1) for p in (5, 6, 7)] + [(14, p, 4.0, 1) for p in (8, 9)]
     tree = np.array(rows, dtype=[("parent", np.intp), ("child", np.intp), ("lambda_val", float), ("child_size", np.intp)])
     soft = SoftMemberships(np.arange(10.0)[:, None], tree, [11, 13, 14])
-    np.testing.assert_array_equal(soft.merge_heights(np.array([5, 0, 8])), [[1.0, 3.0, 2.0], [1.5, 1.0, 1.0], [1.0, 2.0, 4.0]])
+    nan = np.nan
+    heights = soft.node_heights(soft.point_node[[5, 0, 8]])
+    np.testing.assert_array_equal(heights, [[1.0, nan, 2.0], [nan, 1.0, 1.0], [1.0, 2.0, nan]])
+    np.testing.assert_array_equal(soft._node_heights[soft.point_node[[5, 0, 8]]], heights)
     assert soft.tree.lowest_common_ancestor(np.array([3]), np.array([4])).tolist() == [2]
 
 
