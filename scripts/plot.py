@@ -382,7 +382,6 @@ def tree(condensed_tree, labels, title):
     (icicle_data), but as one collection of bars and one of rings: a patch per bar (as
     hdbscan draws it) takes minutes at thousands of clusters."""
     import matplotlib.patches
-    import matplotlib.patheffects
     from matplotlib.collections import LineCollection, PatchCollection, PolyCollection
 
     fig, ax = _pyplot().subplots(figsize=(8, 5.5), dpi=150)
@@ -416,19 +415,19 @@ def tree(condensed_tree, labels, title):
         # least a tenth of the plot's middle 80% of lambda); ids above the rings.
         min_height = 0.1 * np.diff(np.percentile(finite, [10, 90]))[0]
         named = set(largest_clusters(labels, MAX_LABELS).tolist())
-        rings, colours = [], palette(n_clusters)
+        rings, colours, ring_tops = [], palette(n_clusters), {}
         for c, node in enumerate(selected_clusters(condensed_tree, labels)):
             l, r, b, t = data["cluster_bounds"][node]
             height = max(t - b if np.isfinite(t - b) else 10 * min_height, min_height)
             x, y = (l + r) / 2, (b + t) / 2 if np.isfinite(b + t) else (finite.min() + finite.max()) / 2
             rings.append(matplotlib.patches.Ellipse((x, y), 2.0 * (r - l), 1.2 * height))
             if c in named:
-                # λ grows downwards: the ring's top is its smallest λ.
-                ax.annotate(str(c), (x, y - 0.6 * height), xytext=(0, 1.5), textcoords="offset points",
-                            ha="center", va="bottom", fontsize=7.5, weight="bold", color=colours[c],
-                            path_effects=[matplotlib.patheffects.withStroke(linewidth=2.5, foreground="white")])
+                ring_tops[c] = (x, y - 0.6 * height)  # λ grows downwards: the ring's top is its smallest λ
         ax.add_collection(PatchCollection(rings, facecolors="none", edgecolors=colours,
                                        linewidths=2 if n_clusters <= MAX_LABELS else 0.8, zorder=z))
+        # Room above the highest ring for a row of ids, inside the axes.
+        highest = min([finite.min()] + [y for _, y in ring_tops.values()])
+        ax.set_ylim(highest - 0.08 * (finite.max() - highest), finite.max())
     ax.set_xticks([])
     ax.spines[["right", "top", "bottom"]].set_visible(False)
     ax.invert_yaxis()
@@ -436,7 +435,31 @@ def tree(condensed_tree, labels, title):
     ax.set_xlabel("clusters (bar width: files still in the cluster)")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
+    if n_clusters:
+        _name_rings(fig, ax, ring_tops, labels, colours)
     return fig
+
+
+def _name_rings(fig, ax, ring_tops, labels, colours):
+    """Ids just above their rings, moved apart where they would overlap (`place`, the
+    largest clusters first), with a line to a ring whose id had to move away."""
+    import matplotlib.patheffects
+
+    bbox = ax.get_window_extent()  # after the figure's layout: sizes in axes fractions depend on it
+    digits = len(str(max(ring_tops)))
+    size = np.array([(4 + 5 * digits) * fig.dpi / 72 / bbox.width, 11 * fig.dpi / 72 / bbox.height])
+    to_axes = ax.transData + ax.transAxes.inverted()
+    ids = list(ring_tops)
+    anchors = to_axes.transform(np.array([ring_tops[c] for c in ids], dtype=float))
+    starts = anchors + [0, 0.6 * size[1]]
+    counts = np.bincount(labels[labels >= 0])[ids]
+    placed = place(starts, size, order=np.argsort(-counts, kind="stable"))
+    for c, anchor, pos in zip(ids, anchors, placed):
+        far = np.hypot(*((pos - anchor) / size)) > 1.5
+        ax.annotate(str(c), anchor, xytext=pos, xycoords="axes fraction", textcoords="axes fraction",
+                    ha="center", va="center", fontsize=7.5, weight="bold", color=colours[c],
+                    path_effects=[matplotlib.patheffects.withStroke(linewidth=2.5, foreground="white")],
+                    arrowprops=dict(arrowstyle="-", color=colours[c], lw=0.6) if far else None)
 
 
 def variance(ratio, title):

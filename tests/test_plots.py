@@ -273,11 +273,31 @@ def test_tree_rings_each_selected_cluster_in_its_colour():
     assert len(rings.get_paths()) == labels.max() + 1 == 4
     assert [matplotlib.colors.to_hex(c) for c in rings.get_edgecolors()] == plot.palette(4)
     assert sorted(t.get_text() for t in ax.texts) == ["0", "1", "2", "3"]
-    # Each id sits just above its ring, inside the cluster's horizontal extent.
+    # Each id points at the top of its ring, inside the cluster's horizontal extent, and
+    # sits just above it (nothing to move apart here).
+    to_data = ax.transAxes + ax.transData.inverted()
     for text, ring in zip(sorted(ax.texts, key=lambda t: int(t.get_text())), rings.get_paths()):
-        x, y = text.xy
+        x, y = to_data.transform(text.xy)
         box = ring.get_extents()
-        assert box.x0 < x < box.x1 and abs(y - box.y0) < 1e-9 * max(1, abs(box.y0)) + 1e-9
+        assert box.x0 < x < box.x1 and abs(y - box.y0) < 1e-6 * (abs(box.y0) + abs(box.y1))
+        assert text.arrow_patch is None and abs(text.xyann[1] - text.xy[1]) < 0.06
+
+
+def test_tree_ids_of_many_clusters_do_not_overlap():
+    """Hundreds of branches side by side: the ids of the largest are moved apart, each
+    still near its ring (a line joins those that had to move)."""
+    hdbscan = pytest.importorskip("hdbscan")
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.normal(rng.uniform(0, 300, 2), 1, size=(8 + c % 7, 2)) for c in range(150)])
+    model = hdbscan.HDBSCAN(min_cluster_size=5).fit(x)
+    fig = plot.tree(model.condensed_tree_.to_numpy(), model.labels_, "title")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert len(ax.texts) == plot.MAX_LABELS < model.labels_.max() + 1
+    boxes = [matplotlib.text.Text.get_window_extent(t) for t in ax.texts]  # the id, not its line
+    overlapping = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
+    assert not overlapping
+    assert all(abs(t.xyann[0] - t.xy[0]) < 0.25 for t in ax.texts)
 
 
 def test_icicle_data_is_hdbscans_own_without_importing_it(tmp_path):
