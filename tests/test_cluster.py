@@ -166,6 +166,25 @@ def test_eigengap_picks_the_number_of_blobs(n):
     assert adjusted_rand_score(truth, labels) == 1.0
 
 
+def test_eigengap_counts_every_piece_of_a_disconnected_graph():
+    """12 blobs far apart, 720 files: the k-NN graph is in 12 pieces, so the Laplacian has
+    eigenvalue 0 twelve times. Lanczos on the whole graph found it 3 times (and so a
+    UMAP space's k-NN graph in 14 pieces gave k = 7); piece by piece, the eigenvalues are
+    the dense solver's and k is 12."""
+    from cluster import affinity_graph, eigengap_k
+    from scipy.sparse.csgraph import connected_components, laplacian
+
+    rng = np.random.default_rng(7)
+    centres = rng.uniform(-1000, 1000, size=(12, 5))
+    x = np.concatenate([c + rng.normal(size=(60, 5)) for c in centres])
+    affinity = affinity_graph(x)
+    assert connected_components(affinity)[0] == 12
+    k, values = eigengap_k(affinity)
+    dense = np.linalg.eigvalsh(laplacian(affinity, normed=True).toarray())[: len(values)]
+    np.testing.assert_allclose(values, dense, atol=1e-8)
+    assert k == 12
+
+
 def test_auto_k_on_the_fewest_files_picks_the_only_k_there_is():
     from cluster import affinity_graph, eigengap_k
 
