@@ -18,10 +18,12 @@ files with an empty group, the non-speech clips, are left out):
   sweep           the standard sweep (STANDARD_SWEEP) with selection: auto; its pick
                   (best/selection.json), its best result by ARI, and what each
                   candidate selection criterion (CRITERIA) would have picked
+  sweep-euclidean the standard sweep with metric=euclidean, as dataset <set>-euclidean:
+                  a second sweep to check the selection on, its pick and its best
 
 The tables (markdown) are printed and written to <workdir>/quality.md; every
 number, with the wall time of each run, goes to <workdir>/quality.json, and
-each sweep's summary.tsv is kept as <workdir>/runs/<set>-summary.tsv.
+each sweep's summary.tsv is kept as <workdir>/runs/<set>-summary.tsv (<set>-euclidean-summary.tsv).
 --table prints the tables of an earlier run again.
 """
 
@@ -61,7 +63,7 @@ STANDARD_SWEEP = {
     "n_clusters": "auto",
 }
 
-RUNS = ["defaults", "old", "spectral-k", "spectral-auto", "sweep"]
+RUNS = ["defaults", "old", "spectral-k", "spectral-auto", "sweep", "sweep-euclidean"]
 
 
 def run_overrides(run, n_groups):
@@ -71,6 +73,7 @@ def run_overrides(run, n_groups):
         "spectral-k": {"algorithm": "spectral", "n_clusters": n_groups},
         "spectral-auto": {"algorithm": "spectral", "n_clusters": "auto"},
         "sweep": STANDARD_SWEEP,
+        "sweep-euclidean": dict(STANDARD_SWEEP, metric="euclidean"),
     }[run]
 
 
@@ -91,7 +94,7 @@ def _times_clustered(key):
 
 
 CRITERIA = [
-    ("dbcv (selection: auto before consensus)", lambda r: _get(r, "dbcv")),
+    ("dbcv (selection: auto at first)", lambda r: _get(r, "dbcv")),
     ("dbcv x clustered fraction", _times_clustered("dbcv")),
     ("silhouette", lambda r: _get(r, "silhouette")),
     ("silhouette x clustered fraction", _times_clustered("silhouette")),
@@ -188,10 +191,11 @@ def bench_set(name, args):
     sweep = None
     for run in args.runs:
         log_path = os.path.join(out_root, "logs", f"{name}-{run}.log")
-        wall, results = snakemake(set_dir, name, run_overrides(run, k), out_root, log_path)
+        dataset = f"{name}-euclidean" if run == "sweep-euclidean" else name
+        wall, results = snakemake(set_dir, dataset, run_overrides(run, k), out_root, log_path)
         times[run] = round(wall, 1)
         print(f"  {name} {run}: {wall:.1f} s ({len(results)} result{'s' * (len(results) > 1)})", flush=True)
-        if run != "sweep":
+        if not run.startswith("sweep"):
             (result,) = results
             metrics = json.load(open(os.path.join(result["dir"], "metrics.json")))
             ari, ami = label_scores(metrics, group)
@@ -199,10 +203,10 @@ def bench_set(name, args):
                      "spectral-auto": "spectral, n_clusters=auto"}[run]
             rows.append(entry(label, result["settings"], metrics["n_clusters"], metrics["noise_fraction"], ari, ami))
             continue
-        root = os.path.join(out_root, name)
+        root = os.path.join(out_root, dataset)
         with open(os.path.join(root, "summary.tsv")) as f:
             table = list(csv.DictReader(f, delimiter="\t"))
-        kept = os.path.join(out_root, f"{name}-summary.tsv")
+        kept = os.path.join(out_root, f"{dataset}-summary.tsv")
         with open(os.path.join(root, "summary.tsv")) as src, open(kept, "w") as dst:
             dst.write(src.read())
         selection = json.load(open(os.path.join(root, "best", "selection.json")))
@@ -213,13 +217,15 @@ def bench_set(name, args):
                          r[f"{group}_ari_all"], r[f"{group}_ami_all"], extra)
 
         chosen = by_name[selection["chosen"]]
-        rows.append(from_row(f"selection: auto over the sweep ({len(table)} results)", chosen))
+        which = "the sweep" if run == "sweep" else "the euclidean sweep"
+        rows.append(from_row(f"selection: auto over {which} ({len(table)} results)", chosen))
         best = max(range(len(table)), key=lambda i: (float(table[i][f"{group}_ari_all"] or -1), -i))
-        rows.append(from_row("the sweep's best (by ARI)", table[best]))
-        for criterion, score in CRITERIA:
-            i = pick(table, score)
-            rows.append(from_row(f"criterion: {criterion}", table[i], {"criterion": criterion, "score": score(table[i])}))
-        sweep = {"results": len(table), "summary": kept, "chosen": selection["chosen"]}
+        rows.append(from_row(f"{which}'s best (by ARI)", table[best]))
+        if run == "sweep":
+            for criterion, score in CRITERIA:
+                i = pick(table, score)
+                rows.append(from_row(f"criterion: {criterion}", table[i], {"criterion": criterion, "score": score(table[i])}))
+            sweep = {"results": len(table), "summary": kept, "chosen": selection["chosen"]}
     return {"set": name, "dir": set_dir, "manifest": manifest, "build_s": round(build_s, 1), "rows": rows,
             "run_s": times, "sweep": sweep}
 

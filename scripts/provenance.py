@@ -127,6 +127,10 @@ REFERENCES = {
         "Davies, D. L., & Bouldin, D. W. (1979). A cluster separation measure. *IEEE Transactions on Pattern "
         "Analysis and Machine Intelligence*, PAMI-1(2), 224-227. https://doi.org/10.1109/TPAMI.1979.4766909",
     ],
+    "selection": [
+        "Fred, A. L. N., & Jain, A. K. (2005). Combining multiple clusterings using evidence accumulation. *IEEE "
+        "Transactions on Pattern Analysis and Machine Intelligence*, 27(6), 835-850. https://doi.org/10.1109/TPAMI.2005.113",
+    ],
     "labels": [
         "Hubert, L., & Arabie, P. (1985). Comparing partitions. *Journal of Classification*, 2(1), 193-218. "
         "https://doi.org/10.1007/BF01908075",

@@ -1,13 +1,19 @@
 """Selection stage: pick the best result of a sweep without labels, copy it to best/.
 
-Criterion: consensus. Each result scores the mean adjusted Rand index (ARI)
-between its hard labels and every other result's, noise counted as singletons
-(a noise file agrees with no one); the highest wins, ties going to less noise,
-then to the earlier result. The pick is the sweep's medoid partition: the one
-the other settings agree with most. It needs no space, so results of
-different reducers and dimensions compete on the same footing, which DBCV,
-silhouette and the like, each computed in a result's own space, do not (see
-README, "Sweeps"). A sweep of one result has no consensus and picks it.
+Criterion: the majority partition. Every result votes on every pair of files:
+together (same cluster) or apart (different clusters; a noise file is apart
+from everyone). The majority partition groups files by complete linkage of
+the share of results that put them together, cut at one half: a group is a
+set of files each pair of which at least half of the results put together
+(evidence accumulation, Fred & Jain 2005). Each result scores the adjusted
+Rand index (ARI) between its clusters (noise as clusters of one) and the
+majority partition; the highest wins, ties going to less noise, then to the
+earlier result. Above MAJORITY_SAMPLE files the votes are counted on a fixed
+sample of that many. No result's space is used, so results of different
+reducers, dimensions, metrics and algorithms compete on the same footing,
+which DBCV, silhouette and the like, each computed in a result's own space, do
+not (see README, "Sweeps"). A sweep of one result has nothing to vote and picks
+it.
 
 Per-clip stability: for each file, the mean over the sweep's other results of
 the Jaccard overlap between its cluster in the chosen result and its cluster
@@ -24,8 +30,14 @@ import numpy as np
 from _stage import read_json_files
 from provenance import REFERENCES
 
-CRITERION = "consensus"
-CRITERION_TEXT = "highest mean ARI to the sweep's other results (noise as singletons), then lowest noise fraction"
+CRITERION = "majority"
+CRITERION_TEXT = (
+    "highest ARI to the sweep's majority partition (files grouped where every pair shares a cluster in at least "
+    "half of the results; noise as clusters of one), then lowest noise fraction"
+)
+# The votes on every pair of files are an n x n table: above this many files they are
+# counted on a fixed sample (64 MB of pair distances at 4,000).
+MAJORITY_SAMPLE = 4000
 DECIMALS = 6
 
 
@@ -51,17 +63,40 @@ def ari(a, b):
     return adjusted_rand_score(a, b)
 
 
-def consensus_scores(label_lists):
-    """Each labelling's mean ARI to all the others, noise as singletons; None for a lone one."""
+def majority_partition(label_lists):
+    """Labels of the majority partition of equal-length labellings: complete linkage of
+    1 - (share of labellings putting two files together), cut at 0.5, so every pair in a
+    group is together in at least half of them (noise files are together with no one)."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
     dense = [singletons(labels) for labels in label_lists]
-    n = len(dense)
+    n = len(dense[0])
     if n < 2:
-        return [None] * n
-    matrix = np.eye(n)
-    for i in range(n):
-        for j in range(i + 1, n):
-            matrix[i, j] = matrix[j, i] = ari(dense[i], dense[j])
-    return [float((matrix[i].sum() - 1.0) / (n - 1)) for i in range(n)]
+        return np.zeros(n, dtype=np.int64)
+    upper = np.triu_indices(n, k=1)  # the condensed order scipy's linkage reads
+    together = np.zeros(len(upper[0]), dtype=np.int32)
+    for labels in dense:
+        together += labels[upper[0]] == labels[upper[1]]
+    apart = (len(dense) - together) / len(dense)
+    return fcluster(linkage(apart, "complete"), t=0.5, criterion="distance").astype(np.int64) - 1
+
+
+def sample_rows(n, size=MAJORITY_SAMPLE):
+    """All rows, or a fixed, sorted sample of `size` of them."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, size, replace=False))
+
+
+def majority_scores(label_lists):
+    """Each labelling's ARI to the majority partition of all of them (noise as clusters
+    of one), counted on sample_rows; None for a lone one."""
+    if len(label_lists) < 2:
+        return [None] * len(label_lists)
+    rows = sample_rows(len(label_lists[0]))
+    sampled = [np.asarray(labels)[rows] for labels in label_lists]
+    majority = majority_partition(sampled)
+    return [float(ari(singletons(labels), majority)) for labels in sampled]
 
 
 def rank_key(score, noise_fraction):
@@ -136,23 +171,24 @@ def selection_paragraph(results, metrics_list, best, scores):
     chosen = metrics_list[best]
     score = scores[best]
     scored = (
-        f"its mean ARI to the other results was {score:.3f}" if score is not None else "a sweep of one result has no consensus"
+        f"its adjusted Rand index to that partition was {score:.3f}" if score is not None else "a sweep of one result has no vote"
     )
     return (
         f"This result was selected without labels from the {len(results)} results of a sweep over {swept(results)}: "
-        f"the one that agrees best with the others, by the mean adjusted Rand index (Hubert & Arabie, 1985) between "
-        f"its clusters and each other result's (noise files as clusters of one), ties going to the smaller noise "
-        f"fraction, then to the earlier result. It is {results[best]['name']}; {scored}, with "
-        f"{chosen['noise_fraction']:.1%} of the points labelled noise."
+        f"the one closest to the sweep's majority partition (evidence accumulation, Fred & Jain, 2005), which groups "
+        f"files where every pair of them shares a cluster in at least half of the results (noise files sharing none), "
+        f"by the adjusted Rand index (Hubert & Arabie, 1985), ties going to the smaller noise fraction, then to the "
+        f"earlier result. It is {results[best]['name']}; {scored}, with {chosen['noise_fraction']:.1%} of the points "
+        f"labelled noise."
     )
 
 
 def with_selection(methods_text, paragraph):
     """The chosen result's methods.md with the selection paragraph after its methods paragraph."""
     body, references = methods_text.split("\n\n## References\n", 1)
-    hubert = REFERENCES["labels"][0]  # the ARI the consensus is measured by
-    if hubert not in references:
-        references += f"- {hubert}\n"
+    for reference in (REFERENCES["labels"][0], *REFERENCES["selection"]):  # the ARI, and the majority partition
+        if reference not in references:
+            references += f"- {reference}\n"
     return f"{body}\n\n{paragraph}\n\n## References\n{references}"
 
 
@@ -185,7 +221,7 @@ def main(snakemake, log):
     if any([e["id"] for e in hard] != ids for hard in hard_list):
         raise ValueError("the sweep's results list different files")
     labels = [np.array([e["cluster"] for e in hard]) for hard in hard_list]
-    scores = consensus_scores(labels)
+    scores = majority_scores(labels)
     noise = [m["noise_fraction"] for m in metrics_list]
     best = choose(scores, noise)
     second = runner_up(scores, noise, best)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from metrics import compute_metrics, exemplars, internal_scores, label_scores
 from provenance import git_commit, methods, provenance, sha256_lines, versions
-from select_best import choose, consensus_scores, runner_up, selection_paragraph, singletons, stability, with_selection
+from select_best import choose, majority_partition, majority_scores, runner_up, selection_paragraph, singletons, stability, with_selection
 from summary import summary_rows, varying
 
 
@@ -154,24 +154,49 @@ def test_compute_metrics_counts_and_exemplar_ids():
     assert m["labels"]["truth"]["clustered"]["ari"] == 1.0
 
 
-def test_selection_by_consensus_then_noise():
+def test_selection_by_majority_then_noise():
     a, b, c = [0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2], [0, 0, 0, 1, 1, 1]
-    scores = consensus_scores([a, c, b])
-    assert scores[0] == scores[2] > scores[1]
+    scores = majority_scores([a, c, b])
+    assert scores[0] == scores[2] == 1.0 > scores[1]  # a and b are the majority
     assert choose(scores, [0.1, 0.0, 0.1]) == 0  # a and b tie: the earlier
     assert choose(scores, [0.2, 0.0, 0.1]) == 2  # ... unless it has more noise
     assert runner_up(scores, [0.1, 0.0, 0.1], 0) == 2
-    assert consensus_scores([a]) == [None] and choose([None], [0.0]) == 0 and runner_up([None], [0.0], 0) is None
-    # Noise agrees with no one: a result that calls everything noise scores no better than chance.
-    assert consensus_scores([a, b, [-1] * 6])[2] == pytest.approx(0.0)
+    assert majority_scores([a]) == [None] and choose([None], [0.0]) == 0 and runner_up([None], [0.0], 0) is None
+    # Noise is together with no one: a result that calls everything noise scores no better than chance.
+    assert majority_scores([a, b, [-1] * 6])[2] == pytest.approx(0.0)
     assert singletons(np.array([1, -1, 0, -1])).tolist() == [1, 2, 0, 3]
 
 
-def test_consensus_picks_the_true_structure_where_dbcv_does_not():
+def test_majority_partition_groups_files_every_pair_of_which_half_the_results_group():
+    """0 and 1 are together in all four results; 2 joins them in two (half), 3 in the
+    other two, and 2 and 3 are never together: cut at one half, complete linkage lets one
+    of them join 0 and 1, never both (their own pair has no votes). File 4 is noise in
+    three results and alone in the fourth."""
+    results = [[0, 0, 0, 1, 2], [0, 0, 0, 1, -1], [0, 0, 1, 0, -1], [0, 0, 1, 0, -1]]
+    majority = majority_partition([np.array(r) for r in results])
+    groups = sorted(sorted(np.flatnonzero(majority == g).tolist()) for g in np.unique(majority))
+    assert groups in ([[0, 1, 2], [3], [4]], [[0, 1, 3], [2], [4]])
+    assert majority_partition([np.array([0, 1, 1]), np.array([0, 1, 1])]).tolist() in ([0, 1, 1], [1, 0, 0])
+
+
+def test_majority_is_counted_on_a_fixed_sample_of_large_sweeps(monkeypatch):
+    import select_best
+
+    monkeypatch.setattr(select_best, "MAJORITY_SAMPLE", 50)
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, 500)
+    noisy = np.where(rng.random(500) < 0.3, rng.integers(0, 4, 500), truth)
+    rows = select_best.sample_rows(500, 50)
+    assert len(rows) == 50 and (np.diff(rows) > 0).all() and rows.tolist() == select_best.sample_rows(500, 50).tolist()
+    scores = majority_scores([truth, truth, noisy])
+    assert scores == majority_scores([truth, truth, noisy]) and scores[0] == 1.0 > scores[2]
+
+
+def test_majority_picks_the_true_structure_where_dbcv_does_not():
     """Four true blobs. Three settings in the original space find them; one setting sees a
     space where pairs of blobs lie on top of each other (as a reducer can make them), and
     finds two tight clusters there. DBCV, each in its own space, prefers the two; the
-    consensus takes the partition the other settings agree on."""
+    majority partition is the one the other settings agree on."""
     from cluster import hdbscan_clusters
 
     x, truth = blobs(n=40, centres=4, width=5, seed=3)
@@ -182,7 +207,7 @@ def test_consensus_picks_the_true_structure_where_dbcv_does_not():
     dbcv = [internal_scores(space, l, "euclidean", 0)["dbcv"] for (space, _), l in zip(candidates, labels)]
     noise = [float((l < 0).mean()) for l in labels]
     assert int(np.argmax(dbcv)) == 3 and labels[3].max() == 1  # DBCV picks the two merged clusters
-    best = choose(consensus_scores(labels), noise)
+    best = choose(majority_scores(labels), noise)
     assert best != 3
     from sklearn.metrics import adjusted_rand_score
 
@@ -326,9 +351,11 @@ def test_best_methods_say_how_the_sweep_chose_the_result():
     assert "min_cluster_size=10" in chosen
     assert selection == (
         "This result was selected without labels from the 2 results of a sweep over min_cluster_size (5, 10): the one "
-        "that agrees best with the others, by the mean adjusted Rand index (Hubert & Arabie, 1985) between its clusters "
-        "and each other result's (noise files as clusters of one), ties going to the smaller noise fraction, then to the "
-        "earlier result. It is mean/pca-50/hdbscan-mcs10-ms10-euclidean; its mean ARI to the other results was 0.500, "
-        "with 25.0% of the points labelled noise."
+        "closest to the sweep's majority partition (evidence accumulation, Fred & Jain, 2005), which groups files where "
+        "every pair of them shares a cluster in at least half of the results (noise files sharing none), by the adjusted "
+        "Rand index (Hubert & Arabie, 1985), ties going to the smaller noise fraction, then to the earlier result. It is "
+        "mean/pca-50/hdbscan-mcs10-ms10-euclidean; its adjusted Rand index to that partition was 0.500, with 25.0% of "
+        "the points labelled noise."
     )
     assert references.count("Hubert, L., & Arabie, P. (1985)") == 1
+    assert references.count("Fred, A. L. N., & Jain, A. K. (2005)") == 1
