@@ -26,13 +26,12 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 
 import psutil
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import PY, REPO, SNAKEMAKE, job_times, now  # noqa: E402
+from run import PY, REPO, SNAKEMAKE, job_times, now, rss, wait_sampling  # noqa: E402
 
 
 def make_data(data, n, clusters, subdirs):
@@ -64,26 +63,18 @@ def run_sampled(cmd, log_path):
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
-        def sample():
-            root = psutil.Process(proc.pid)
-            while proc.poll() is None:
+        def record(root, descendants):
+            main_peak[0] = max(main_peak[0], root.memory_info().rss)
+            for p in descendants:
                 try:
-                    main_peak[0] = max(main_peak[0], root.memory_info().rss)
-                    for p in root.children(recursive=True):
-                        try:
-                            stage = stage_of(p.cmdline())
-                            if stage:
-                                peaks[stage] = max(peaks.get(stage, 0), p.memory_info().rss)
-                        except psutil.Error:
-                            pass
+                    stage = stage_of(p.cmdline())
                 except psutil.Error:
-                    pass
-                time.sleep(0.2)
+                    continue
+                size = rss(p) if stage else 0
+                if size:  # 0: it ended meanwhile
+                    peaks[stage] = max(peaks.get(stage, 0), size)
 
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        rc = proc.wait()
-        sampler.join()
+        rc = wait_sampling(proc, 0.2, record)
     return time.perf_counter() - t, rc, {k: v / 2**20 for k, v in peaks.items()}, main_peak[0] / 2**20
 
 

@@ -55,6 +55,34 @@ def now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def rss(process):
+    """A process's resident set size in bytes, 0 if it has ended."""
+    try:
+        return process.memory_info().rss
+    except psutil.Error:
+        return 0
+
+
+def wait_sampling(proc, interval, record):
+    """proc's exit code; while it runs, record(root, descendants) every `interval` s (a
+    round whose process tree changed under it is skipped)."""
+
+    def sample():
+        root = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            try:
+                record(root, root.children(recursive=True))
+            except psutil.Error:
+                pass
+            time.sleep(interval)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    rc = proc.wait()
+    sampler.join()
+    return rc
+
+
 def measure(cmd, log_path, cwd=REPO):
     """Run cmd under /usr/bin/time -v; sample the RSS sum of its process tree.
 
@@ -69,26 +97,10 @@ def measure(cmd, log_path, cwd=REPO):
         proc = subprocess.Popen(["/usr/bin/time", "-v"] + cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
         peak = [0]
 
-        def sample():
-            root = psutil.Process(proc.pid)
-            while proc.poll() is None:
-                try:
-                    procs = [root] + root.children(recursive=True)
-                    total = 0
-                    for p in procs:
-                        try:
-                            total += p.memory_info().rss
-                        except psutil.Error:
-                            pass
-                    peak[0] = max(peak[0], total)
-                except psutil.Error:
-                    pass
-                time.sleep(0.1)
+        def record(root, descendants):
+            peak[0] = max(peak[0], sum(rss(p) for p in [root] + descendants))
 
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        rc = proc.wait()
-        sampler.join()
+        rc = wait_sampling(proc, 0.1, record)
     wall = time.perf_counter() - t
     text = open(log_path).read()
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
