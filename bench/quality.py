@@ -17,7 +17,8 @@ files with an empty group, the non-speech clips, are left out):
   spectral-auto   algorithm=spectral, n_clusters=auto (eigengap)
   sweep           the standard sweep (STANDARD_SWEEP) with selection: auto; its pick
                   (best/selection.json), its best result by ARI, and what each
-                  candidate selection criterion (CRITERIA) would have picked
+                  candidate selection criterion (CRITERIA, and the majority partition,
+                  the criterion before) would have picked
   sweep-euclidean the standard sweep with metric=euclidean, as dataset <set>-euclidean:
                   a second sweep to check the selection on, its pick and its best
 
@@ -25,6 +26,11 @@ The tables (markdown) are printed and written to <workdir>/quality.md; every
 number, with the wall time of each run, goes to <workdir>/quality.json, and
 each sweep's summary.tsv is kept as <workdir>/runs/<set>-summary.tsv (<set>-euclidean-summary.tsv).
 --table prints the tables of an earlier run again.
+
+--seed N builds another draw of the speech sets (new voices, pitches, texts and
+non-speech clips; digits has only one): run each seed in its own --workdir, e.g.
+`--seed 1 --workdir /tmp/embclust-quality-s1 --sets voices8 voices20 --runs sweep`.
+The selection criterion was compared on seeds 0-4 (bench/README.md).
 """
 
 import argparse
@@ -35,6 +41,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -99,8 +106,24 @@ CRITERIA = [
     ("silhouette", lambda r: _get(r, "silhouette")),
     ("silhouette x clustered fraction", _times_clustered("silhouette")),
     ("calinski_harabasz", lambda r: _get(r, "calinski_harabasz")),
+    ("calinski_harabasz x clustered fraction (selection: auto)", _times_clustered("calinski_harabasz")),
     ("davies_bouldin (lowest)", lambda r: None if _get(r, "davies_bouldin") is None else -_get(r, "davies_bouldin")),
 ]
+
+
+def majority_scores(label_lists):
+    """The criterion selection: auto used before: each result's ARI (noise as clusters of
+    one) to the sweep's majority partition, the complete linkage of the share of results
+    putting two files apart, cut at one half (evidence accumulation, Fred & Jain 2005)."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from select_best import singletons
+    from sklearn.metrics import adjusted_rand_score
+
+    dense = [singletons(labels) for labels in label_lists]
+    upper = np.triu_indices(len(dense[0]), k=1)
+    together = sum((labels[upper[0]] == labels[upper[1]]).astype(np.int32) for labels in dense)
+    majority = fcluster(linkage((len(dense) - together) / len(dense), "complete"), t=0.5, criterion="distance")
+    return [adjusted_rand_score(labels, majority) for labels in dense]
 
 
 def pick(rows, score):
@@ -222,7 +245,9 @@ def bench_set(name, args):
         best = max(range(len(table)), key=lambda i: (float(table[i][f"{group}_ari_all"] or -1), -i))
         rows.append(from_row(f"{which}'s best (by ARI)", table[best]))
         if run == "sweep":
-            for criterion, score in CRITERIA:
+            labels = [np.load(os.path.join(root, r["result"], "clusters.npz"))["labels"] for r in table]
+            majority = dict(zip((r["result"] for r in table), majority_scores(labels)))
+            for criterion, score in CRITERIA + [("majority partition (selection: auto before)", lambda r: majority[r["result"]])]:
                 i = pick(table, score)
                 rows.append(from_row(f"criterion: {criterion}", table[i], {"criterion": criterion, "score": score(table[i])}))
             sweep = {"results": len(table), "summary": kept, "chosen": selection["chosen"]}

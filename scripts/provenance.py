@@ -79,6 +79,10 @@ def provenance(settings, ids, pooled_matrix_path, commit, reduce_summary=None, v
 
 # ---- methods.md ------------------------------------------------------------------
 
+CALINSKI_HARABASZ = (
+    "Caliński, T., & Harabasz, J. (1974). A dendrite method for cluster analysis. *Communications in "
+    "Statistics*, 3(1), 1-27. https://doi.org/10.1080/03610927408827101"
+)
 REFERENCES = {
     "pca": [
         "Pearson, K. (1901). On lines and planes of closest fit to systems of points in space. "
@@ -122,14 +126,9 @@ REFERENCES = {
         "Rousseeuw, P. J. (1987). Silhouettes: a graphical aid to the interpretation and validation of cluster "
         "analysis. *Journal of Computational and Applied Mathematics*, 20, 53-65. "
         "https://doi.org/10.1016/0377-0427(87)90125-7",
-        "Caliński, T., & Harabasz, J. (1974). A dendrite method for cluster analysis. *Communications in "
-        "Statistics*, 3(1), 1-27. https://doi.org/10.1080/03610927408827101",
+        CALINSKI_HARABASZ,
         "Davies, D. L., & Bouldin, D. W. (1979). A cluster separation measure. *IEEE Transactions on Pattern "
         "Analysis and Machine Intelligence*, PAMI-1(2), 224-227. https://doi.org/10.1109/TPAMI.1979.4766909",
-    ],
-    "selection": [
-        "Fred, A. L. N., & Jain, A. K. (2005). Combining multiple clusterings using evidence accumulation. *IEEE "
-        "Transactions on Pattern Analysis and Machine Intelligence*, 27(6), 835-850. https://doi.org/10.1109/TPAMI.2005.113",
     ],
     "labels": [
         "Hubert, L., & Arabie, P. (1985). Comparing partitions. *Journal of Classification*, 2(1), 193-218. "
@@ -148,6 +147,7 @@ REFERENCES = {
         "Mölder, F., Jablonski, K. P., Letcher, B., Hall, M. B., Tomkins-Tinch, C. H., Sochat, V., et al. (2021). "
         "Sustainable data analysis with Snakemake. *F1000Research*, 10, 33. https://doi.org/10.12688/f1000research.29032.2",
     ],
+    "selection": [CALINSKI_HARABASZ],
 }
 
 METRIC_WORDS = {

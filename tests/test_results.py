@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from metrics import compute_metrics, exemplars, internal_scores, label_scores
 from provenance import git_commit, methods, provenance, sha256_lines, versions
-from select_best import choose, majority_partition, majority_scores, runner_up, selection_paragraph, singletons, stability, with_selection
+from select_best import ch_scores, choose, runner_up, selection_paragraph, singletons, stability, with_selection
 from summary import summary_rows, varying
 
 
@@ -154,64 +154,37 @@ def test_compute_metrics_counts_and_exemplar_ids():
     assert m["labels"]["truth"]["clustered"]["ari"] == 1.0
 
 
-def test_selection_by_majority_then_noise():
-    a, b, c = [0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2], [0, 0, 0, 1, 1, 1]
-    scores = majority_scores([a, c, b])
-    assert scores[0] == scores[2] == 1.0 > scores[1]  # a and b are the majority
-    assert choose(scores, [0.1, 0.0, 0.1]) == 0  # a and b tie: the earlier
-    assert choose(scores, [0.2, 0.0, 0.1]) == 2  # ... unless it has more noise
-    assert runner_up(scores, [0.1, 0.0, 0.1], 0) == 2
-    assert majority_scores([a]) == [None] and choose([None], [0.0]) == 0 and runner_up([None], [0.0], 0) is None
-    # Noise is together with no one: a result that calls everything noise scores no better than chance.
-    assert majority_scores([a, b, [-1] * 6])[2] == pytest.approx(0.0)
+def scored(index, noise):
+    return {"internal": {"calinski_harabasz": index}, "noise_fraction": noise}
+
+
+def test_selection_by_calinski_harabasz_times_clustered_fraction_then_noise():
+    metrics = [scored(100.0, 0.0), scored(400.0, 0.8), scored(None, 0.0), scored(100.0, 0.0)]
+    scores = ch_scores(metrics)
+    # Tight cores in a sea of noise do not win: 400 x 0.2 < 100 x 1.
+    assert scores == [100.0, pytest.approx(80.0), None, 100.0]
+    noise = [m["noise_fraction"] for m in metrics]
+    assert choose(scores, noise) == 0 and runner_up(scores, noise, 0) == 3  # equals: the earlier
+    assert choose([50.0, 50.0], [0.1, 0.0]) == 1  # ... unless it has more noise
+    assert choose([None], [0.0]) == 0 and runner_up([None], [0.0], 0) is None  # one cluster: no index, still chosen alone
     assert singletons(np.array([1, -1, 0, -1])).tolist() == [1, 2, 0, 3]
 
 
-def test_majority_partition_groups_files_every_pair_of_which_half_the_results_group():
-    """0 and 1 are together in all four results; 2 joins them in two (half), 3 in the
-    other two, and 2 and 3 are never together: cut at one half, complete linkage lets one
-    of them join 0 and 1, never both (their own pair has no votes). File 4 is noise in
-    three results and alone in the fourth."""
-    results = [[0, 0, 0, 1, 2], [0, 0, 0, 1, -1], [0, 0, 1, 0, -1], [0, 0, 1, 0, -1]]
-    majority = majority_partition([np.array(r) for r in results])
-    groups = sorted(sorted(np.flatnonzero(majority == g).tolist()) for g in np.unique(majority))
-    assert groups in ([[0, 1, 2], [3], [4]], [[0, 1, 3], [2], [4]])
-    assert majority_partition([np.array([0, 1, 1]), np.array([0, 1, 1])]).tolist() in ([0, 1, 1], [1, 0, 0])
-
-
-def test_majority_is_counted_on_a_fixed_sample_of_large_sweeps(monkeypatch):
-    import select_best
-
-    monkeypatch.setattr(select_best, "MAJORITY_SAMPLE", 50)
-    rng = np.random.default_rng(0)
-    truth = rng.integers(0, 4, 500)
-    noisy = np.where(rng.random(500) < 0.3, rng.integers(0, 4, 500), truth)
-    rows = select_best.sample_rows(500, 50)
-    assert len(rows) == 50 and (np.diff(rows) > 0).all() and rows.tolist() == select_best.sample_rows(500, 50).tolist()
-    scores = majority_scores([truth, truth, noisy])
-    assert scores == majority_scores([truth, truth, noisy]) and scores[0] == 1.0 > scores[2]
-
-
-def test_majority_picks_the_true_structure_where_dbcv_does_not():
-    """Four true blobs. Three settings in the original space find them; one setting sees a
-    space where pairs of blobs lie on top of each other (as a reducer can make them), and
-    finds two tight clusters there. DBCV, each in its own space, prefers the two; the
-    majority partition is the one the other settings agree on."""
+def test_selection_picks_the_true_structure_where_dbcv_does_not():
+    """Four blobs, of which two overlap a little. HDBSCAN with min_samples 5, 10 and 20
+    finds the four; with min_samples 35 it merges blobs into two clusters. DBCV prefers
+    the two; the Calinski-Harabasz index, on the same clustered points, the four."""
     from cluster import hdbscan_clusters
-
-    x, truth = blobs(n=40, centres=4, width=5, seed=3)
-    squashed = np.array([[0.0, 0.0], [0.0, 0.0], [30.0, 0.0], [30.0, 0.0]])[truth]
-    squashed += np.random.default_rng(1).normal(0, 0.3, size=squashed.shape)
-    candidates = [(x, mcs) for mcs in (5, 10, 20)] + [(squashed, 10)]
-    labels = [hdbscan_clusters(space, mcs, mcs).labels for space, mcs in candidates]
-    dbcv = [internal_scores(space, l, "euclidean", 0)["dbcv"] for (space, _), l in zip(candidates, labels)]
-    noise = [float((l < 0).mean()) for l in labels]
-    assert int(np.argmax(dbcv)) == 3 and labels[3].max() == 1  # DBCV picks the two merged clusters
-    best = choose(majority_scores(labels), noise)
-    assert best != 3
     from sklearn.metrics import adjusted_rand_score
+    from test_cluster import blobs
 
-    assert adjusted_rand_score(truth, labels[best]) == 1.0
+    x, truth = blobs(n=40, centres=4, width=5, seed=5, spread=2.0)
+    labels = [hdbscan_clusters(x, mcs, ms).labels for mcs, ms in ((5, 5), (10, 10), (20, 20), (5, 35))]
+    metrics = [{"internal": internal_scores(x, l, "euclidean", 0), "noise_fraction": float((l < 0).mean())} for l in labels]
+    dbcv = [m["internal"]["dbcv"] for m in metrics]
+    assert int(np.argmax(dbcv)) == 3 and adjusted_rand_score(truth, labels[3]) < 0.5  # DBCV picks the merge
+    best = choose(ch_scores(metrics), [m["noise_fraction"] for m in metrics])
+    assert best != 3 and adjusted_rand_score(truth, labels[best]) > 0.95
 
 
 def test_stability_is_one_for_a_clustering_that_never_changes():
@@ -344,18 +317,16 @@ def test_methods_of_spectral_clustering_after_umap_name_the_seed_and_the_chosen_
 
 def test_best_methods_say_how_the_sweep_chose_the_result():
     results = [{"name": f"mean/pca-50/hdbscan-mcs{m}-ms{m}-euclidean", "settings": dict(HDBSCAN_SETTINGS, min_cluster_size=m, min_samples=m)} for m in (5, 10)]
-    metrics = [{"noise_fraction": 0.25, "internal": {"dbcv": d}} for d in (0.2, 0.3)]
-    text = with_selection(methods(results[1]["settings"], PCA_16_OF_50, 30, 16, versions(), "0.2.0"), selection_paragraph(results, metrics, 1, [0.5, 0.5]))
+    metrics = [{"noise_fraction": 0.25, "internal": {"dbcv": d, "calinski_harabasz": c}} for d, c in ((0.2, 300.0), (0.3, 400.0))]
+    text = with_selection(methods(results[1]["settings"], PCA_16_OF_50, 30, 16, versions(), "0.2.0"), selection_paragraph(results, metrics, 1, ch_scores(metrics)))
     body, references = paragraph(text)
     chosen, selection = body.split("\n\n")[1:]
     assert "min_cluster_size=10" in chosen
     assert selection == (
         "This result was selected without labels from the 2 results of a sweep over min_cluster_size (5, 10): the one "
-        "closest to the sweep's majority partition (evidence accumulation, Fred & Jain, 2005), which groups files where "
-        "every pair of them shares a cluster in at least half of the results (noise files sharing none), by the adjusted "
-        "Rand index (Hubert & Arabie, 1985), ties going to the smaller noise fraction, then to the earlier result. It is "
-        "mean/pca-50/hdbscan-mcs10-ms10-euclidean; its adjusted Rand index to that partition was 0.500, with 25.0% of "
-        "the points labelled noise."
+        "with the highest Calinski-Harabasz index (Caliński & Harabasz, 1974) of its clustered points, computed in the "
+        "space the clustering saw, times the fraction of points clustered, ties going to the smaller noise fraction, "
+        "then to the earlier result. It is mean/pca-50/hdbscan-mcs10-ms10-euclidean; its index was 400.0 and its "
+        "score 300.0, with 25.0% of the points labelled noise."
     )
-    assert references.count("Hubert, L., & Arabie, P. (1985)") == 1
-    assert references.count("Fred, A. L. N., & Jain, A. K. (2005)") == 1
+    assert references.count("Caliński, T., & Harabasz, J. (1974)") == 1

@@ -72,7 +72,7 @@ def test_demo_run_clusters_the_digits(workflow):
     selection = read_json(dataset / "best/selection.json")
     chosen = selection["chosen"]
     assert len(selection["candidates"]) == 3
-    assert selection["score"] == max(c["majority"] for c in selection["candidates"]) > selection["runner_up"]["score"] - 1e-9
+    assert selection["score"] == max(c["ch_clustered"] for c in selection["candidates"]) > selection["runner_up"]["score"] - 1e-9
     assert selection["margin"] == pytest.approx(selection["score"] - selection["runner_up"]["score"], abs=2e-6)
     # best/clusters_hard.json: the chosen result's entries, each with its stability across the sweep.
     best_hard = read_json(dataset / "best/clusters_hard.json")
