@@ -147,6 +147,10 @@ REFERENCES = {
         "Mölder, F., Jablonski, K. P., Letcher, B., Hall, M. B., Tomkins-Tinch, C. H., Sochat, V., et al. (2021). "
         "Sustainable data analysis with Snakemake. *F1000Research*, 10, 33. https://doi.org/10.12688/f1000research.29032.2",
     ],
+    "auto_k": [
+        "Zelnik-Manor, L., & Perona, P. (2004). Self-tuning spectral clustering. In *Advances in Neural Information "
+        "Processing Systems 17*, 1601-1608. MIT Press.",
+    ],
     "selection": [CALINSKI_HARABASZ],
 }
 
@@ -215,7 +219,7 @@ def reduction_sentence(r, width, seed_words, cited):
 
 
 def clustering_sentences(s, n_items, n_clusters_used, seed_words, cited):
-    from cluster import EIGENGAP_MAX_K, SPECTRAL_NEIGHBOURS
+    from cluster import AUTO_K_DIMS, AUTO_K_NEIGHBOURS, AUTO_K_SCALE_NEIGHBOUR, EIGENGAP_MAX_K, SPECTRAL_NEIGHBOURS
     from neighbours import BOUNDARY_POINTS, CENTROID_NEIGHBOURS
     from settings import neighbour_count
 
@@ -248,10 +252,14 @@ def clustering_sentences(s, n_items, n_clusters_used, seed_words, cited):
     cited.append("spectral")
     seed_words.append((s["seed"], "spectral clustering"))
     if s["n_clusters"] == "auto":
+        cited += ["auto_k", "pca"]
         k = (
             f"k={n_clusters_used} clusters, chosen as the k in 2..{min(EIGENGAP_MAX_K, n_items - 1)} after which the gap between "
             f"consecutive smallest eigenvalues of the normalised graph Laplacian is largest (the eigengap "
-            f"heuristic; von Luxburg, 2007)"
+            f"heuristic; von Luxburg, 2007), the graph being a self-tuning one (Zelnik-Manor & Perona, 2004; "
+            f"{AUTO_K_NEIGHBOURS} nearest neighbours, each vector's scale its distance to its "
+            f"{AUTO_K_SCALE_NEIGHBOUR}th) of the pooled vectors reduced by PCA (Pearson, 1901) to at most {AUTO_K_DIMS} dimensions "
+            f"and L2-normalised"
         )
     else:
         k = f"k={s['n_clusters']} clusters"

@@ -7,7 +7,7 @@ fraction of files clustered, so that a result calling most files noise and keepi
 a few tight cores does not win. The highest wins, ties going to less noise, then
 to the earlier result; a result with fewer than two clusters has no index and
 ranks last. On the quality benchmark (bench/README.md, 14 sweeps over seeds
-0-4) it came within 0.02 ARI of the sweep's best on 10 and missed by up to 0.105,
+0-4) it came within 0.02 ARI of the sweep's best on 11 and missed by up to 0.105,
 where the majority partition of the results, the criterion before, missed by up
 to 0.180 (README, "Sweeps"). It is computed in each result's own space, so it
 also ranks the spaces: a reducer that squeezes groups into tight clumps scores well.

@@ -185,6 +185,33 @@ def test_eigengap_counts_every_piece_of_a_disconnected_graph():
     assert k == 12
 
 
+def test_auto_k_finds_blobs_of_unequal_size():
+    """Five groups of 6 to 150 files (voices20's run from 6 to 57): the eigengap of the
+    self-tuning graph counts five, the small ones too."""
+    from cluster import auto_k
+
+    rng = np.random.default_rng(4)
+    sizes = [6, 15, 40, 90, 150]
+    centres = rng.normal(0, 6, size=(len(sizes), 32))
+    x = np.concatenate([c + rng.normal(size=(size, 32)) for c, size in zip(centres, sizes)])
+    assert auto_k(x)[0] == 5
+    truth = np.repeat(np.arange(len(sizes)), sizes)
+    labels = cluster(x, {"algorithm": "spectral", "n_clusters": "auto", "metric": "euclidean", "seed": 0}).labels
+    assert adjusted_rand_score(truth, labels) > 0.95
+
+
+def test_spectral_auto_reads_k_from_the_pooled_matrix_not_the_clustered_one():
+    """k comes from the pooled vectors (three blobs), whatever the space clustered: here
+    structureless noise, whose own graph has no clear gap at 3."""
+    from cluster import auto_k
+
+    pooled, _ = blobs(n=30, centres=3, spread=1.0, seed=2)
+    reduced = np.random.default_rng(0).normal(size=(len(pooled), 2)).astype(np.float32)
+    assert auto_k(reduced)[0] != 3
+    params = {"algorithm": "spectral", "n_clusters": "auto", "metric": "euclidean", "seed": 0}
+    assert cluster(reduced, params, pooled=pooled).labels.max() + 1 == 3
+
+
 def test_auto_k_on_the_fewest_files_picks_the_only_k_there_is():
     from cluster import affinity_graph, eigengap_k
 

@@ -309,8 +309,12 @@ def test_methods_of_spectral_clustering_after_umap_name_the_seed_and_the_chosen_
     body, references = paragraph(methods(spectral, umap, 30, 16, versions(), "0.2.0", [], n_clusters_used=4))
     assert "reduced by UMAP (McInnes, Healy & Melville, 2018) to 5 dimensions" in body
     assert "spectral clustering (Ng, Jordan & Weiss, 2002; von Luxburg, 2007) into k=4 clusters, chosen as the k in 2..20" in body
+    assert "the graph being a self-tuning one (Zelnik-Manor & Perona, 2004; 15 nearest neighbours" in body
+    assert "Zelnik-Manor, L., & Perona, P. (2004)" in references
     assert "random_state=3" in body and "The random seed (random_state) was 3 for the UMAP reduction and spectral clustering." in body
-    assert "cosine distance" in body and "HDBSCAN" not in body and "PCA" not in body
+    # No PCA reduction step; PCA is named only where k was read.
+    assert "cosine distance" in body and "HDBSCAN" not in body and "principal component analysis" not in body
+    assert "of the pooled vectors reduced by PCA (Pearson, 1901) to at most 50 dimensions" in body
     assert "Ng, A. Y., Jordan, M. I., & Weiss, Y. (2002)" in references and "von Luxburg, U. (2007)" in references
     assert "McInnes, L., Healy, J., & Melville, J. (2018)" in references and "Campello, R. J. G. B., Moulavi, D., & Sander" not in references
 

@@ -2,6 +2,7 @@ rule cluster:
     input:
         matrix=reduced_matrix,
         graph=neighbour_graph,
+        pooled=auto_k_matrix,
     output:
         clusters=CLUSTERS,
     log:

@@ -133,6 +133,15 @@ def neighbour_graph(wildcards):
     return neighbours_file(wildcards, clusterer["metric"], clusterer["min_samples"])
 
 
+def auto_k_matrix(wildcards):
+    """The pooled matrix, which spectral n_clusters=auto reads k from; reduce=none
+    clusters that matrix itself (reduced_matrix), so needs no second input."""
+    clusterer = settings.parse_clusterer(wildcards.clusterer)
+    if clusterer["algorithm"] != "spectral" or clusterer["n_clusters"] != "auto" or wildcards.reducer == "none":
+        return []
+    return POOLED.format(pooling=wildcards.pooling)
+
+
 def layout_graph(wildcards):
     """UMAP's neighbours; a PCA layout needs none."""
     layout = settings.parse_layout(wildcards.layout)
