@@ -321,9 +321,13 @@ def self_tuning_graph(x, n_neighbours=AUTO_K_NEIGHBOURS, scale_neighbour=AUTO_K_
 
     n = len(x)
     distances, indices = nearest_neighbours(x, min(n_neighbours, n - 1))
-    scale = np.maximum(distances[:, min(scale_neighbour, distances.shape[1] - 1)], np.finfo(np.float64).tiny)
+    scale = distances[:, min(scale_neighbour, distances.shape[1] - 1)]
     rows = np.repeat(np.arange(n), distances.shape[1])
-    weights = np.exp(-(distances.ravel() ** 2) / (scale[rows] * scale[indices.ravel()]))
+    squared, product = distances.ravel() ** 2, scale[rows] * scale[indices.ravel()]
+    # Where a scale is 0 (a point with that many exact duplicates): weight 1 to its
+    # duplicates, 0 to anything farther.
+    ratio = np.divide(squared, product, out=np.where(squared > 0, np.inf, 0.0), where=product > 0)
+    weights = np.exp(-ratio)
     affinity = scipy.sparse.csr_matrix((weights, (rows, indices.ravel())), shape=(n, n))
     return affinity.maximum(affinity.T)
 

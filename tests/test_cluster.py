@@ -212,6 +212,18 @@ def test_spectral_auto_reads_k_from_the_pooled_matrix_not_the_clustered_one():
     assert cluster(reduced, params, pooled=pooled).labels.max() + 1 == 3
 
 
+def test_auto_k_takes_exact_duplicates():
+    """A group of 30 identical files (silent clips, say): their scale is 0, and the
+    graph joins them to each other with weight 1 instead of dividing 0 by 0."""
+    from cluster import auto_k, self_tuning_graph
+
+    x, truth = blobs(n=30, centres=3, spread=1.0, seed=2)
+    x[truth == 0] = x[truth == 0][0]
+    graph = self_tuning_graph(x)
+    assert np.isfinite(graph.data).all() and graph[0, 1] == 1.0
+    assert auto_k(x)[0] == 3
+
+
 def test_auto_k_on_the_fewest_files_picks_the_only_k_there_is():
     from cluster import affinity_graph, eigengap_k
 
