@@ -351,17 +351,15 @@ def auto_k(pooled, max_k=EIGENGAP_MAX_K):
 
 
 def spectral_clusters(x, n_clusters, seed, log=None, pooled=None):
-    """Spectral clustering of x; n_clusters="auto" reads k from `pooled` (auto_k), or from
-    x itself when no pooled matrix is given (reduce=none: they are the same)."""
+    """Spectral clustering of x; n_clusters="auto" reads k from `pooled` (auto_k)."""
     from sklearn.cluster import SpectralClustering
 
     affinity = affinity_graph(x)
     if n_clusters == "auto":
-        source = x if pooled is None else pooled
-        n_clusters, values = auto_k(source)
+        n_clusters, values = auto_k(pooled)
         if log:
             log.say(
-                f"eigengap of the pooled vectors' ({source.shape[0]} x {source.shape[1]}) self-tuning graph picks "
+                f"eigengap of the pooled vectors' ({pooled.shape[0]} x {pooled.shape[1]}) self-tuning graph picks "
                 f"n_clusters={n_clusters} (smallest Laplacian eigenvalues: {np.round(values, 4).tolist()})"
             )
     if len(x) <= n_clusters:
@@ -381,7 +379,8 @@ def spectral_clusters(x, n_clusters, seed, log=None, pooled=None):
 
 def cluster(matrix, params, graph=None, log=None, pooled=None):
     """`graph`: the neighbours stage's output for HDBSCAN; built here when absent.
-    `pooled`: the pooled matrix, which spectral n_clusters=auto reads k from (None: matrix)."""
+    `pooled`: the pooled matrix, which spectral n_clusters=auto reads k from (None: matrix,
+    as with reduce=none, where they are the same)."""
     x = prepare(matrix, params["metric"])
     if params["algorithm"] == "hdbscan":
         return hdbscan_clusters(x, params["min_cluster_size"], params["min_samples"], graph, log)

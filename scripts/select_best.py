@@ -22,6 +22,7 @@ best/stability.png.
 
 import json
 import shutil
+import textwrap
 
 import numpy as np
 from _stage import read_json_files
@@ -106,9 +107,10 @@ def draw_stability(values, path, title):
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
     ax.hist(values, bins=np.linspace(0, 1, 21), color="#4c72b0", edgecolor="white")
     ax.set_xlim(0, 1)
-    ax.set_xlabel("stability (mean Jaccard overlap of the file's cluster across the sweep)")
+    # Wrapped: a result's path is wider than the figure (both were cut off at its edges).
+    ax.set_xlabel("stability: mean Jaccard overlap of the file's cluster\nacross the sweep's results")
     ax.set_ylabel("files")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 60), fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
