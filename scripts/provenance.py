@@ -1,9 +1,10 @@
 """Provenance stage: what made a result, so it can be reproduced and cited.
 
-Writes provenance.json (settings, digests, versions) and methods.md, a methods
+Writes provenance.json (settings, digests, versions, processor) and methods.md, a methods
 paragraph for a paper naming every step that made the result, with its settings,
 the package versions, the seed, and references. Neither holds times or absolute
-paths, so two runs of the same commit on the same inputs write the same bytes.
+paths, so two runs of the same commit on the same inputs, on the same kind of
+machine, write the same bytes.
 """
 
 import hashlib
@@ -41,6 +42,23 @@ def versions():
     return out
 
 
+def machine():
+    """The processor and the BLAS libraries numpy and scipy load, with the kernels they
+    chose for it: what decides the last bits of every matrix product, so results are
+    byte-identical only between runs on the same kind of machine."""
+    import scipy.linalg  # noqa: F401  (loads scipy's BLAS, so that it is listed)
+    from threadpoolctl import threadpool_info
+
+    cpu = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        pass
+    blas = sorted({f"{d['internal_api']} {d['version']} ({d.get('architecture')})" for d in threadpool_info() if d["user_api"] == "blas"})
+    return {"cpu": cpu or platform.processor() or None, "blas": blas}
+
+
 def git_commit(directory):
     """HEAD of the workflow's repository, '+dirty' if it has uncommitted changes; None outside git."""
     try:
@@ -73,6 +91,7 @@ def provenance(settings, ids, pooled_matrix_path, commit, reduce_summary=None, v
         "input_ids_sha256": sha256_lines(ids),
         "pooled_matrix_sha256": sha256_file(pooled_matrix_path),
         "versions": versions(),
+        "machine": machine(),
         "workflow_commit": commit,
     }
 

@@ -222,6 +222,8 @@ def test_provenance_digests_and_versions(tmp_path):
     assert len(record["pooled_matrix_sha256"]) == 64
     assert {"python", "numpy", "scikit-learn", "hdbscan", "umap-learn", "snakemake"} <= set(record["versions"])
     assert record["versions"]["hdbscan"]
+    # The processor and BLAS kernels, which decide the last bits of the results (numpy's OpenBLAS at least).
+    assert set(record["machine"]) == {"cpu", "blas"} and any(b.startswith("openblas ") for b in record["machine"]["blas"])
     assert git_commit(str(tmp_path)) is None
     assert record["reduction"] == {"method": "none"} and record["workflow_version"] is None
     assert provenance({}, ["a"], str(matrix), None, version="1.2.3")["workflow_version"] == "1.2.3"
