@@ -1,10 +1,11 @@
 """Quality benchmark: how well the workflow recovers known groups in real embeddings.
 
-    .venv/bin/python bench/quality.py                    # every set, every run
+    .venv/bin/python bench/quality.py                    # every set, every run (seed 0)
+    .venv/bin/python bench/quality.py --seeds 0 1 2 3 4  # and four more draws of the speech sets
     .venv/bin/python bench/quality.py --sets voices8 --runs defaults sweep
 
 For each labelled set built by bench/quality_sets.py (cached under
-<workdir>/sets, deterministic for --seed) it runs the real workflow
+<workdir>/sets, deterministic for each seed) it runs the real workflow
 (`snakemake --cores 2` from the repository root, plot=none, labels=the set's
 CSV, output under <workdir>/runs) once per run below, and reads ARI and AMI
 against the set's groups from the workflow's own metrics.json / summary.tsv
@@ -27,10 +28,12 @@ number, with the wall time of each run, goes to <workdir>/quality.json, and
 each sweep's summary.tsv is kept as <workdir>/runs/<set>-summary.tsv (<set>-euclidean-summary.tsv).
 --table prints the tables of an earlier run again.
 
---seed N builds another draw of the speech sets (new voices, pitches, texts and
-non-speech clips; digits has only one): run each seed in its own --workdir, e.g.
-`--seed 1 --workdir /tmp/embclust-quality-s1 --sets voices8 voices20 --runs sweep`.
-The selection criterion was compared on seeds 0-4 (bench/README.md).
+--seeds 0 1 2 3 4 also runs other draws of the speech sets (new voices, pitches, texts
+and non-speech clips; digits has only one, seed 0), each as dataset <set>-s<seed>
+(<set> for seed 0), the seeds after the first with only DRAW_RUNS, and adds the
+"Across draws" table: for each set and seed the defaults, the sweep's best,
+selection: auto and n_clusters=auto, and how many meet issue 11's targets
+(defaults within 0.05 of the sweep's best, selection within 0.02, k within +-1).
 """
 
 import argparse
@@ -71,6 +74,8 @@ STANDARD_SWEEP = {
 }
 
 RUNS = ["defaults", "old", "spectral-k", "spectral-auto", "sweep", "sweep-euclidean"]
+# What the "Across draws" table needs; the seeds after the first run only these.
+DRAW_RUNS = ["defaults", "spectral-auto", "sweep"]
 
 
 def run_overrides(run, n_groups):
@@ -203,28 +208,32 @@ def entry(label, settings_, n_clusters, noise, ari, ami, extra=None):
     }
 
 
-def bench_set(name, args):
+def dataset_name(name, seed):
+    return name if seed == 0 else f"{name}-s{seed}"
+
+
+def bench_set(name, seed, runs, args):
     t = time.perf_counter()
-    set_dir, manifest = quality_sets.build(name, os.path.join(args.workdir, "sets"), args.seed)
+    set_dir, manifest = quality_sets.build(name, os.path.join(args.workdir, "sets"), seed)
     build_s = time.perf_counter() - t
     group, k = manifest["group_column"], manifest["n_groups"]
     out_root = os.path.join(args.workdir, "runs")
     os.makedirs(os.path.join(out_root, "logs"), exist_ok=True)
     rows, times = [], {}
     sweep = None
-    for run in args.runs:
-        log_path = os.path.join(out_root, "logs", f"{name}-{run}.log")
-        dataset = f"{name}-euclidean" if run == "sweep-euclidean" else name
+    for run in runs:
+        dataset = dataset_name(name, seed) + ("-euclidean" if run == "sweep-euclidean" else "")
+        log_path = os.path.join(out_root, "logs", f"{dataset}-{run}.log")
         wall, results = snakemake(set_dir, dataset, run_overrides(run, k), out_root, log_path)
         times[run] = round(wall, 1)
-        print(f"  {name} {run}: {wall:.1f} s ({len(results)} result{'s' * (len(results) > 1)})", flush=True)
+        print(f"  {dataset_name(name, seed)} {run}: {wall:.1f} s ({len(results)} result{'s' * (len(results) > 1)})", flush=True)
         if not run.startswith("sweep"):
             (result,) = results
             metrics = json.load(open(os.path.join(result["dir"], "metrics.json")))
             ari, ami = label_scores(metrics, group)
             label = {"defaults": "defaults", "old": "old script's defaults", "spectral-k": f"spectral, true k = {k}",
                      "spectral-auto": "spectral, n_clusters=auto"}[run]
-            rows.append(entry(label, result["settings"], metrics["n_clusters"], metrics["noise_fraction"], ari, ami))
+            rows.append(entry(label, result["settings"], metrics["n_clusters"], metrics["noise_fraction"], ari, ami, {"key": run}))
             continue
         root = os.path.join(out_root, dataset)
         with open(os.path.join(root, "summary.tsv")) as f:
@@ -241,17 +250,17 @@ def bench_set(name, args):
 
         chosen = by_name[selection["chosen"]]
         which = "the sweep" if run == "sweep" else "the euclidean sweep"
-        rows.append(from_row(f"selection: auto over {which} ({len(table)} results)", chosen))
+        rows.append(from_row(f"selection: auto over {which} ({len(table)} results)", chosen, {"key": f"{run}: selection"}))
         best = max(range(len(table)), key=lambda i: (float(table[i][f"{group}_ari_all"] or -1), -i))
-        rows.append(from_row(f"{which}'s best (by ARI)", table[best]))
+        rows.append(from_row(f"{which}'s best (by ARI)", table[best], {"key": f"{run}: best"}))
         if run == "sweep":
             labels = [np.load(os.path.join(root, r["result"], "clusters.npz"))["labels"] for r in table]
             majority = dict(zip((r["result"] for r in table), majority_scores(labels)))
             for criterion, score in CRITERIA + [("majority partition (selection: auto before)", lambda r: majority[r["result"]])]:
                 i = pick(table, score)
-                rows.append(from_row(f"criterion: {criterion}", table[i], {"criterion": criterion, "score": score(table[i])}))
+                rows.append(from_row(f"criterion: {criterion}", table[i], {"key": "criterion", "criterion": criterion, "score": score(table[i])}))
             sweep = {"results": len(table), "summary": kept, "chosen": selection["chosen"]}
-    return {"set": name, "dir": set_dir, "manifest": manifest, "build_s": round(build_s, 1), "rows": rows,
+    return {"set": name, "seed": seed, "dir": set_dir, "manifest": manifest, "build_s": round(build_s, 1), "rows": rows,
             "run_s": times, "sweep": sweep}
 
 
@@ -266,7 +275,7 @@ def markdown(report):
         frames = m["frames"]
         shape = f"(T, {m['dim']}), T {frames[0]}-{frames[2]} (median {frames[1]})" if frames[2] > 1 else f"({m['dim']},)"
         lines += [
-            f"### {s['set']}",
+            f"### {s['set']}" + (f", seed {s['seed']}" if s["seed"] else ""),
             "",
             f"{m['n_files']} files {shape}; {m['n_groups']} groups (`{m['group_column']}`) of "
             f"{m['group_sizes'][0]}-{m['group_sizes'][1]} files"
@@ -279,29 +288,107 @@ def markdown(report):
         for r in s["rows"]:
             lines.append(f"| {r['run']} | {r['result']} | {r['n_clusters']} | {fmt(r['noise_fraction'], 2)} | {fmt(r['ari'])} | {fmt(r['ami'])} |")
         lines.append("")
-    if len(report["sets"]) > 1:
-        names = [s["set"] for s in report["sets"]]
+    first_draw = [s for s in report["sets"] if s["seed"] == report["seeds"][0]]
+    if len(first_draw) > 1:
+        names = [s["set"] for s in first_draw]
         lines += ["### ARI by run and set", "", "| run | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
         lines[-2] = "| run (ARI, clusters found) | " + " | ".join(names) + " |"
 
         def short(run):
             return run.split(" (")[0].split(" =")[0]
 
-        labels = list(dict.fromkeys(short(r["run"]) for s in report["sets"] for r in s["rows"]))
+        labels = list(dict.fromkeys(short(r["run"]) for s in first_draw for r in s["rows"]))
         for label in labels:
             cells = []
-            for s in report["sets"]:
+            for s in first_draw:
                 found = [r for r in s["rows"] if short(r["run"]) == label]
                 cells.append(f"{fmt(found[0]['ari'])} ({found[0]['n_clusters']})" if found else "")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
+    if len(report["seeds"]) > 1:
+        lines += across_draws(report["sets"])
     return "\n".join(lines)
+
+
+def across_draws(sets):
+    """One row per set and seed: the defaults, the sweep's best, selection: auto and
+    n_clusters=auto, with gaps to the best; then how many rows meet issue 11's targets."""
+    lines = [
+        "### Across draws",
+        "",
+        "ARI (clusters found); gap = the sweep's best minus the run's ARI.",
+        "",
+        "| set | seed | groups | defaults (gap) | the sweep's best | selection: auto (gap) | n_clusters=auto: k (ARI) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    met = {"defaults within 0.05": [], "selection: auto within 0.02": [], "n_clusters=auto within +-1": []}
+    for s in sets:
+        rows = {r["key"]: r for r in s["rows"] if r.get("key") != "criterion"}
+        best = rows.get("sweep: best")
+        cells = []
+        for key, target, bound in (("defaults", "defaults within 0.05", 0.05), ("sweep: best", None, None),
+                                   ("sweep: selection", "selection: auto within 0.02", 0.02)):
+            r = rows.get(key)
+            if r is None:
+                cells.append("")
+                continue
+            cell = f"{fmt(r['ari'])} ({r['n_clusters']})"
+            if target and best:
+                gap = best["ari"] - r["ari"]
+                met[target].append(gap <= bound + 1e-9)
+                cell += f", {gap:.3f}" + ("" if gap <= bound + 1e-9 else " **miss**")
+            cells.append(cell)
+        k = s["manifest"]["n_groups"]
+        auto = rows.get("spectral-auto")
+        if auto:
+            met["n_clusters=auto within +-1"].append(abs(auto["n_clusters"] - k) <= 1)
+            cells.append(f"{auto['n_clusters']} ({fmt(auto['ari'])})" + ("" if abs(auto["n_clusters"] - k) <= 1 else " **miss**"))
+        else:
+            cells.append("")
+        lines.append(f"| {s['set']} | {s['seed']} | {k} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Targets met: " + "; ".join(f"{name}: {sum(v)} of {len(v)}" for name, v in met.items() if v) + ".")
+    lines.append("")
+    return lines + criterion_gaps(sets)
+
+
+def criterion_gaps(sets):
+    """How far below the sweep's best each candidate criterion's pick is, per set and seed."""
+    names = list(dict.fromkeys(r["criterion"] for s in sets for r in s["rows"] if r.get("key") == "criterion"))
+    if not names:
+        return []
+    short = [n.split(" (")[0] for n in names]
+    lines = [
+        "### Selection criteria across draws",
+        "",
+        "ARI of the sweep's best minus ARI of each criterion's pick (0.000: it picks a best result).",
+        "",
+        "| set | seed | best | " + " | ".join(short) + " |",
+        "| --- | --- | --- |" + " --- |" * len(names),
+    ]
+    gaps = {n: [] for n in names}
+    for s in sets:
+        best = next((r for r in s["rows"] if r.get("key") == "sweep: best"), None)
+        if best is None:
+            continue
+        picks = {r["criterion"]: r for r in s["rows"] if r.get("key") == "criterion"}
+        cells = []
+        for n in names:
+            gap = best["ari"] - picks[n]["ari"]
+            gaps[n].append(gap)
+            cells.append(f"{gap:.3f}")
+        lines.append(f"| {s['set']} | {s['seed']} | {fmt(best['ari'])} | " + " | ".join(cells) + " |")
+    lines.append("| mean | | | " + " | ".join(f"{np.mean(gaps[n]):.3f}" for n in names) + " |")
+    lines.append("| worst | | | " + " | ".join(f"{np.max(gaps[n]):.3f}" for n in names) + " |")
+    lines.append("| within 0.02 | | | " + " | ".join(f"{sum(g <= 0.02 + 1e-9 for g in gaps[n])} of {len(gaps[n])}" for n in names) + " |")
+    lines.append("")
+    return lines
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", default="/tmp/embclust-quality")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the generated sets")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the generated sets (draws); digits has only seed 0")
     ap.add_argument("--sets", nargs="+", choices=quality_sets.SETS, default=quality_sets.SETS)
     ap.add_argument("--runs", nargs="+", choices=RUNS, default=RUNS)
     ap.add_argument("--fresh", action="store_true", help="delete <workdir>/runs first (the sets stay cached)")
@@ -316,10 +403,14 @@ def main():
 
         shutil.rmtree(os.path.join(args.workdir, "runs"), ignore_errors=True)
     t = time.perf_counter()
-    report = {"seed": args.seed, "standard_sweep": STANDARD_SWEEP, "sets": []}
-    for name in args.sets:
-        print(f"{name}:", flush=True)
-        report["sets"].append(bench_set(name, args))
+    report = {"seeds": args.seeds, "standard_sweep": STANDARD_SWEEP, "sets": []}
+    for seed in args.seeds:
+        for name in args.sets:
+            if name == "digits" and seed != 0:
+                continue
+            print(f"{dataset_name(name, seed)}:", flush=True)
+            runs = args.runs if seed == args.seeds[0] else [r for r in args.runs if r in DRAW_RUNS]
+            report["sets"].append(bench_set(name, seed, runs, args))
     report["total_s"] = round(time.perf_counter() - t, 1)
     text = markdown(report) + f"\nTotal: {report['total_s']} s.\n"
     print(text)

@@ -33,7 +33,13 @@ import wave
 
 import numpy as np
 
-GENERATOR_VERSION = 2
+# MKL (torch's BLAS here) picks its kernels by CPU, and their float results differ in the
+# last bits (1.7e-7 in the encoder's output), which UMAP can turn into another clustering:
+# generator 2's sets rebuilt on another machine gave other digests and ARIs. COMPATIBLE
+# mode gives every processor the same results. Set before torch is imported.
+os.environ["MKL_CBWR"] = "COMPATIBLE"
+
+GENERATOR_VERSION = 3  # 3: voices20 gives every voice its own espeak-ng variant
 RATE = 10  # Resemblyzer partial embeddings per second of audio (its default is 1.3)
 SR = 16000  # the encoder's sampling rate
 
@@ -60,7 +66,11 @@ VOICE_FILES = {
     "en-us": "gmw/en-US", "en-gb": "gmw/en", "de": "gmw/de", "fr-fr": "roa/fr", "es": "roa/es",
     "it": "roa/it", "nl": "gmw/nl", "pt": "roa/pt", "sv": "gmq/sv", "pl": "zlw/pl",
 }
-VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt3", "croak"]
+# voices20's variants, one per voice. Two voices sharing a variant differ only in language,
+# pitch and speed, and the encoder (and a listener) may hear one speaker in two languages:
+# generator 2 drew (language, variant) pairs and, at seed 0, used f3 and m4 three times each.
+VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt3", "croak",
+            "adam", "boris", "linda", "steph"]
 
 # The 8-voice set: English, one voice per espeak-ng variant, each with its own pitch
 # (-p, 0-99) and speed (-s, words per minute).
@@ -71,7 +81,7 @@ VOICES8 = [
 VOICES8_PHRASES = 12
 VOICES8_TAKES = 5
 
-# The 20-voice set: languages and variants drawn per voice, unequal group sizes
+# The 20-voice set: a language drawn per voice and the variants in a drawn order, unequal group sizes
 # from 6 to 57 clips, plus non-speech clips that belong to no voice.
 VOICES20 = 20
 VOICES20_MIN, VOICES20_MAX = 6, 57
@@ -209,8 +219,7 @@ def clips_voices8(rng):
 def clips_voices20(rng):
     """(id, kind, spec, labels) for 20 voices of unequal sizes, and non-speech clips."""
     languages = list(WORDS)
-    pairs = [(language, variant) for language in languages for variant in VARIANTS]
-    chosen = [pairs[i] for i in rng.choice(len(pairs), size=VOICES20, replace=False)]
+    chosen = [(str(rng.choice(languages)), variant) for variant in rng.permutation(VARIANTS)[:VOICES20]]
     sizes = np.round(VOICES20_MIN * (VOICES20_MAX / VOICES20_MIN) ** (np.arange(VOICES20) / (VOICES20 - 1))).astype(int)
     sizes = rng.permutation(sizes)
     out = []
@@ -276,16 +285,30 @@ def write_labels(path, rows):
 
 
 def versions():
+    # soxr: Resemblyzer's resampling, through librosa
+    out = {"generator": GENERATOR_VERSION}
+    out.update({pkg: _version(pkg) for pkg in ("numpy", "torch", "resemblyzer", "librosa", "soxr", "webrtcvad", "scikit-learn")})
+    out["espeak-ng"] = espeak_version() if shutil.which("espeak-ng") else None
+    out["mkl_cbwr"] = os.environ["MKL_CBWR"]
+    return out
+
+
+def _version(pkg):
     from importlib.metadata import version
 
-    out = {"generator": GENERATOR_VERSION, "numpy": version("numpy")}
-    for pkg in ("torch", "resemblyzer", "librosa", "webrtcvad", "scikit-learn"):
-        try:
-            out[pkg] = version(pkg)
-        except Exception:
-            out[pkg] = None
-    out["espeak-ng"] = espeak_version() if shutil.which("espeak-ng") else None
-    return out
+    try:
+        return version(pkg)
+    except Exception:
+        return None
+
+
+def cpu():
+    """The processor the set was built on (recorded, not compared)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        return None
 
 
 def digest(emb):
@@ -328,6 +351,7 @@ def build(name, root, seed, fresh=False):
     manifest = dict(
         wanted,
         **info,
+        cpu=cpu(),
         n_files=len(rows),
         group_column=group,
         n_groups=len(sizes),

@@ -6,10 +6,10 @@ freedom; computed by the metrics stage in the space the clusterer saw), times th
 fraction of files clustered, so that a result calling most files noise and keeping
 a few tight cores does not win. The highest wins, ties going to less noise, then
 to the earlier result; a result with fewer than two clusters has no index and
-ranks last. On the quality benchmark (bench/README.md, 14 sweeps over seeds
-0-4) it came within 0.02 ARI of the sweep's best on 11 and missed by up to 0.105,
-where the majority partition of the results, the criterion before, missed by up
-to 0.180 (README, "Sweeps"). It is computed in each result's own space, so it
+ranks last. On the quality benchmark (bench/README.md, 11 draws) it came within
+0.02 ARI of the sweep's best on 6, 0.023 below it on average and 0.105 at worst,
+where the majority partition of the results, the criterion before, was 0.032 and
+0.131 (README, "Sweeps"). It is computed in each result's own space, so it
 also ranks the spaces: a reducer that squeezes groups into tight clumps scores well.
 
 Per-clip stability: for each file, the mean over the sweep's other results of
