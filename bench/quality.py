@@ -396,6 +396,10 @@ def main():
     args = ap.parse_args()
     if args.table:
         report = json.load(open(os.path.join(args.workdir, "quality.json")))
+        # A report from before --seeds holds one seed, as "seed".
+        report.setdefault("seeds", [report.get("seed", 0)])
+        for s in report["sets"]:
+            s.setdefault("seed", report["seeds"][0])
         print(markdown(report) + f"\nTotal: {report['total_s']} s.")
         return
     if args.fresh:
