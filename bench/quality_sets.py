@@ -33,6 +33,9 @@ import wave
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+from provenance import cpu_model  # noqa: E402
+
 # MKL (torch's BLAS here) picks its kernels by CPU, and their float results differ in the
 # last bits (1.7e-7 in the encoder's output), which UMAP can turn into another clustering:
 # generator 2's sets rebuilt on another machine gave other digests and ARIs. COMPATIBLE
@@ -268,7 +271,6 @@ def build_speech(name, out, seed):
 
 
 def build_digits(out, seed):
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
     from make_demo import make_demo
 
     make_demo(os.path.join(out, "emb"))
@@ -299,15 +301,6 @@ def _version(pkg):
     try:
         return version(pkg)
     except Exception:
-        return None
-
-
-def cpu():
-    """The processor the set was built on (recorded, not compared)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
-    except OSError:
         return None
 
 
@@ -351,7 +344,7 @@ def build(name, root, seed, fresh=False):
     manifest = dict(
         wanted,
         **info,
-        cpu=cpu(),
+        cpu=cpu_model(),  # recorded, not compared
         n_files=len(rows),
         group_column=group,
         n_groups=len(sizes),

@@ -42,6 +42,16 @@ def versions():
     return out
 
 
+def cpu_model():
+    """The processor's model name (Linux's /proc/cpuinfo, else platform's), or None."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        name = None
+    return name or platform.processor() or None
+
+
 def machine():
     """The processor and the BLAS libraries numpy and scipy load, with the kernels they
     chose for it: what decides the last bits of every matrix product, so results are
@@ -49,14 +59,8 @@ def machine():
     import scipy.linalg  # noqa: F401  (loads scipy's BLAS, so that it is listed)
     from threadpoolctl import threadpool_info
 
-    cpu = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
-    except OSError:
-        pass
     blas = sorted({f"{d['internal_api']} {d['version']} ({d.get('architecture')})" for d in threadpool_info() if d["user_api"] == "blas"})
-    return {"cpu": cpu or platform.processor() or None, "blas": blas}
+    return {"cpu": cpu_model(), "blas": blas}
 
 
 def git_commit(directory):
