@@ -10,6 +10,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests/slurm"))
+from slurm_cluster import APT_GET  # noqa: E402,F401  (the apt-get every fixture that installs runs)
 
 # Fewer pooling jobs than the default 8 on tiny test data: each job is a new Python
 # process, and the suite runs ~40 workflows. Sharding itself is tested with more.
@@ -78,6 +80,11 @@ def executed_jobs(output):
         jobs[rule] = int(count)
     jobs.pop("all", None)
     return jobs
+
+
+def pytest_collection_modifyitems(items):
+    """The slow tests first: with two workers, a 2-minute test started last would run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture

@@ -290,6 +290,7 @@ def test_candidate_tree_is_the_exact_tree_when_the_graph_has_every_edge():
     np.testing.assert_allclose(tree[:, 2], spanning_tree(x, neighbour_graph(x, 32), 3)[:, 2], rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_approximate_graph_clusters_like_the_exact_one():
     """NN-descent gives HDBSCAN's clusters, the same on every run; where its K-NN
     graph falls apart (far blobs), the centroid-joined edges still make one tree."""

@@ -10,6 +10,7 @@ import urllib.parse
 
 import numpy as np
 import pytest
+from conftest import APT_GET
 from test_plots import HDBSCAN, NO_AUDIO, NO_LABEL, map_data, map_script, plots_run  # noqa: F401  (shared session fixture)
 
 CHROMIUM = "/usr/bin/chromium"
@@ -24,7 +25,7 @@ def chromium():
         if os.geteuid() != 0 or not shutil.which("apt-get"):
             pytest.skip(f"{CHROMIUM} is missing and cannot be installed here (needs root and apt-get)")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
+        for cmd in ([*APT_GET, "update", "-q"], [*APT_GET, "install", "-y", "-q", "chromium"]):
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 pytest.skip(f"could not install chromium: {' '.join(cmd)} failed: {proc.stderr[-500:]}")

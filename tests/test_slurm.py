@@ -75,6 +75,7 @@ def demo_workflow(root):
     return wf
 
 
+@pytest.mark.slow
 def test_demo_on_slurm_matches_a_local_run_and_resumes_after_a_failed_job(cluster, tmp_path):
     # Jobs run `python -m snakemake` with this interpreter: its bin directory first on PATH.
     env = cluster.env(dict(os.environ, PYTHONWARNINGS="ignore"))

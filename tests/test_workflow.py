@@ -40,6 +40,7 @@ def check_contract(result_dir, ids, embedding_dir):
     return hard, soft
 
 
+@pytest.mark.slow
 def test_demo_run_clusters_the_digits(workflow):
     os.symlink(REPO / "demo", workflow.root / "demo")
     workflow.run()
@@ -94,6 +95,7 @@ def test_demo_run_clusters_the_digits(workflow):
     assert "methods.md" in report
 
 
+@pytest.mark.slow
 def test_cache_reruns_only_the_stages_below_a_change(workflow, blobs):
     directory, truth = blobs
     base = ["--config", f"embedding_dir={directory}", "plot=pca"]  # a PCA layout: no UMAP start-up
@@ -416,6 +418,7 @@ def test_spectral_auto_after_a_reduction_reads_k_from_the_pooled_matrix(workflow
     assert adjusted_rand_score([truth[e["id"]] for e in hard], [e["cluster"] for e in hard]) == 1.0
 
 
+@pytest.mark.slow
 def test_two_runs_from_scratch_give_identical_bytes(tmp_path, blobs):
     """Determinism: JSONs, plots and metrics match byte for byte across directories."""
     directory, _ = blobs

@@ -58,14 +58,18 @@ def cannot_run():
     return None
 
 
+# apt-get run by two test workers at once fails on dpkg's lock: each call waits for this one.
+APT_GET = ["flock", "/tmp/embclust-tests-apt.lock", "apt-get"]
+
+
 def install(log=sys.stderr):
     """apt-get install the packages whose programs are missing (~20 s from nothing)."""
     if all(sbin(b) for b in BINARIES):
         return
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]
+    cmd = [*APT_GET, "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]
     if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, capture_output=True)
+        subprocess.run([*APT_GET, "update", "-qq"], env=env, check=True, capture_output=True)
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"apt-get install failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
