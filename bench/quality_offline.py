@@ -2,7 +2,7 @@
 other selection criteria, other poolings, and PLSCAN (bench/README.md, "Tried offline").
 
     .venv/bin/python bench/quality.py --seeds 0 1 2 3 4   # first: the sets and the sweeps
-    .venv/bin/python bench/quality_offline.py             # then these tables, about 6 minutes
+    .venv/bin/python bench/quality_offline.py             # then these tables, about 9 minutes
 
 Nothing here feeds the workflow; it reads <workdir>/sets and <workdir>/runs and prints
 three markdown tables:
@@ -12,7 +12,9 @@ three markdown tables:
             is: the workflow's (Calinski-Harabasz x clustered fraction), stability under
             resampling (RESAMPLES subsamples of RESAMPLE_FRACTION of the files, each
             result's settings rerun in its own space, mean ARI to the result, noise as
-            clusters of one; alone and times the clustered fraction), scores in one shared
+            clusters of one; alone and times the clustered fraction), stability under seeds
+            (UMAP's and spectral clustering's seed set to OTHER_SEEDS, the space made
+            again; alone and times the workflow's score), scores in one shared
             space (the pooled vectors, L2-normalised), the majority partition, the sweep's
             medoid, and two combinations of Calinski-Harabasz with the majority partition
   pooling   each speech draw pooled by mean, meanstd and max, UMAP to 10 dimensions
@@ -42,6 +44,7 @@ from select_best import singletons  # noqa: E402
 
 RESAMPLES = 8
 RESAMPLE_FRACTION = 0.8
+OTHER_SEEDS = [1, 2]
 POOLINGS = ["mean", "meanstd", "max"]
 SPACES = ["pca-5", "pca-10", "pca-50", "umap-5-cosine-s0", "umap-10-cosine-s0", "umap-50-cosine-s0"]
 
@@ -96,19 +99,47 @@ def load_sweep(runs, dataset):
     return results, pooled
 
 
+def clusterer(row, seed=None):
+    """The cluster stage's parameters of a summary row; spectral with the k it found."""
+    if row["algorithm"] == "hdbscan":
+        mcs = int(row["min_cluster_size"])
+        return {"algorithm": "hdbscan", "metric": row["metric"], "min_cluster_size": mcs, "min_samples": int(row["min_samples"] or mcs)}
+    seed = int(row["seed"] or 0) if seed is None else seed
+    return {"algorithm": "spectral", "metric": row["metric"], "n_clusters": int(row["n_clusters_found"]), "seed": seed}
+
+
+def seed_stability(result, layouts, pooled):
+    """Mean ARI between the result and its settings rerun with OTHER_SEEDS: UMAP's seed
+    (the space made again from the pooled vectors) and spectral clustering's. 1.0 for
+    HDBSCAN on PCA, which has no seed."""
+    from cluster import cluster
+    from reduce import umap
+
+    row = result["row"]
+    if row["reduce"] != "umap" and row["algorithm"] == "hdbscan":
+        return 1.0
+    scores = []
+    for seed in OTHER_SEEDS:
+        if row["reduce"] == "umap":
+            key = (int(row["reduce_dim"]), row["metric"], seed)
+            if key not in layouts:
+                layouts[key] = umap(pooled.astype(np.float32), key[0], key[1], seed)
+            x = layouts[key]
+        else:
+            x = np.load(os.path.join(result["space"], "reduced.npy"))
+        labels = cluster(x, clusterer(row, seed), pooled=pooled).labels
+        scores.append(ari(singletons(result["labels"]), singletons(labels)))
+    return float(np.mean(scores))
+
+
 def resampled_stability(result, spaces, pooled, rng_seed=0):
     """Mean ARI between the result and its settings rerun on subsamples of its space."""
     from cluster import cluster
 
-    row = result["row"]
     if result["space"] not in spaces:
         spaces[result["space"]] = np.load(os.path.join(result["space"], "reduced.npy"))
     x = spaces[result["space"]]
-    if row["algorithm"] == "hdbscan":
-        mcs = int(row["min_cluster_size"])
-        params = {"algorithm": "hdbscan", "metric": row["metric"], "min_cluster_size": mcs, "min_samples": int(row["min_samples"] or mcs)}
-    else:
-        params = {"algorithm": "spectral", "metric": row["metric"], "n_clusters": int(row["n_clusters_found"]), "seed": int(row["seed"] or 0)}
+    params = clusterer(result["row"])
     rng = np.random.default_rng(rng_seed)
     scores = []
     for _ in range(RESAMPLES):
@@ -143,11 +174,15 @@ def criteria_scores(results, pooled):
     medoid = [np.mean([ari(a, b) for j, b in enumerate(dense) if j != i]) for i, a in enumerate(dense)]
     spaces = {}
     stability = [resampled_stability(r, spaces, pooled) for r in results]
+    layouts = {}
+    seeds = [seed_stability(r, layouts, pooled) for r in results]
     top = ch_filled >= 0.9 * ch_filled.max()
     return {
         "Calinski-Harabasz x clustered (selection: auto)": ch,
         f"resampling stability ({RESAMPLES} x {RESAMPLE_FRACTION:.0%})": stability,
         "resampling stability x clustered": [s * (1 - r["noise"]) for s, r in zip(stability, results)],
+        f"seed stability (seeds {', '.join(map(str, OTHER_SEEDS))})": seeds,
+        "Calinski-Harabasz x clustered x seed stability": [None if c is None else c * s for c, s in zip(ch, seeds)],
         "Calinski-Harabasz x clustered, shared space": [clustered_score(calinski_harabasz_score, shared, r["labels"]) for r in results],
         "cosine silhouette x clustered, shared space": [
             clustered_score(lambda a, b: silhouette_score(a, b, metric="cosine"), shared, r["labels"]) for r in results
