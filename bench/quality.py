@@ -97,7 +97,7 @@ def _get(row, key):
     return None if v in (None, "") else float(v)
 
 
-def _times_clustered(key):
+def times_clustered(key):
     def score(row):
         v = _get(row, key)
         return None if v is None else v * (1 - float(row["noise_fraction"]))
@@ -107,11 +107,11 @@ def _times_clustered(key):
 
 CRITERIA = [
     ("dbcv (selection: auto at first)", lambda r: _get(r, "dbcv")),
-    ("dbcv x clustered fraction", _times_clustered("dbcv")),
+    ("dbcv x clustered fraction", times_clustered("dbcv")),
     ("silhouette", lambda r: _get(r, "silhouette")),
-    ("silhouette x clustered fraction", _times_clustered("silhouette")),
+    ("silhouette x clustered fraction", times_clustered("silhouette")),
     ("calinski_harabasz", lambda r: _get(r, "calinski_harabasz")),
-    ("calinski_harabasz x clustered fraction (selection: auto)", _times_clustered("calinski_harabasz")),
+    ("calinski_harabasz x clustered fraction (selection: auto)", times_clustered("calinski_harabasz")),
     ("davies_bouldin (lowest)", lambda r: None if _get(r, "davies_bouldin") is None else -_get(r, "davies_bouldin")),
 ]
 

@@ -1,5 +1,5 @@
 """What was tried beside the workflow, on the sets and sweeps of an earlier quality run:
-other selection criteria, other poolings, and PLSCAN (bench/README.md, "Tried offline").
+other selection criteria, other poolings, and PLSCAN (bench/README.md, "Tried beside the workflow").
 
     .venv/bin/python bench/quality.py --seeds 0 1 2 3 4   # first: the sets and the sweeps
     .venv/bin/python bench/quality_offline.py             # then these tables, about 9 minutes
@@ -39,7 +39,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "scripts"))
-from quality import majority_scores  # noqa: E402
+import quality_sets  # noqa: E402
+from quality import majority_scores, pick, times_clustered  # noqa: E402
 from select_best import singletons  # noqa: E402
 
 RESAMPLES = 8
@@ -62,7 +63,7 @@ def sweeps(runs):
     def order(name):
         base = name.removesuffix("-euclidean")
         seed = int(base.rsplit("-s", 1)[1]) if "-s" in base else 0
-        return (name.endswith("-euclidean"), seed, ["voices8", "voices20", "digits"].index(base.split("-s")[0]))
+        return (name.endswith("-euclidean"), seed, quality_sets.SETS.index(base.split("-s")[0]))
 
     return sorted(names, key=order)
 
@@ -72,28 +73,32 @@ def set_dir(workdir, dataset):
     return os.path.join(workdir, "sets", base if "-s" in base else f"{base}-s0")
 
 
+def group_column(set_path):
+    return json.load(open(os.path.join(set_path, "manifest.json")))["group_column"]
+
+
 def truth(set_path, ids):
     """(mask of labelled files, their group labels), in the order of ids."""
-    manifest = json.load(open(os.path.join(set_path, "manifest.json")))
+    column = group_column(set_path)
     with open(os.path.join(set_path, "labels.csv")) as f:
-        group = {r["id"]: r[manifest["group_column"]] for r in csv.DictReader(f)}
+        group = {r["id"]: r[column] for r in csv.DictReader(f)}
     labelled = np.array([group.get(i, "") != "" for i in ids])
     return labelled, np.array([group.get(i, "") for i in ids])[labelled]
 
 
-def load_sweep(runs, dataset):
-    root = os.path.join(runs, dataset)
+def load_sweep(workdir, dataset):
+    root = os.path.join(workdir, "runs", dataset)
     with open(os.path.join(root, "summary.tsv")) as f:
         table = list(csv.DictReader(f, delimiter="\t"))
-    group = "digit" if dataset.startswith("digits") else "voice"
+    group = group_column(set_dir(workdir, dataset))
+    ch_clustered = times_clustered("calinski_harabasz")  # selection: auto's score
     results = []
     for row in table:
         path = os.path.join(root, row["result"])
-        ch = row["calinski_harabasz"]
         results.append({
             "row": row, "ari": float(row[f"{group}_ari_all"]), "space": os.path.dirname(path),
             "labels": np.load(os.path.join(path, "clusters.npz"))["labels"], "noise": float(row["noise_fraction"]),
-            "ch_clustered": None if ch == "" else float(ch) * (1 - float(row["noise_fraction"])),
+            "ch_clustered": ch_clustered(row),
         })
     pooled = np.load(os.path.join(root, "pooled", "mean.npy")).astype(np.float64)
     return results, pooled
@@ -108,7 +113,14 @@ def clusterer(row, seed=None):
     return {"algorithm": "spectral", "metric": row["metric"], "n_clusters": int(row["n_clusters_found"]), "seed": seed}
 
 
-def seed_stability(result, layouts, pooled):
+def reduced(result, spaces):
+    """The result's space (reduced.npy), read once per space."""
+    if result["space"] not in spaces:
+        spaces[result["space"]] = np.load(os.path.join(result["space"], "reduced.npy"))
+    return spaces[result["space"]]
+
+
+def seed_stability(result, spaces, layouts, pooled):
     """Mean ARI between the result and its settings rerun with OTHER_SEEDS: UMAP's seed
     (the space made again from the pooled vectors) and spectral clustering's. 1.0 for
     HDBSCAN on PCA, which has no seed."""
@@ -126,7 +138,7 @@ def seed_stability(result, layouts, pooled):
                 layouts[key] = umap(pooled.astype(np.float32), key[0], key[1], seed)
             x = layouts[key]
         else:
-            x = np.load(os.path.join(result["space"], "reduced.npy"))
+            x = reduced(result, spaces)
         labels = cluster(x, clusterer(row, seed), pooled=pooled).labels
         scores.append(ari(singletons(result["labels"]), singletons(labels)))
     return float(np.mean(scores))
@@ -136,9 +148,7 @@ def resampled_stability(result, spaces, pooled, rng_seed=0):
     """Mean ARI between the result and its settings rerun on subsamples of its space."""
     from cluster import cluster
 
-    if result["space"] not in spaces:
-        spaces[result["space"]] = np.load(os.path.join(result["space"], "reduced.npy"))
-    x = spaces[result["space"]]
+    x = reduced(result, spaces)
     params = clusterer(result["row"])
     rng = np.random.default_rng(rng_seed)
     scores = []
@@ -157,11 +167,6 @@ def clustered_score(score, x, labels):
     return score(x[keep], labels[keep]) * keep.mean()
 
 
-def pick(scores):
-    """Index of the highest score, the earliest among equals; None ranks last."""
-    return max(range(len(scores)), key=lambda i: (scores[i] is not None, scores[i] if scores[i] is not None else 0.0, -i))
-
-
 def criteria_scores(results, pooled):
     from scipy.stats import rankdata
     from sklearn.metrics import calinski_harabasz_score, silhouette_score
@@ -172,10 +177,9 @@ def criteria_scores(results, pooled):
     majority = np.array(majority_scores([r["labels"] for r in results]))
     dense = [singletons(r["labels"]) for r in results]
     medoid = [np.mean([ari(a, b) for j, b in enumerate(dense) if j != i]) for i, a in enumerate(dense)]
-    spaces = {}
+    spaces, layouts = {}, {}
     stability = [resampled_stability(r, spaces, pooled) for r in results]
-    layouts = {}
-    seeds = [seed_stability(r, layouts, pooled) for r in results]
+    seeds = [seed_stability(r, spaces, layouts, pooled) for r in results]
     top = ch_filled >= 0.9 * ch_filled.max()
     return {
         "Calinski-Harabasz x clustered (selection: auto)": ch,
@@ -194,14 +198,14 @@ def criteria_scores(results, pooled):
     }
 
 
-def criteria_table(runs):
+def criteria_table(workdir):
     gaps, lines = {}, []
-    for dataset in sweeps(runs):
+    for dataset in sweeps(os.path.join(workdir, "runs")):
         t = time.perf_counter()
-        results, pooled = load_sweep(runs, dataset)
+        results, pooled = load_sweep(workdir, dataset)
         best = max(r["ari"] for r in results)
         for name, scores in criteria_scores(results, pooled).items():
-            gaps.setdefault(name, []).append(best - results[pick(scores)]["ari"])
+            gaps.setdefault(name, []).append(best - results[pick(scores, lambda score: score)]["ari"])
         print(f"  criteria: {dataset} ({len(results)} results) {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     n = len(next(iter(gaps.values())))
     lines += [f"Gaps to each sweep's best ARI over {n} sweeps.", "", "| criterion | mean gap | worst | within 0.02 |", "| --- | --- | --- | --- |"]
@@ -263,11 +267,10 @@ def main():
     ap.add_argument("--tables", nargs="+", choices=["criteria", "pooling", "plscan"], default=["criteria", "pooling", "plscan"])
     args = ap.parse_args()
     warnings.filterwarnings("ignore")  # spectral clustering's "not fully connected", UMAP's n_jobs
-    make = {"criteria": lambda: criteria_table(os.path.join(args.workdir, "runs")), "pooling": lambda: pooling_table(args.workdir),
-            "plscan": lambda: plscan_table(args.workdir)}
+    make = {"criteria": criteria_table, "pooling": pooling_table, "plscan": plscan_table}
     for name in args.tables:
         t = time.perf_counter()
-        lines = make[name]()
+        lines = make[name](args.workdir)
         print(f"### {name}\n\n" + "\n".join(lines) + f"\n\n({time.perf_counter() - t:.0f} s)\n", flush=True)
 
 
