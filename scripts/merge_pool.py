@@ -66,6 +66,27 @@ def merge_shards(matrix_paths, ids_paths, infos, matrix_path, ids_path):
     return len(ids), dim
 
 
+def frames_kept(infos):
+    """What pooling kept of the files' frames, over all shards: how many files were trimmed
+    by their audio's duration, by the padding found in their frames, or not at all, and
+    the frames pooled per file (least, median, most)."""
+    kept = np.concatenate([np.asarray(info.get("kept", []), dtype=np.int64) for info in infos])
+    by = [b for info in infos for b in info.get("trimmed_by", [])]
+    out = {"files": int(kept.size), "by_audio": by.count("audio"), "by_frames": by.count("frames"), "untrimmed": by.count(None)}
+    if kept.size:
+        out["frames_kept"] = [int(kept.min()), float(np.median(kept)), int(kept.max())]
+    return out
+
+
+def describe_frames_kept(summary):
+    """One line for the log: how many frames were kept and how they were found."""
+    least, median, most = summary["frames_kept"]
+    ways = [f"{summary[k]} by {what}" for k, what in (("by_audio", "their audio's duration"),
+            ("by_frames", "the padding found in their frames")) if summary[k]]  # fmt: skip
+    trimmed = f"trimmed {', '.join(ways)}; {summary['untrimmed']} untrimmed" if ways else "all frames of every file"
+    return f"frames pooled per file: median {median:g} ({least}-{most}); {trimmed}"
+
+
 def main(snakemake, log):
     infos = []
     for path in snakemake.input.info:
@@ -73,6 +94,12 @@ def main(snakemake, log):
             infos.append(json.load(f))
     n, dim = merge_shards(snakemake.input.matrices, snakemake.input.ids, infos, snakemake.output.matrix, snakemake.output.ids)
     log.info(f"merged {len(infos)} shards: {n} files x {dim} dims")
+    summary = frames_kept(infos)
+    if summary["by_audio"] or summary["by_frames"]:
+        log.say(describe_frames_kept(summary))
+    with open(snakemake.output.frames, "w") as f:
+        json.dump(summary, f, indent=1)
+        f.write("\n")
 
 
 if "snakemake" in globals():

@@ -24,6 +24,13 @@ METHODS = ("mean", "max", "meanstd", "flatten")
 LARGEST = 1e15
 # Files read ahead in parallel by each pool job (twice as many are in memory).
 READERS = 8
+# Whisper's encoder output for its 30 s window: files of this many frames are taken to be
+# Whisper's, padded, and trim_padding: auto finds their padding (speech_frames).
+WHISPER_FRAMES = 1500
+# A frame is far from the padding when its distance to the padding template at its position
+# is more than this share of the template frame's norm. Chosen on the quality bench's
+# development draws of the Whisper sets (bench/README.md, "Whisper").
+PADDING_DISTANCE = 0.8
 
 
 def _names(paths, limit=3):
@@ -186,6 +193,30 @@ def pool_array(frames_by_width, method, frames=None):
     return out.reshape(-1)
 
 
+def padding_distance(frames, template):
+    """Each frame's distance to the padding template's frame at its position, relative to
+    the template frame's norm."""
+    difference = frames.astype(np.float32) - template
+    return np.linalg.norm(difference, axis=1) / np.maximum(np.linalg.norm(template, axis=1), 1e-30)
+
+
+def speech_frames(frames, template, threshold=PADDING_DISTANCE):
+    """How many leading frames of a padded (T, D) array hold the clip, given the padding
+    template (padding.py: "template" (T, D), and "spread" (T,), where more than half the
+    threshold marks a position where the sample's densest frame is speech, and every frame
+    counts as speech): the end that best splits the frames into far from the padding
+    before it and near it after, i.e. with the fewest near frames before plus far after.
+    Not the last far frame: in base's padding a few positions lie far from the template in
+    most clips, and one such frame would keep the whole padding. None when no split beats
+    keeping no frame (a clip that looks all padding, silence): it keeps every frame."""
+    far = padding_distance(frames, template["template"]) > threshold
+    far |= template["spread"] > threshold / 2
+    near_before = np.concatenate([[0], np.cumsum(~far)])
+    far_after = np.concatenate([np.cumsum(far[::-1])[::-1], [0]])
+    end = int((near_before + far_after).argmin())
+    return end or None
+
+
 def load_frames(path):
     a = np.load(path, allow_pickle=False)
     if not a.dtype.isnative:  # big-endian floats: swapped in place, no copy
@@ -216,12 +247,15 @@ def audio_frames(wav_path, frames_per_second):
     return max(1, math.ceil(duration * frames_per_second - 1e-9))
 
 
-def pool_files(paths, method, frames, matrix_path, log, keep_frames=None):
+def pool_files(paths, method, frames, matrix_path, log, keep_frames=None, template=None):
     """Pool every file into a float32 .npy matrix at matrix_path (rows in paths order).
 
     frames: frame count for method='flatten' (None = the longest file's).
     keep_frames: per file, pool only its first n frames (None = all), e.g. to drop padding.
-    Returns {"width": D, "frames": frames used by flatten, "dim": pooled width}.
+    template: the padding template (padding.py); a file with no keep_frames and as many
+    frames as the template is trimmed where speech_frames finds its padding.
+    Returns {"width": D, "frames": frames used by flatten, "dim": pooled width, "kept":
+    frames pooled per file, "trimmed_by": per file "audio", "frames" or null (all kept)}.
     """
     if method not in METHODS:
         raise ValueError(f"unknown pooling {method!r}")
@@ -234,11 +268,17 @@ def pool_files(paths, method, frames, matrix_path, log, keep_frames=None):
     progress = Progress(log, len(paths), "files pooled")
     nonfinite, too_large, nbytes = [], [], 0
     keep_frames = keep_frames or [None] * len(paths)
+    kept, trimmed_by = [], []
     zeros = np.zeros(dim, dtype=np.float32)
     with open(matrix_path, "wb") as out:
         write_npy_header(out, (len(paths), dim))
         for i, (path, frames_of_file) in enumerate(zip(paths, read_ahead(paths))):
-            a = frames_of_file[: keep_frames[i]]
+            keep, by = keep_frames[i], "audio"
+            if keep is None and template is not None and frames_of_file.shape == template["template"].shape:
+                keep, by = speech_frames(frames_of_file, template), "frames"
+            a = frames_of_file[:keep]
+            kept.append(int(a.shape[0]))
+            trimmed_by.append(by if keep is not None else None)
             with np.errstate(over="ignore"):  # float64 beyond float32's range: caught below
                 vector = pool_array(a, method, frames)
             if vector is None:
@@ -259,7 +299,7 @@ def pool_files(paths, method, frames, matrix_path, log, keep_frames=None):
                 f"after pooling (PCA, distances), in {len(too_large)} files: {_names(too_large)}"
             )
         raise InputError("; ".join(problems))
-    return {"width": int(width), "frames": int(frames), "dim": int(dim)}
+    return {"width": int(width), "frames": int(frames), "dim": int(dim), "kept": kept, "trimmed_by": trimmed_by}
 
 
 def main(snakemake, log):
@@ -273,7 +313,8 @@ def main(snakemake, log):
         keep_frames = [audio_frames(wavs[i], params["frames_per_second"]) if i in wavs else None for i in ids]
         if len(wavs) < len(ids):
             log.say(f"{len(ids) - len(wavs)} of {len(ids)} files have no <id>.wav in audio_dir: pooling all their frames")
-    info = pool_files(paths, params["method"], params["frames"], snakemake.output.matrix, log, keep_frames)
+    template = dict(np.load(snakemake.input.template)) if params["detect"] else None
+    info = pool_files(paths, params["method"], params["frames"], snakemake.output.matrix, log, keep_frames, template)
     write_ids(ids, paths, snakemake.output.ids)
     with open(snakemake.output.info, "w") as f:
         json.dump(dict(info, method=params["method"], files=len(paths)), f)

@@ -15,7 +15,8 @@ from importlib import metadata
 
 import numpy as np
 from _stage import read_ids, read_json_files
-from settings import parse_layout
+from pool import PADDING_DISTANCE, WHISPER_FRAMES
+from settings import PADDING_SAMPLE, parse_layout
 
 PACKAGES = ["numpy", "scipy", "scikit-learn", "hdbscan", "umap-learn", "numba", "matplotlib", "snakemake"]
 
@@ -86,10 +87,12 @@ def reduction(summary):
     return out
 
 
-def provenance(settings, ids, pooled_matrix_path, commit, reduce_summary=None, version=None):
+def provenance(settings, ids, pooled_matrix_path, commit, reduce_summary=None, version=None, frames_pooled=None):
     return {
         "workflow_version": version,
         "settings": settings,
+        # What pooling kept of the frames (scripts/merge_pool.py frames_kept).
+        "frames_pooled": frames_pooled,
         "reduction": reduction(reduce_summary),
         "n_inputs": len(ids),
         "input_ids_sha256": sha256_lines(ids),
@@ -184,7 +187,7 @@ METRIC_WORDS = {
 }
 
 
-def pooling_sentence(s, n_items, width):
+def pooling_sentence(s, n_items, width, frames_pooled=None):
     method = s["pooling"]
     if method == "flatten":
         frames = s.get("flatten_frames")
@@ -205,7 +208,24 @@ def pooling_sentence(s, n_items, width):
             f", using only the frames that cover the clip's audio (the first ceil(duration x "
             f"{s['frames_per_second']}) frames, the duration read from its audio file)"
         )
-    return text + "."
+    if s.get("detect_padding"):
+        text += (
+            f", using for each file of {WHISPER_FRAMES} frames (Whisper's 30-s window) only the frames before its padding: "
+            f"the end that best separates the frames farther than {PADDING_DISTANCE:g} (relative distance) from Whisper's "
+            f"padding at their position (a template, at each position the densest of a fixed sample of up to "
+            f"{PADDING_SAMPLE} files' frames) from those nearer"
+        )
+    text += "."
+    f = frames_pooled or {}
+    if f.get("by_audio") or f.get("by_frames"):
+        least, median, most = f["frames_kept"]
+        ways = [f"{f['by_audio']} by their audio's duration"] if f.get("by_audio") else []
+        ways += [f"{f['by_frames']} by the padding found in their frames"] if f.get("by_frames") else []
+        text += (
+            f" Of the {f['files']} files, {' and '.join(ways)} were trimmed, and {f['untrimmed']} kept all their frames; "
+            f"a median of {median:g} frames per file was pooled (range {least}-{most})."
+        )
+    return text
 
 
 def reduction_sentence(r, width, seed_words, cited):
@@ -367,11 +387,11 @@ def software_sentence(version, versions, used):
     )
 
 
-def methods(settings, reduction, n_items, width, versions, version, layouts=(), n_clusters_used=None):
+def methods(settings, reduction, n_items, width, versions, version, layouts=(), n_clusters_used=None, frames_pooled=None):
     """methods.md: one paragraph naming every step that made the result, with its settings,
     the versions, the seed, and the references of the methods used."""
     seed_words, cited = [], []
-    sentences = [pooling_sentence(settings, n_items, width), reduction_sentence(reduction, width, seed_words, cited)]
+    sentences = [pooling_sentence(settings, n_items, width, frames_pooled), reduction_sentence(reduction, width, seed_words, cited)]
     sentences += clustering_sentences(settings, n_items, n_clusters_used, seed_words, cited)
     layout = layout_sentence(layouts, seed_words, cited, n_items, settings.get("neighbour_graph", "exact"))
     sentences += [layout] if layout else []
@@ -389,7 +409,10 @@ def main(snakemake, log):
     ids, _ = read_ids(snakemake.input.ids)
     summary = read_json_files([snakemake.input.reduce])[0] if snakemake.input.get("reduce") else None
     commit = git_commit(snakemake.scriptdir)
-    record = provenance(snakemake.params.settings, ids, snakemake.input.pooled, commit, summary, snakemake.params.version)
+    with open(snakemake.input.frames) as f:
+        frames_pooled = json.load(f)
+    record = provenance(snakemake.params.settings, ids, snakemake.input.pooled, commit, summary, snakemake.params.version,
+                        frames_pooled)  # fmt: skip
     with open(snakemake.output.provenance, "w") as f:
         json.dump(record, f, indent=1)
         f.write("\n")
@@ -398,7 +421,7 @@ def main(snakemake, log):
     soft = np.load(snakemake.input.clusters).get("soft")
     layouts = [parse_layout(slug) for slug in snakemake.params.layouts]
     text = methods(record["settings"], record["reduction"], len(ids), width, record["versions"], snakemake.params.version,
-                   layouts, None if soft is None else soft.shape[1])  # fmt: skip
+                   layouts, None if soft is None else soft.shape[1], frames_pooled)  # fmt: skip
     with open(snakemake.output.methods, "w", encoding="utf-8") as f:
         f.write(text)
 

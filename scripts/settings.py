@@ -155,21 +155,59 @@ def auto_reducer(n_files):
     return "umap" if low <= n_files <= high else "pca"
 
 
-def resolve_auto(combos, n_files):
-    """The combinations with reduce: auto and reduce_dim: auto made concrete for n_files
-    files (the paths name the reducer and dimension used)."""
+def resolve_auto(combos, n_files, whisper_shaped=False):
+    """The combinations with the auto settings made concrete for n_files files (the paths
+    name what was used): reduce and reduce_dim by the file count; pooling and
+    trim_padding by whether the files look like Whisper's padded outputs (whisper_shaped)
+    and whether audio_dir is given."""
     out = []
     for s in combos:
         reduce = auto_reducer(n_files) if s["reduce"] == "auto" else s["reduce"]
         dim = AUTO_DIM.get(reduce, AUTO_DIM["pca"]) if s["reduce_dim"] == "auto" else s["reduce_dim"]
-        out.append(dict(s, reduce=reduce, reduce_dim=dim))
+        s = dict(s, reduce=reduce, reduce_dim=dim)
+        if s["pooling"] == "auto":
+            s["pooling"] = AUTO_POOLING[whisper_shaped]
+        if s["trim_padding"] == "auto":
+            # Only Whisper's outputs are padded, and their padding is found in the frames,
+            # wav or not: a wav's duration also counts the silence around the speech, which
+            # pooled worse on the Whisper sets (bench/README.md, "Whisper").
+            s["trim_padding"] = False
+            s["detect_padding"] = whisper_shaped
+        s.setdefault("detect_padding", False)
+        out.append(s)
     return out
+
+
+# pooling: auto. On the quality bench's Whisper sets (bench/README.md, "Whisper"), max
+# pooling groups clips by what is said far better than mean pooling, with or without the
+# padding trimmed; on the speaker-encoder and digit sets mean pooling does better.
+AUTO_POOLING = {True: "max", False: "mean"}
+
+
+def whisper_shaped(shard_files, header_problem, frames=1500):
+    """Whether the files look like Whisper's padded outputs: the first file of every shard
+    has `frames` frames (headers only; the same answer in every process, which reads the
+    same manifests). Files of other lengths in such a set keep all their frames. A file
+    whose header cannot be read counts as not Whisper's (the full check names it)."""
+    firsts = [header_problem(rows[0].path) for rows in shard_files.values() if rows]
+    return bool(firsts) and all(isinstance(h, tuple) and h[0] == frames for h in firsts)
+
+
+# trim_padding: auto finds Whisper's padding from a template made of this many files.
+PADDING_SAMPLE = 128
+
+
+def padding_sample(embeddings, n=PADDING_SAMPLE):
+    """The files the padding template is made of: the n whose ids hash lowest (crc32, salted
+    apart from the shards'), in id order, so that added files seldom change the sample."""
+    ranked = sorted(embeddings, key=lambda row: (zlib.crc32(b"padding:" + row.id.encode()), row.id))
+    return sorted(ranked[:n], key=lambda row: row.id)
 
 
 # ---- slugs: settings -> path component, and back -------------------------
 
 SLUG_PATTERNS = {
-    "pooling": r"(?:(?P<method>mean|max|meanstd)|flatten-(?P<frames>\d+|longest))(?:-trim(?P<fps>\d+))?",
+    "pooling": r"(?:(?P<method>mean|max|meanstd)|flatten-(?P<frames>\d+|longest))(?:-trim(?P<fps>\d+))?(?P<detect>-detect)?",
     "reducer": r"(?P<method>none)|(?P<pca>pca)-(?P<pca_dim>\d+)|umap-(?P<umap_dim>\d+)-(?P<metric>euclidean|cosine)-s(?P<seed>\d+)",
     "clusterer": (
         r"hdbscan-mcs(?P<mcs>\d+)-ms(?P<ms>\d+)-(?P<h_metric>euclidean|cosine)"
@@ -186,7 +224,8 @@ WILDCARD_PATTERNS = {kind: re.sub(r"\(\?P<\w+>", "(?:", p) for kind, p in SLUG_P
 
 def pooling_slug(s):
     slug = f"flatten-{s['flatten_frames'] or 'longest'}" if s["pooling"] == "flatten" else s["pooling"]
-    return slug + (f"-trim{s['frames_per_second']}" if s["trim_padding"] else "")
+    slug += f"-trim{s['frames_per_second']}" if s["trim_padding"] is True else ""
+    return slug + ("-detect" if s.get("detect_padding") else "")
 
 
 def reducer_slug(s):
@@ -257,11 +296,12 @@ def _match(kind, slug):
 
 def parse_pooling(slug):
     g = _match("pooling", slug)
-    out = {"method": g["method"] or "flatten", "frames": None, "frames_per_second": None}
+    out = {"method": g["method"] or "flatten", "frames": None, "frames_per_second": None, "detect": bool(g["detect"])}
     if g["frames"] and g["frames"] != "longest":
         out["frames"] = int(g["frames"])
     if g["fps"]:
         out["frames_per_second"] = int(g["fps"])  # set = trim padding by audio duration
+    # detect: find Whisper's padding in the frames of files with no wav (scripts/padding.py)
     return out
 
 
@@ -505,7 +545,7 @@ def check_paths(config):
     if config["audio_dir"] is not None and not os.path.isdir(config["audio_dir"]):
         raise ConfigError(f"audio_dir '{config['audio_dir']}' does not exist or is not a directory")
     trims = config["trim_padding"] if isinstance(config["trim_padding"], list) else [config["trim_padding"]]
-    if any(trims) and config["audio_dir"] is None:
+    if any(t is True for t in trims) and config["audio_dir"] is None:
         raise ConfigError("trim_padding needs audio_dir: the directory holding <id>.wav, for each clip's duration")
 
 
@@ -585,6 +625,13 @@ def write_manifests(directory, shard_files, audio=None):
         if filename not in wanted:
             os.remove(os.path.join(directory, filename))
     return written
+
+
+def write_padding_sample(path, embeddings):
+    """The manifest of the files the padding template is made of (padding_sample), rewritten
+    only when its text changes, like the shards' manifests."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _write_if_changed(path, manifest_text(padding_sample(embeddings)))
 
 
 def prepare_inputs(config, combos, manifest_dir, say):
@@ -679,6 +726,8 @@ def relevant_settings(s):
     if s["trim_padding"]:
         out["trim_padding"] = True
         out["frames_per_second"] = s["frames_per_second"]
+    if s.get("detect_padding"):
+        out["detect_padding"] = True
     out["reduce"] = s["reduce"]
     if s["reduce"] != "none":
         out["reduce_dim"] = s["reduce_dim"]

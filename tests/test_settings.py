@@ -2,6 +2,7 @@ import itertools
 import os
 import re
 
+import numpy as np
 import pytest
 import settings
 from conftest import REPO
@@ -15,7 +16,8 @@ def valid(**config):
 
 def test_defaults_fill_every_key():
     full = valid()
-    assert full["pooling"] == "mean" and full["reduce"] == "auto" and full["reduce_dim"] == "auto"
+    assert full["pooling"] == "auto" and full["trim_padding"] == "auto"
+    assert full["reduce"] == "auto" and full["reduce_dim"] == "auto"
     assert full["min_samples"] is None and full["plot"] == "umap" and full["dataset"] == "digits"
 
 
@@ -43,7 +45,7 @@ def test_path_keys_stay_strings():
 @pytest.mark.parametrize(
     "key, value, allowed",
     [
-        ("pooling", "median", "one of mean, max, meanstd, flatten"),
+        ("pooling", "median", "one of auto, mean, max, meanstd, flatten"),
         ("min_cluster_size", 1, "an integer >= 2"),
         ("min_cluster_size", [5, "x"], "an integer >= 2"),
         ("reduce_dim", 2.5, "an integer >= 2"),
@@ -476,3 +478,47 @@ def test_finish_quickly_cancels_pending_timers_and_freezes_the_heap():
     finally:
         timer.cancel()
         gc.unfreeze()
+
+
+@pytest.mark.parametrize(
+    "whisper, audio_dir, slug",
+    [
+        (True, None, "max-detect"),  # Whisper's files, no wavs: padding found in the frames
+        (True, "wav", "max-detect"),  # found in the frames also where a wav is (it counts the silence too)
+        (False, None, "mean"),  # nothing is padded: all frames, mean as before
+        (False, "wav", "mean"),  # wavs for the map only: a file that is not Whisper's keeps its frames
+    ],
+)
+def test_auto_pooling_and_trimming_follow_the_files_and_the_wavs(whisper, audio_dir, slug):
+    (s,) = settings.resolve_auto([valid(audio_dir=audio_dir)], 1000, whisper_shaped=whisper)
+    assert settings.pooling_slug(s) == slug
+    parsed = settings.parse_pooling(slug)
+    assert parsed["detect"] == whisper and parsed["frames_per_second"] is None
+    assert settings.resolve_auto([s], 1000, whisper_shaped=not whisper) == [s]  # concrete: stays as it is
+    # Stated choices are kept whatever the files look like.
+    (explicit,) = settings.resolve_auto([valid(pooling="mean", trim_padding=False)], 1000, whisper_shaped=True)
+    assert settings.pooling_slug(explicit) == "mean"
+
+
+def test_whisper_shaped_reads_the_first_header_of_every_shard(tmp_path):
+    import pool
+
+    rows = {}
+    for shard, frames in (("0-of-2", 1500), ("1-of-2", 1500)):
+        path = tmp_path / f"{shard}.npy"
+        np.save(path, np.zeros((frames, 4), dtype=np.float16))
+        rows[shard] = [settings.Embedding(shard, str(path), 0, 0)]
+    assert settings.whisper_shaped(rows, pool.header_problem)
+    np.save(tmp_path / "1-of-2.npy", np.zeros((1499, 4), dtype=np.float16))
+    assert not settings.whisper_shaped(rows, pool.header_problem)
+    (tmp_path / "1-of-2.npy").write_bytes(b"not numpy")
+    assert not settings.whisper_shaped(rows, pool.header_problem)  # the full header check names it
+
+
+def test_padding_sample_is_stable_as_files_are_added():
+    rows = [settings.Embedding(f"clip{i}", f"/e/clip{i}.npy", 1, 1) for i in range(1000)]
+    sample = settings.padding_sample(rows, n=128)
+    assert len(sample) == 128 and [r.id for r in sample] == sorted(r.id for r in sample)
+    more = rows + [settings.Embedding(f"new{i}", f"/e/new{i}.npy", 1, 1) for i in range(10)]
+    kept = set(r.id for r in sample) & set(r.id for r in settings.padding_sample(more, n=128))
+    assert len(kept) >= 118  # ten new files displace at most ten

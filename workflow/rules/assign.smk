@@ -7,6 +7,8 @@ use rule pool as pool_assign with:
     input:
         files=ASSIGN_MANIFEST,
         wavs=assign_shard_audio,
+        # New clips' padding is found with the clustered files' template.
+        template=padding_template,
     output:
         matrix=f"{ASSIGN_SHARD}.npy",
         ids=f"{ASSIGN_SHARD}.ids.tsv",

@@ -36,8 +36,19 @@ try:
     # written once by the main process. A job that parses this file again (on a
     # cluster node) reads the manifests instead of listing every file.
     MANIFESTS = f"{OUT}/pooled/files"
+    # The files trim_padding: auto makes Whisper's padding template of (scripts/padding.py).
+    PADDING_SAMPLE = f"{OUT}/pooled/padding-sample.tsv"
     if workflow.is_main_process:
         SHARDS, AUDIO = settings.prepare_inputs(_validated, COMBOS, MANIFESTS, _say)
+    else:
+        SHARDS, AUDIO = settings.read_manifests(MANIFESTS)
+    # reduce: auto and reduce_dim: auto depend on the number of files; pooling: auto and
+    # trim_padding: auto on whether they look like Whisper's padded outputs.
+    WHISPER_SHAPED = settings.whisper_shaped(SHARDS, pool.header_problem)
+    COMBOS = settings.resolve_auto(COMBOS, sum(len(rows) for rows in SHARDS.values()), WHISPER_SHAPED)
+    if workflow.is_main_process:
+        if any(s["detect_padding"] for s in COMBOS):
+            settings.write_padding_sample(PADDING_SAMPLE, [row for rows in SHARDS.values() for row in rows])
         # Every file's header, before any job runs, so that all bad files are named in
         # one line (the pool jobs, one per shard, would each name only their own). The
         # files of a shard already pooled since its manifest last changed were read by its
@@ -50,10 +61,6 @@ try:
                 (pool.read_header(SHARDS[name][0].path)[1], [row.path for row in SHARDS[name]]) for name in _pooled
             ],
         )
-    else:
-        SHARDS, AUDIO = settings.read_manifests(MANIFESTS)
-    # reduce: auto and reduce_dim: auto depend on the number of files.
-    COMBOS = settings.resolve_auto(COMBOS, sum(len(rows) for rows in SHARDS.values()))
     # New clips to place into an existing result (workflow/rules/assign.smk): their own
     # manifests, one per shard, as for embedding_dir.
     ASSIGN_TO = settings.assign_result(_validated, OUT, COMBOS)
@@ -77,6 +84,9 @@ RESULTS = settings.results(OUT, COMBOS)
 
 POOLED = f"{OUT}/pooled/{{pooling}}.npy"
 POOLED_IDS = f"{OUT}/pooled/{{pooling}}.ids.tsv"
+# What pooling kept of each file's frames (trimmed by audio, by the padding found, or not).
+POOLED_FRAMES = f"{OUT}/pooled/{{pooling}}.frames.json"
+PADDING_TEMPLATE = f"{OUT}/pooled/padding-template.npz"
 SHARD = f"{OUT}/pooled/{{pooling}}.shards/{{shard}}"
 REDUCED = f"{OUT}/{{pooling}}/{{reducer}}/reduced.npy"
 REDUCE_SUMMARY = f"{OUT}/{{pooling}}/{{reducer}}/reduce.json"
@@ -158,6 +168,11 @@ def shard_audio(wildcards):
     if not settings.parse_pooling(wildcards.pooling)["frames_per_second"]:
         return []
     return f"{MANIFESTS}/{wildcards.shard}{settings.AUDIO_SUFFIX}.tsv"
+
+
+def padding_template(wildcards):
+    """The padding template, when this pooling finds Whisper's padding in the frames."""
+    return PADDING_TEMPLATE if settings.parse_pooling(wildcards.pooling)["detect"] else []
 
 
 def shard_mb(wildcards):

@@ -31,6 +31,7 @@ rule provenance:
     input:
         pooled=POOLED,
         ids=POOLED_IDS,
+        frames=POOLED_FRAMES,
         clusters=CLUSTERS,
         reduce=reduce_summary,
     output:

@@ -1,7 +1,29 @@
+rule padding:
+    input:
+        sample=PADDING_SAMPLE,
+        # Its second pass uses pool.py's speech_frames: a change there remakes the template.
+        pool_code=workflow.source_path("../../scripts/pool.py"),
+    output:
+        template=PADDING_TEMPLATE,
+        summary=f"{OUT}/pooled/padding-template.json",
+    log:
+        log_path("padding"),
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        # The sample (128 files) in float16, and a float32 block of it.
+        mem_mb=lambda wc, input: 1024 + 2 * int(sum(row[2] for row in settings.read_manifest(input.sample)) / 2**20),
+        runtime=30,
+    script:
+        "../../scripts/padding.py"
+
+
 rule pool:
     input:
         files=MANIFEST,
         wavs=shard_audio,
+        template=padding_template,
     output:
         matrix=f"{SHARD}.npy",
         ids=f"{SHARD}.ids.tsv",
@@ -30,6 +52,7 @@ rule merge_pool:
     output:
         matrix=POOLED,
         ids=POOLED_IDS,
+        frames=POOLED_FRAMES,
     log:
         log_path("merge_pool", "pooling"),
     conda:
