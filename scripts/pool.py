@@ -264,19 +264,36 @@ def pool_files(paths, method, frames, matrix_path, log, keep_frames=None):
 
 def main(snakemake, log):
     # The shard's files come from its manifest, written when the workflow started.
-    rows = read_manifest(snakemake.input.files)
+    rows, digest = read_manifest(snakemake.input.files, digest=True)
     ids, paths = [r[0] for r in rows], [r[1] for r in rows]
     params = snakemake.params.pooling
-    keep_frames = None
+    keep_frames, audio_digest = None, None
+    test_delay()
     if params["frames_per_second"]:
-        wavs = {r[0]: r[1] for r in read_manifest(snakemake.input.wavs)}
+        wav_rows, audio_digest = read_manifest(snakemake.input.wavs, digest=True)
+        wavs = {r[0]: r[1] for r in wav_rows}
         keep_frames = [audio_frames(wavs[i], params["frames_per_second"]) if i in wavs else None for i in ids]
         if len(wavs) < len(ids):
             log.say(f"{len(ids) - len(wavs)} of {len(ids)} files have no <id>.wav in audio_dir: pooling all their frames")
     info = pool_files(paths, params["method"], params["frames"], snakemake.output.matrix, log, keep_frames)
     write_ids(ids, paths, snakemake.output.ids)
-    with open(snakemake.output.info, "w") as f:
-        json.dump(dict(info, method=params["method"], files=len(paths)), f)
+    # The manifests pooled, by digest: a start that finds the manifest changed since (a
+    # file added while this job ran) pools the shard again (settings.check_shards).
+    # Written last, and whole, so a record is there only for a finished shard.
+    record = dict(info, method=params["method"], files=len(paths), manifest_sha256=digest, audio_manifest_sha256=audio_digest)
+    with open(f"{snakemake.output.info}.partial", "w") as f:
+        json.dump(record, f)
+    os.replace(f"{snakemake.output.info}.partial", snakemake.output.info)
+
+
+def test_delay():
+    """For the tests only: EMBCLUST_TEST_POOL_DELAY=seconds holds each pool job after it
+    has read its manifest, so that a test can rewrite the manifest meanwhile."""
+    delay = float(os.environ.get("EMBCLUST_TEST_POOL_DELAY") or 0)
+    if delay:
+        import time
+
+        time.sleep(delay)
 
 
 if "snakemake" in globals():

@@ -15,7 +15,7 @@ import stat
 import zlib
 from typing import NamedTuple
 
-from _stage import manifest_text, read_manifest
+from _stage import manifest_digest, manifest_text, read_manifest
 
 # jsonschema and yaml are imported where they are used (validating the config at
 # start-up): the stage jobs that take slugs and constants from here do not need them.
@@ -600,20 +600,48 @@ def prepare_inputs(config, combos, manifest_dir, say):
     return shard_files, audio or {}
 
 
-def pooled_shards(shard_files, manifest_dir, shard_dirs):
-    """Names of the shards that a pool job has read, for each of `shard_dirs` (one per
-    pooling of the run), since their manifest was last written: their files, at the
-    size and mtime the manifest holds, were read without fault. (Strictly newer, so that
-    a file system's coarse timestamps never count a shard as pooled too early.)"""
-    done = []
+def _pooled_from(info_path, digests):
+    """Whether a shard's record (its .json, written last by the pool job) names the
+    manifests `digests` as what it pooled; None when there is no readable record."""
+    import json
+
+    try:
+        with open(info_path) as f:
+            record = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return False
+    return (record.get("manifest_sha256"), record.get("audio_manifest_sha256")) == digests
+
+
+def check_shards(shard_files, manifest_dir, shard_dirs):
+    """Tie each pooled shard to the manifest it was pooled from: (pooled, stale).
+
+    A pool job records the digest of the manifest it read (scripts/pool.py). A shard
+    whose record names another manifest, one rewritten while the job ran (files added
+    by a start during the run), looks up to date by its mtime, being newer than the
+    manifest, and Snakemake checksums the manifest when the job ends, so it sees no
+    change either. The pool rule's params name the manifests' digests
+    (workflow/rules/pool.smk): Snakemake pools such a shard again as its params
+    changed. `stale` names those shards, for the message.
+    `pooled`: the shards that every pooling of `shard_dirs` has pooled from their
+    current manifests, so their files, at the size and mtime the manifest holds, were
+    read without fault (their headers need no second reading)."""
+    pooled, stale = [], []
     for name in shard_files:
-        try:
-            written = os.stat(os.path.join(manifest_dir, f"{name}.tsv")).st_mtime_ns
-            if all(os.stat(os.path.join(d, f"{name}.npy")).st_mtime_ns > written for d in shard_dirs):
-                done.append(name)
-        except FileNotFoundError:
-            pass
-    return done
+        files = manifest_digest(os.path.join(manifest_dir, f"{name}.tsv"))
+        audio = manifest_digest(os.path.join(manifest_dir, f"{name}{AUDIO_SUFFIX}.tsv"))
+        everywhere = True
+        for d in shard_dirs:
+            trims = parse_pooling(os.path.basename(str(d))[: -len(".shards")])["frames_per_second"]
+            found = _pooled_from(os.path.join(d, f"{name}.json"), (files, audio if trims else None))
+            if found is False and name not in stale:
+                stale.append(name)
+            everywhere = everywhere and bool(found)
+        if everywhere:
+            pooled.append(name)
+    return pooled, stale
 
 
 def read_manifests(directory):

@@ -429,27 +429,33 @@ def test_sizes_at_the_limit_pass(n_files, overrides):
 
 
 
-def test_a_shard_counts_as_pooled_only_when_every_pooling_read_it_after_its_manifest(tmp_path):
-    """The start reads again only the headers of shards no pool job has read since their
-    manifest last changed (common.smk); the rest count by their width alone."""
+def test_a_shard_counts_as_pooled_only_when_every_pooling_pooled_its_current_manifest(tmp_path):
+    """A shard's record names the digest of the manifest it pooled (scripts/pool.py): the
+    start reads again only the headers of shards not pooled from their current manifest,
+    and names those pooled from another one (which the pool rule's params pool again)."""
+    import json
+
+    from _stage import manifest_digest
+
     manifests, mean, flat = tmp_path / "files", tmp_path / "mean.shards", tmp_path / "flatten-longest.shards"
     for d in (manifests, mean, flat):
         d.mkdir()
     names = ["0-of-3", "1-of-3", "2-of-3"]
     for i, name in enumerate(names):
-        (manifests / f"{name}.tsv").write_text("x")
-        os.utime(manifests / f"{name}.tsv", ns=(10**18, 10**18))
-        # 0: pooled after its manifest by both poolings; 1: by one only; 2: before the manifest changed.
-        for d, when in ((mean, [2, 2, 0][i]), (flat, [2, None, 2][i])):
-            if when is not None:
-                (d / f"{name}.npy").write_bytes(b"")
-                os.utime(d / f"{name}.npy", ns=(10**18 + when - 1, 10**18 + when - 1))
+        (manifests / f"{name}.tsv").write_text(f"manifest {i}")
+        # 0: pooled from its manifest by both poolings; 1: by one only; 2: by mean from an older manifest.
+        for d, digest in ((mean, [True, True, False][i]), (flat, [True, None, True][i])):
+            if digest is not None:
+                sha = manifest_digest(manifests / f"{name}.tsv") if digest else "older"
+                for suffix in (".npy", ".ids.tsv"):
+                    (d / f"{name}{suffix}").write_bytes(b"")
+                (d / f"{name}.json").write_text(json.dumps({"manifest_sha256": sha, "audio_manifest_sha256": None}))
     shards = {name: [] for name in names}
-    assert settings.pooled_shards(shards, manifests, [mean, flat]) == ["0-of-3"]
-    assert settings.pooled_shards(shards, manifests, [mean]) == ["0-of-3", "1-of-3"]
-    # The same second is not after: a coarse file system's timestamps never skip a check.
-    os.utime(mean / "1-of-3.npy", ns=(10**18, 10**18))
-    assert settings.pooled_shards(shards, manifests, [mean]) == ["0-of-3"]
+    assert settings.check_shards(shards, manifests, [mean, flat]) == (["0-of-3"], ["2-of-3"])
+    assert settings.check_shards(shards, manifests, [mean]) == (["0-of-3", "1-of-3"], ["2-of-3"])
+    # A manifest rewritten after its shard was pooled makes it stale.
+    (manifests / "1-of-3.tsv").write_text("manifest 1, one more file")
+    assert settings.check_shards(shards, manifests, [mean]) == (["0-of-3"], ["1-of-3", "2-of-3"])
 
 
 def test_neighbour_search_is_exact_up_to_200k_files_and_named_in_the_graph_path():

@@ -15,7 +15,7 @@ if not os.path.isdir(os.path.join(EMBCLUST_DIR, "scripts")):
 sys.path.insert(0, os.path.join(EMBCLUST_DIR, "scripts"))
 import settings
 import pool
-from _stage import InputError
+from _stage import InputError, manifest_digest
 
 
 def _say(note):
@@ -40,10 +40,13 @@ try:
         SHARDS, AUDIO = settings.prepare_inputs(_validated, COMBOS, MANIFESTS, _say)
         # Every file's header, before any job runs, so that all bad files are named in
         # one line (the pool jobs, one per shard, would each name only their own). The
-        # files of a shard already pooled since its manifest last changed were read by its
-        # pool job: only the first one's header is read again, for the shard's width.
+        # files of a shard pooled from its current manifest were read by its pool job:
+        # only the first one's header is read again, for the shard's width. A shard
+        # pooled from another manifest (rewritten while it pooled) is pooled again.
         _shard_dirs = sorted({f"{OUT}/pooled/{settings.pooling_slug(s)}.shards" for s in COMBOS})
-        _pooled = settings.pooled_shards(SHARDS, MANIFESTS, _shard_dirs)
+        _pooled, _stale = settings.check_shards(SHARDS, MANIFESTS, _shard_dirs)
+        if _stale:
+            _say(f"pooling again {len(_stale)} shards whose manifest changed while they were pooled: {', '.join(_stale)}")
         _width, _longest = pool.check_files(
             sorted(row.path for name, rows in SHARDS.items() if name not in _pooled for row in rows),
             pooled=[
@@ -64,6 +67,10 @@ try:
             ASSIGN_SHARDS, ASSIGN_AUDIO = settings.prepare_assign(
                 _validated, f"{ASSIGN_ROOT}/files", _width, _say, pool.check_files
             )
+            _dirs = sorted({f"{ASSIGN_ROOT}/pooled/{settings.pooling_slug(s)}.shards" for s in COMBOS})
+            _stale = settings.check_shards(ASSIGN_SHARDS, f"{ASSIGN_ROOT}/files", _dirs)[1]
+            if _stale:
+                _say(f"pooling again {len(_stale)} assign_dir shards whose manifest changed while they were pooled")
         else:
             ASSIGN_SHARDS, ASSIGN_AUDIO = settings.read_manifests(f"{ASSIGN_ROOT}/files")
 except (settings.ConfigError, InputError) as e:
@@ -158,6 +165,11 @@ def shard_audio(wildcards):
     if not settings.parse_pooling(wildcards.pooling)["frames_per_second"]:
         return []
     return f"{MANIFESTS}/{wildcards.shard}{settings.AUDIO_SUFFIX}.tsv"
+
+
+def manifest_digests(files, audio):
+    """The digests of a shard's manifest and audio manifest (audio: a path or [])."""
+    return [manifest_digest(files)] + ([manifest_digest(audio)] if audio else [])
 
 
 def shard_mb(wildcards):

@@ -18,6 +18,12 @@ rule pool:
         runtime=lambda wc: 10 + int(shard_mb(wc) / 3000),
     params:
         pooling=lambda wildcards: settings.parse_pooling(wildcards.pooling),
+        # The digests of the manifests as this start wrote them. A shard pooled from a
+        # manifest rewritten while it ran (a start meanwhile) is newer than it, and
+        # Snakemake checksums the manifest only when the job ends: the changed params
+        # are what pools it again (scripts/settings.py, check_shards).
+        # (From the wildcards: Snakemake leaves params derived from the input out of its check.)
+        manifests=lambda wildcards: manifest_digests(MANIFEST.format(shard=wildcards.shard), shard_audio(wildcards)),
     script:
         "../../scripts/pool.py"
 
