@@ -374,14 +374,73 @@ def vote_assign(x_train, x_new, labels, neighbours):
     return assigned, probabilities, 1.0 - probabilities, blocks
 
 
+# ---- "none of these": new clips outside every cluster's density ----------------------
+
+# Clustered clips of one cluster whose core distances are measured (a seeded sample above this).
+DENSITY_SAMPLE = 2000
+
+
+def outside_clusters(train, new, labels, assigned, k, seed=0, log=None):
+    """(outside, scores): which new clips lie outside the density of the cluster they were
+    assigned, and an outlier score for each, from distances in a space where they mean
+    what they say (the pooled space under UMAP, whose placement always lands a new clip
+    among the clustered ones; the clustered space otherwise).
+
+    A clip's reachability is hdbscan's mutual reachability to its nearest clustered clip:
+    min over its k nearest clustered clips n of max(d(clip, n), core(n), core(clip)),
+    a core distance being the distance to the k-th nearest clustered clip (a clustered
+    clip counting itself). The clip is outside cluster C when that exceeds the largest
+    core distance among C's clips (all of them, or a seeded sample of DENSITY_SAMPLE and
+    the clip's own neighbours): it is sparser there than any clip C holds. A copy of a
+    clustered clip has that clip's core distance, so it is never outside its cluster.
+    The score is GLOSH's form, 1 - (C's smallest core distance) / reachability."""
+    k = max(1, min(k, len(train)))
+    search = NearestTraining(train)
+    distances, indices = search.query(new, k, log)
+    own_core = distances[:, k - 1]
+    rng = np.random.default_rng(seed)
+    receiving = np.unique(assigned[assigned >= 0])
+    measured = [np.unique(indices)]
+    for c in receiving:
+        members = np.flatnonzero(labels == c)
+        if len(members) > DENSITY_SAMPLE:
+            members = np.sort(rng.choice(members, DENSITY_SAMPLE, replace=False))
+        measured.append(members)
+    measured = np.unique(np.concatenate(measured))
+    core = np.full(len(train), np.nan)
+    core[measured] = search.query(train[measured], k)[0][:, k - 1]
+    reach = np.maximum(np.maximum(distances, core[indices]), own_core[:, None]).min(axis=1)
+    outside, scores = np.zeros(len(new), dtype=bool), np.zeros(len(new))
+    for c in receiving:
+        cores = core[measured[labels[measured] == c]]
+        rows = assigned == c
+        # Relative slack: a copy's distances are its clip's, computed the same way.
+        outside[rows] = reach[rows] > cores.max() * (1 + 1e-9)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scores[rows] = np.where(reach[rows] > 0, 1 - cores.min() / reach[rows], 0.0)
+    return outside, np.clip(scores, 0.0, 1.0)
+
+
+def zero_soft(blocks, rows_out):
+    """Soft-membership blocks with the rows of clips in no cluster set to zero."""
+    for rows, m, in_any in blocks:
+        out = rows_out[rows]
+        if out.any():
+            m, in_any = m.copy(), np.asarray(in_any, dtype=np.float64).copy()
+            m[out] = 0
+            in_any[out] = 0
+        yield rows, m, in_any
+
+
 # ---- reading the new clips ---------------------------------------------------------
 
 
-def read_new(matrix_paths, ids_paths, width, fit):
+def read_new(matrix_paths, ids_paths, width, fit, keep_pooled=False):
     """(ids, paths, rows) of the new clips in sorted-id order, each shard's rows passed
-    through fit(rows) (the reduction) as they are read. Flattened shards are cut or
-    zero-padded to the clustered width: the frames the result's pooling kept."""
-    ids, paths, blocks = [], [], []
+    through fit(rows) (the reduction) as they are read, and with keep_pooled, their
+    pooled rows too. Flattened shards are cut or zero-padded to the clustered width:
+    the frames the result's pooling kept."""
+    ids, paths, blocks, pooled = [], [], [], []
     for matrix_path, ids_path in zip(matrix_paths, ids_paths):
         shard_ids, shard_paths = read_ids(ids_path)
         rows = np.load(matrix_path, allow_pickle=False)
@@ -392,8 +451,11 @@ def read_new(matrix_paths, ids_paths, width, fit):
         ids += shard_ids
         paths += shard_paths
         blocks.append(fit(rows))
+        if keep_pooled:
+            pooled.append(rows)
     order = np.argsort(np.array(ids, dtype=object), kind="stable")
-    return [ids[i] for i in order], [paths[i] for i in order], np.concatenate(blocks)[order]
+    out = [ids[i] for i in order], [paths[i] for i in order], np.concatenate(blocks)[order]
+    return out + (np.concatenate(pooled)[order],) if keep_pooled else out
 
 
 def shown(names, limit=3):
@@ -414,8 +476,10 @@ def assign(snakemake, log):
         width = len(fitted["mean"])
     else:
         width = (pooled if pooled is not None else matrix).shape[1]
-    ids, paths, reduced = read_new(
-        snakemake.input.shards, snakemake.input.shard_ids, width, lambda rows: transform(rows, fitted, pooled, matrix, log)
+    umap_reduced = fitted is not None and str(fitted["method"]) == "umap"
+    ids, paths, reduced, *new_pooled = read_new(
+        snakemake.input.shards, snakemake.input.shard_ids, width, lambda rows: transform(rows, fitted, pooled, matrix, log),
+        keep_pooled=umap_reduced,
     )
     if not ids:
         raise InputError("no new clips to assign")
@@ -434,6 +498,24 @@ def assign(snakemake, log):
     # The outlier score is a share: hdbscan's formula can leave [0, 1] for a new point
     # denser than any clustered one; it is clipped, as the clustered files' never need.
     scores = np.clip(np.nan_to_num(scores, nan=0.0), 0.0, 1.0)
+    # "None of these" (outside_clusters): under UMAP, from the pooled space, as a UMAP
+    # placement is always among the clustered clips; for spectral clustering, which has
+    # no noise of its own, in the clustered space. HDBSCAN on PCA or no reduction needs
+    # no more: its prediction already measures the clustered space, a linear one.
+    if umap_reduced or clusterer["algorithm"] == "spectral":
+        space = (prepare(pooled, metric), prepare(new_pooled[0], metric)) if umap_reduced else (x_train, x_new)
+        k = clusterer["min_samples"] if clusterer["algorithm"] == "hdbscan" else SPECTRAL_NEIGHBOURS + 1
+        outside, far = outside_clusters(*space, clusters["labels"], labels, k, log=log)
+        outside &= labels >= 0
+        if outside.any():
+            labels, probabilities = np.where(outside, -1, labels), np.where(outside, 0.0, probabilities)
+            scores = np.where(outside, np.maximum(scores, far), scores)
+            blocks = zero_soft(blocks, outside)
+            where = "pooled" if umap_reduced else "clustered"
+            log.say(
+                f"{int(outside.sum())} new clips are sparser in the {where} space than every clip of the cluster "
+                f"they would join ({shown([ids[i] for i in np.flatnonzero(outside)])}): noise (-1)"
+            )
     write_json_array(hard_entries(ids, paths, labels, probabilities, scores), snakemake.output.hard)
     # For the map's layer of new clips (scripts/map.py): their rows in the clustered space,
     # which each layout places them from (layout.place), and what the hover box shows.
@@ -461,8 +543,10 @@ def assign(snakemake, log):
 
 METHODS = {
     "hdbscan": "hdbscan.approximate_predict (label, probability), approximate_predict_scores (outlier_score), "
-    "membership_vector (soft), on exact nearest neighbours",
-    "spectral": "vote of the 11 nearest clustered files (label: most votes, ties to the nearest; probability: its share)",
+    "membership_vector (soft), on exact nearest neighbours; under UMAP, noise where the clip's mutual reachability "
+    "in the pooled space exceeds every core distance of its cluster's clips",
+    "spectral": "vote of the 11 nearest clustered files (label: most votes, ties to the nearest; probability: its "
+    "share); noise where the clip's mutual reachability (11 neighbours) exceeds every core distance of its cluster's clips",
 }
 REDUCTIONS = {
     "none": "none",
