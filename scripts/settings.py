@@ -498,7 +498,32 @@ def find_in_workflow(config, workflow_dir, note):
     return config
 
 
+def _inside(path, folder):
+    """Whether path is folder or lies below it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_apart(config):
+    """Refuse an embedding_dir or assign_dir that overlaps the results folder,
+    <output_dir>/<dataset>, either way: inside it, the workflow would read its own
+    outputs (a shard matrix) as clips; holding it, its outputs would be read as inputs
+    on the next run. Compared after resolving links."""
+    results = os.path.realpath(os.path.join(config["output_dir"], config["dataset"]))
+    for key in ("embedding_dir", "assign_dir"):
+        if config.get(key) is None:
+            continue
+        folder = os.path.realpath(config[key])
+        if _inside(folder, results) or _inside(results, folder):
+            where = "is inside" if _inside(folder, results) and folder != results else "holds" if folder != results else "is"
+            raise ConfigError(
+                f"{key} '{config[key]}' {where} the results folder '{os.path.join(config['output_dir'], config['dataset'])}' "
+                "(output_dir/dataset): the workflow would read its own outputs as clips; keep inputs and outputs apart "
+                "(another output_dir or dataset)"
+            )
+
+
 def check_paths(config):
+    check_apart(config)
     check_output_dir(config["output_dir"], config["dataset"])
     if config["labels"] is not None:
         check_labels(config["labels"])

@@ -482,3 +482,30 @@ def test_finish_quickly_cancels_pending_timers_and_freezes_the_heap():
     finally:
         timer.cancel()
         gc.unfreeze()
+
+
+@pytest.mark.parametrize(
+    "paths, refused",
+    [
+        ({"embedding_dir": "d/emb2", "output_dir": "d"}, "embedding_dir 'd/emb2' is the results folder"),
+        ({"embedding_dir": "d/emb", "output_dir": "d/emb/results"}, "embedding_dir 'd/emb' holds the results folder"),
+        ({"embedding_dir": "d/emb", "output_dir": "d", "dataset": "x", "assign_dir": "d/x/assigned/new1/pooled"}, "assign_dir 'd/x/assigned/new1/pooled' is inside"),
+        ({"embedding_dir": "d/emb", "output_dir": "r", "assign_dir": "r"}, "assign_dir 'r' holds the results folder"),
+        ({"embedding_dir": "link", "output_dir": "d"}, "embedding_dir 'link' is the results folder"),  # links resolved
+        ({"embedding_dir": "d/emb", "output_dir": "d", "dataset": "emb2", "assign_dir": "d/new"}, None),
+        ({"embedding_dir": "d/emb", "output_dir": "d/emb2"}, None),  # a shared prefix is not a folder
+    ],
+)
+def test_inputs_overlapping_the_results_folder_are_refused_either_way(tmp_path, monkeypatch, paths, refused):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d/emb").mkdir(parents=True)
+    os.symlink(tmp_path / "d/emb", tmp_path / "link")
+    config = dict({"assign_dir": None}, **paths)
+    config.setdefault("dataset", os.path.basename(os.path.abspath(config["embedding_dir"])))
+    if config["embedding_dir"] == "link":
+        config["dataset"] = "emb"
+    if refused is None:
+        settings.check_apart(config)
+        return
+    with pytest.raises(settings.ConfigError, match=re.escape(refused)):
+        settings.check_apart(config)

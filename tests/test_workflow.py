@@ -294,6 +294,10 @@ def one_line_error(run, text):
         (["labels={tmp}/latin.csv"], "embclust: labels file '{tmp}/latin.csv' is not UTF-8 text (byte 0xe9 on line 92)"),
         (["labels={tmp}/twice.csv"], "embclust: labels file '{tmp}/twice.csv' gives 1 id(s) more than one row: 'c0_000' on lines 2, 3"),
         (["min_cluster_size=90"], "embclust: only 90 .npy files in '{emb}', need more than min_cluster_size=90"),
+        # issue 23: inputs and outputs kept apart, either way.
+        (["output_dir={tmp}"], "embclust: embedding_dir '{emb}' is the results folder '{tmp}/emb'"),
+        (["output_dir={tmp}/emb/out"], "embclust: embedding_dir '{emb}' holds the results folder '{tmp}/emb/out/emb'"),
+        (["output_dir={tmp}/out", "assign_dir={tmp}/out/emb/assigned/new1/pooled"], "embclust: assign_dir '{tmp}/out/emb/assigned/new1/pooled' is inside the results folder"),
     ],
 )
 def test_bad_config_fails_before_any_job(workflow, blobs, tmp_path, settings, message):
