@@ -94,10 +94,20 @@ def describe(prop):
     return text
 
 
-def validate(config, schema):
-    """Coerce, check and fill in defaults; raise ConfigError with one line."""
+def allowed(value, prop):
+    """Whether one value is allowed by a schema property (a sweep's item, for lists)."""
     import jsonschema
 
+    check = {k: v for k, v in prop.items() if k not in ("sweep", "default", "description", "allowed")}
+    try:
+        jsonschema.validate(value, check)
+    except jsonschema.ValidationError:
+        return False
+    return True
+
+
+def validate(config, schema):
+    """Coerce, check and fill in defaults; raise ConfigError with one line."""
     config = coerce(config, schema)
     props = schema["properties"]
     for key, value in config.items():
@@ -110,13 +120,8 @@ def validate(config, schema):
         if isinstance(value, list) and not values:
             raise ConfigError(f"config key '{key}' is an empty list; allowed: {describe(prop)}")
         for item in values:
-            check = {k: v for k, v in prop.items() if k not in ("sweep", "default", "description", "allowed")}
-            try:
-                jsonschema.validate(item, check)
-            except jsonschema.ValidationError:
-                raise ConfigError(
-                    f"config key '{key}' has value {item!r}, which is not allowed; allowed: {describe(prop)}"
-                ) from None
+            if not allowed(item, prop):
+                raise ConfigError(f"config key '{key}' has value {item!r}, which is not allowed; allowed: {describe(prop)}")
     full = {key: prop.get("default") for key, prop in props.items()}
     full.update(config)
     if full["assign_dir"] is not None and not full["assign_name"]:
@@ -802,7 +807,7 @@ def check_sizes(n_files, combos):
 # ---- assignment of new clips (assign_dir) ---------------------------------------------
 
 
-def assign_result(config, root, combos):
+def assign_result(config, root, combos, schema=None):
     """The folder under root that assign_dir's clips are assigned to: a result's name
     (pooling/reducer/clusterer) or 'best' (the sweep's chosen result, known once the
     selection has run). None when nothing is to be assigned."""
@@ -824,14 +829,48 @@ def assign_result(config, root, combos):
     name = to.strip("/")
     if name.startswith(root.rstrip("/") + "/"):
         name = name[len(root.rstrip("/")) + 1 :]
+    known = list(dict.fromkeys([r["name"] for r in found] + results_on_disk(root)))
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; this config makes {known[0]}"
     parts = name.split("/")
     kinds = ("pooling", "reducer", "clusterer")
     if len(parts) != 3 or not all(re.fullmatch(SLUG_PATTERNS[kind], part) for kind, part in zip(kinds, parts)):
-        raise ConfigError(
-            f"assign_to '{to}' is not auto, best or a result's folder under '{root}', "
-            "such as mean/pca-50/hdbscan-mcs5-ms5-euclidean"
-        )
+        raise ConfigError(f"assign_to '{to}' is not auto, best or a result's folder under '{root}'{hint}")
+    # Numbers as the workflow writes them: pca-050 would name a folder of its own.
+    canonical = re.sub(r"(?<![0-9])0+(?=[0-9])", "", name)
+    if canonical != name:
+        raise ConfigError(f"assign_to '{to}' is not a result's folder as embclust names it; did you mean '{canonical}'?")
+    if schema is not None:
+        for key, value in result_settings(parts).items():
+            prop = schema["properties"][key]
+            if not allowed(value, prop):
+                raise ConfigError(f"assign_to '{to}' has {key}={value}, which is not allowed; allowed: {describe(prop)}")
+    if name not in known:
+        raise ConfigError(f"assign_to '{to}' is no result under '{root}' and not one this config makes{hint}")
     return name
+
+
+def result_settings(parts):
+    """The config keys and values a result's folder names (pooling, reducer, clusterer slugs)."""
+    pooling, reducer, clusterer = parse_pooling(parts[0]), parse_reducer(parts[1]), parse_clusterer(parts[2])
+    out = {"pooling": pooling["method"]}
+    if pooling["frames"] is not None:
+        out["flatten_frames"] = pooling["frames"]
+    if pooling["frames_per_second"] is not None:
+        out["frames_per_second"] = pooling["frames_per_second"]
+    if reducer["method"] != "none":
+        out["reduce_dim"] = reducer["dim"]
+    out.update({k: v for k, v in clusterer.items() if k != "algorithm"})
+    out.update({k: v for k, v in reducer.items() if k in ("metric", "seed")})
+    return out
+
+
+def results_on_disk(root):
+    """The results under root that a clustering has made (pooling/reducer/clusterer with clusters.npz)."""
+    import glob
+
+    found = glob.glob(os.path.join(glob.escape(root), "*", "*", "*", "clusters.npz"))
+    return sorted(os.path.relpath(os.path.dirname(p), root) for p in found)
 
 
 def assign_targets(root, target, name):

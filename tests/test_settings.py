@@ -509,3 +509,33 @@ def test_inputs_overlapping_the_results_folder_are_refused_either_way(tmp_path, 
         return
     with pytest.raises(settings.ConfigError, match=re.escape(refused)):
         settings.check_apart(config)
+
+
+@pytest.mark.parametrize(
+    "to, refused",
+    [
+        ("mean/pca-50/hdbscan-mcs1-ms1-euclidean", "has min_cluster_size=1, which is not allowed; allowed: an integer >= 2"),
+        ("mean/pca-50/spectral-k1-euclidean-s0", "has n_clusters=1, which is not allowed"),
+        ("mean/pca-1/hdbscan-mcs5-ms5-euclidean", "has reduce_dim=1, which is not allowed"),
+        ("mean/pca-50/hdbscan-mcs05-ms5-euclidean", "did you mean 'mean/pca-50/hdbscan-mcs5-ms5-euclidean'?"),
+        ("mean/pca-050/hdbscan-mcs5-ms5-euclidean", "did you mean 'mean/pca-50/hdbscan-mcs5-ms5-euclidean'?"),
+        ("mean/pca-50/hdbscan-mcs7-ms7-euclidean", "is no result under 'out/emb' and not one this config makes; did you mean 'mean/pca-50/hdbscan-mcs5-ms5-euclidean'?"),
+        ("mean/pca-50/hdbscan-mcs5-euclidean", "is not auto, best or a result's folder under 'out/emb'; did you mean 'mean/pca-50/hdbscan-mcs5-ms5-euclidean'?"),
+        ("mean/pca-50/hdbscan-mcs5-ms5-euclidean", None),  # this config makes it
+        ("max/none/hdbscan-mcs9-ms9-cosine", None),  # on disk, made by an earlier run
+        ("out/emb/max/none/hdbscan-mcs9-ms9-cosine/", None),
+    ],
+)
+def test_assign_to_is_checked_against_the_schema_and_the_results_that_exist(tmp_path, monkeypatch, to, refused):
+    """issue 23: a result's folder under the schema's rules, written as embclust writes it,
+    and on disk or made by this config; anything else one line with a did-you-mean."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out/emb/max/none/hdbscan-mcs9-ms9-cosine").mkdir(parents=True)
+    (tmp_path / "out/emb/max/none/hdbscan-mcs9-ms9-cosine/clusters.npz").write_bytes(b"")
+    config = valid(assign_dir="new", assign_to=to, reduce="pca", reduce_dim=50)
+    combos = settings.combinations(config, SCHEMA)
+    if refused is None:
+        assert settings.assign_result(config, "out/emb", combos, SCHEMA) == to.strip("/").removeprefix("out/emb/")
+        return
+    with pytest.raises(settings.ConfigError, match=re.escape(refused)):
+        settings.assign_result(config, "out/emb", combos, SCHEMA)

@@ -59,7 +59,7 @@ try:
     COMBOS = settings.resolve_auto(COMBOS, sum(len(rows) for rows in SHARDS.values()))
     # New clips to place into an existing result (workflow/rules/assign.smk): their own
     # manifests, one per shard, as for embedding_dir.
-    ASSIGN_TO = settings.assign_result(_validated, OUT, COMBOS)
+    ASSIGN_TO = settings.assign_result(_validated, OUT, COMBOS, SCHEMA)
     ASSIGN_SHARDS, ASSIGN_AUDIO = {}, {}
     if ASSIGN_TO is not None:
         ASSIGN_ROOT = f"{OUT}/assigned/{_validated['assign_name']}"
