@@ -558,7 +558,7 @@ REDUCTIONS = {
 def main(snakemake, log):
     provenance = assign(snakemake, log)
     with open(snakemake.output.provenance, "w") as f:
-        json.dump(provenance, f, indent=1)
+        json.dump(provenance, f, indent=1, allow_nan=False)
         f.write("\n")
 
 

@@ -282,7 +282,7 @@ def main(snakemake, log):
     # Written last, and whole, so a record is there only for a finished shard.
     record = dict(info, method=params["method"], files=len(paths), manifest_sha256=digest, audio_manifest_sha256=audio_digest)
     with open(f"{snakemake.output.info}.partial", "w") as f:
-        json.dump(record, f)
+        json.dump(record, f, allow_nan=False)
     os.replace(f"{snakemake.output.info}.partial", snakemake.output.info)
 
 

@@ -650,3 +650,25 @@ def test_a_clip_far_from_all_data_is_assigned_to_no_cluster_under_any_reduction(
     own = {e["id"]: e["cluster"] for e in read_json(folder / "clusters_hard.json")}
     assert {c: hard[c]["cluster"] for c in copied} == {c: own[c] for c in copied}
     assert sum(own[c] >= 0 for c in copied) >= 7
+
+
+def test_identical_vectors_give_an_honest_result_and_strict_json(workflow, tmp_path):
+    """issue 23: 25 identical vectors. PCA's explained variance is undefined, not NaN (every
+    JSON the run writes is strict, conftest.check_json_files), and methods.md says so;
+    n_clusters=auto finds no eigengap and says so, and no file's probability is 0."""
+    emb = tmp_path / "same"
+    emb.mkdir()
+    for i in range(25):
+        np.save(emb / f"s{i:02d}.npy", np.ones((3, 16), dtype=np.float32))
+    args = ["--config", f"embedding_dir={emb}", "reduce=pca", "plot=pca", "algorithm=[hdbscan,spectral]", "n_clusters=auto", "min_cluster_size=5"]
+    run = workflow.run(*args)
+    assert "no eigengap" in run.stderr
+    dataset = workflow.root / "results/same"
+    assert read_json(dataset / "mean/pca-50/reduce.json")["explained_variance_ratio"] is None
+    for result in ("hdbscan-mcs5-ms5-euclidean", "spectral-kauto-euclidean-s0"):
+        methods = (dataset / "mean/pca-50" / result / "methods.md").read_text()
+        assert "nan" not in methods.lower() and "no variance" in methods
+        assert read_json(dataset / "mean/pca-50" / result / "provenance.json")["reduction"]["explained_variance"] is None
+    spectral = read_json(dataset / "mean/pca-50/spectral-kauto-euclidean-s0/clusters_hard.json")
+    assert len({e["cluster"] for e in spectral}) == 2 and min(e["probability"] for e in spectral) > 0
+    assert "showed no eigengap" in (dataset / "mean/pca-50/spectral-kauto-euclidean-s0/methods.md").read_text()
