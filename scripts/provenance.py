@@ -75,9 +75,11 @@ def git_commit(directory):
 
 
 def reduction(summary):
-    """The reduction as run, from the reduce stage's reduce.json (None: reduce=none).
-    `dim` is the dimensions kept, which PCA clamps to what it can give; `requested_dim`
-    is the setting the result's path names."""
+    """The reduction as run: every parameter the reduce stage recorded in reduce.json
+    (None: reduce=none), the variance shares summed. `dim` is the dimensions kept, which
+    PCA clamps to what it can give; `requested_dim` is the setting the result's path
+    names; UMAP's `n_neighbors` is the one it ran with. methods() states these, with no
+    default of its own: what it says is what the stage recorded."""
     if summary is None:
         return {"method": "none"}
     out = {k: v for k, v in summary.items() if k != "explained_variance_ratio"}
@@ -242,7 +244,7 @@ def reduction_sentence(r, width, seed_words, cited):
     seed_words.append((r["seed"], "the UMAP reduction"))
     return (
         f"They were reduced by UMAP (McInnes, Healy & Melville, 2018) to {r['dim']} dimensions "
-        f"(n_neighbors={r.get('n_neighbors', 15)}, {r['metric']} metric, other parameters at umap-learn's defaults, "
+        f"(n_neighbors={r['n_neighbors']}, {r['metric']} metric, other parameters at umap-learn's defaults, "
         f"random_state={r['seed']}, single-threaded so that the result is deterministic)."
     )
 
@@ -256,7 +258,7 @@ def clustering_sentences(s, n_items, n_clusters_used, seed_words, cited, no_gap=
     if s["algorithm"] == "hdbscan":
         cited.append("hdbscan")
         k = neighbour_count(s["min_samples"])
-        if s.get("neighbour_graph") == "approximate":
+        if s["neighbour_graph"] == "approximate":
             cited.append("nndescent")
             search = (
                 f"Each vector's {k} approximate nearest neighbours in {metric} were found by NN-descent (Dong, Charikar "
@@ -389,7 +391,7 @@ def methods(settings, reduction, n_items, width, versions, version, layouts=(), 
     seed_words, cited = [], []
     sentences = [pooling_sentence(settings, n_items, width), reduction_sentence(reduction, width, seed_words, cited)]
     sentences += clustering_sentences(settings, n_items, n_clusters_used, seed_words, cited, no_gap)
-    layout = layout_sentence(layouts, seed_words, cited, n_items, settings.get("neighbour_graph", "exact"))
+    layout = layout_sentence(layouts, seed_words, cited, n_items, settings["neighbour_graph"])
     sentences += [layout] if layout else []
     sentences.append(validation_sentence(settings, cited))
     sentences.append(seed_sentence(seed_words, settings, reduction))

@@ -650,6 +650,9 @@ def test_a_clip_far_from_all_data_is_assigned_to_no_cluster_under_any_reduction(
     own = {e["id"]: e["cluster"] for e in read_json(folder / "clusters_hard.json")}
     assert {c: hard[c]["cluster"] for c in copied} == {c: own[c] for c in copied}
     assert sum(own[c] >= 0 for c in copied) >= 7
+    if reduce == "umap":  # methods.md states the n_neighbors reduce.json records (issue 23)
+        recorded = read_json(folder.parent / "reduce.json")["n_neighbors"]
+        assert f"n_neighbors={recorded}," in (folder / "methods.md").read_text()
 
 
 def test_identical_vectors_give_an_honest_result_and_strict_json(workflow, tmp_path):
