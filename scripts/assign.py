@@ -435,12 +435,13 @@ def zero_soft(blocks, rows_out):
 # ---- reading the new clips ---------------------------------------------------------
 
 
-def read_new(matrix_paths, ids_paths, width, fit, keep_pooled=False):
+def read_new(matrix_paths, ids_paths, width, fit, keep_pooled=False, refuse_zero=False):
     """(ids, paths, rows) of the new clips in sorted-id order, each shard's rows passed
     through fit(rows) (the reduction) as they are read, and with keep_pooled, their
     pooled rows too. Flattened shards are cut or zero-padded to the clustered width:
-    the frames the result's pooling kept."""
-    ids, paths, blocks, pooled = [], [], [], []
+    the frames the result's pooling kept. refuse_zero (cosine): all-zero pooled rows, which
+    have no cosine direction, are refused, their files named, before any reduction."""
+    ids, paths, blocks, pooled, zero = [], [], [], [], []
     for matrix_path, ids_path in zip(matrix_paths, ids_paths):
         shard_ids, shard_paths = read_ids(ids_path)
         rows = np.load(matrix_path, allow_pickle=False)
@@ -450,9 +451,18 @@ def read_new(matrix_paths, ids_paths, width, fit, keep_pooled=False):
             rows = cut
         ids += shard_ids
         paths += shard_paths
+        if refuse_zero:
+            zero += [shard_paths[i] for i in np.flatnonzero(~rows.any(axis=1))]
+            if zero:
+                continue
         blocks.append(fit(rows))
         if keep_pooled:
             pooled.append(rows)
+    if zero:
+        raise InputError(
+            f"{len(zero)} new clips pool to all-zero vectors, which have no cosine direction: {shown(sorted(zero))}; "
+            "remove them or assign to a euclidean result"
+        )
     order = np.argsort(np.array(ids, dtype=object), kind="stable")
     out = [ids[i] for i in order], [paths[i] for i in order], np.concatenate(blocks)[order]
     return out + (np.concatenate(pooled)[order],) if keep_pooled else out
@@ -479,7 +489,7 @@ def assign(snakemake, log):
     umap_reduced = fitted is not None and str(fitted["method"]) == "umap"
     ids, paths, reduced, *new_pooled = read_new(
         snakemake.input.shards, snakemake.input.shard_ids, width, lambda rows: transform(rows, fitted, pooled, matrix, log),
-        keep_pooled=umap_reduced,
+        keep_pooled=umap_reduced, refuse_zero=metric == "cosine",
     )
     if not ids:
         raise InputError("no new clips to assign")

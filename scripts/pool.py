@@ -232,7 +232,7 @@ def pool_files(paths, method, frames, matrix_path, log, keep_frames=None):
     # Written front to back, row by row: flatten never holds N x T*D in memory,
     # and no memory map makes the written pages count as this job's memory.
     progress = Progress(log, len(paths), "files pooled")
-    nonfinite, too_large, nbytes = [], [], 0
+    nonfinite, too_large, zero, nbytes = [], [], [], 0
     keep_frames = keep_frames or [None] * len(paths)
     zeros = np.zeros(dim, dtype=np.float32)
     with open(matrix_path, "wb") as out:
@@ -247,6 +247,8 @@ def pool_files(paths, method, frames, matrix_path, log, keep_frames=None):
             elif a.dtype != np.float16 and not np.abs(vector).max() <= LARGEST:  # Inf: float64 beyond float32
                 too_large.append(path)
                 vector = zeros
+            if not vector.any():
+                zero.append(path)
             out.write(vector.tobytes())
             nbytes += a.nbytes
             progress.update(i + 1, nbytes)
@@ -259,7 +261,8 @@ def pool_files(paths, method, frames, matrix_path, log, keep_frames=None):
                 f"after pooling (PCA, distances), in {len(too_large)} files: {_names(too_large)}"
             )
         raise InputError("; ".join(problems))
-    return {"width": int(width), "frames": int(frames), "dim": int(dim)}
+    # Files pooling to all-zero vectors, which have no cosine direction (scripts/cosine_check.py).
+    return {"width": int(width), "frames": int(frames), "dim": int(dim), "zero_vectors": zero}
 
 
 def main(snakemake, log):

@@ -675,3 +675,22 @@ def test_identical_vectors_give_an_honest_result_and_strict_json(workflow, tmp_p
     spectral = read_json(dataset / "mean/pca-50/spectral-kauto-euclidean-s0/clusters_hard.json")
     assert len({e["cluster"] for e in spectral}) == 2 and min(e["probability"] for e in spectral) > 0
     assert "showed no eigengap" in (dataset / "mean/pca-50/spectral-kauto-euclidean-s0/methods.md").read_text()
+
+
+def test_all_zero_vectors_under_cosine_are_named_right_after_pooling(workflow, blobs, tmp_path):
+    """issue 23: the all-zero cosine error named no file, and with reduce=pca the zero
+    vector was accepted (PCA centred it into a direction of its own). Now the files are
+    named after pooling, whatever the reduction, and in assign_dir too."""
+    directory, _ = blobs
+    np.save(directory / "zero.npy", np.zeros((3, 64), dtype=np.float32))
+    args = ["--config", f"embedding_dir={directory}", "plot=none", "reduce=pca", "metric=cosine"]
+    line = one_line_error(workflow.run(*args, check=False), "embclust cosine_check: error:")
+    assert line.endswith(f"1 files pool to all-zero vectors, which have no cosine direction: {directory}/zero.npy; remove them or use metric=euclidean")
+    assert not list((workflow.root / "results/emb/mean/pca-50").glob("neighbours-*"))
+    workflow.run(*args[:-1], "metric=euclidean")  # euclidean has no use for a direction
+    new = tmp_path / "new"
+    new.mkdir()
+    (directory / "zero.npy").rename(new / "zero.npy")
+    shutil.copy(directory / "c0_000.npy", new)
+    line = one_line_error(workflow.run(*args, f"assign_dir={new}", check=False), "embclust assign: error:")
+    assert f"1 new clips pool to all-zero vectors, which have no cosine direction: {new}/zero.npy" in line

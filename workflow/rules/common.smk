@@ -116,6 +116,15 @@ wildcard_constraints:
     shard=r"\d+-of-\d+",
 
 
+COSINE_CHECKED = f"{OUT}/pooled/{{pooling}}.cosine-check.txt"
+
+
+def cosine_checked(metric_of):
+    """An input function: the pooling's cosine check (scripts/cosine_check.py) when the
+    stage measures cosine (metric_of(wildcards) == "cosine"), else nothing."""
+    return lambda wildcards: [COSINE_CHECKED.format(pooling=wildcards.pooling)] if metric_of(wildcards) == "cosine" else []
+
+
 def reduced_matrix(wildcards):
     """reduce=none clusters the pooled matrix itself, without a copy."""
     if wildcards.reducer == "none":

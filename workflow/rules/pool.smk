@@ -47,3 +47,22 @@ rule merge_pool:
         runtime=lambda wc, input: 10 + int(input.size_mb / 3000),
     script:
         "../../scripts/merge_pool.py"
+
+
+# Stages that measure cosine wait on this check of their pooling's shards (cosine_checked).
+rule cosine_check:
+    input:
+        info=every_shard(".json"),
+    output:
+        checked=COSINE_CHECKED,
+    log:
+        log_path("cosine_check", "pooling"),
+    localrule: True
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=512,
+        runtime=10,
+    script:
+        "../../scripts/cosine_check.py"
