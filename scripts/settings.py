@@ -347,10 +347,19 @@ def _shown(names, limit=3):
     return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
-def _scan(folder, rel):
+def _entries(folder, key, rel=""):
+    """os.scandir(folder), or a ConfigError naming it and why it cannot be read."""
+    try:
+        return os.scandir(folder)
+    except OSError as e:
+        what = f"{key} subfolder" if rel else key
+        raise ConfigError(f"{what} '{folder}' cannot be read ({e.strerror}); fix its permissions or move it out") from None
+
+
+def _scan(folder, rel, key="embedding_dir"):
     """(.npy files as (relpath, stat), subfolder relpaths, relpaths of links that lead nowhere)."""
     files, folders, broken = [], [], []
-    with os.scandir(folder) as entries:
+    with _entries(folder, key, rel) as entries:
         for e in entries:
             relpath = os.path.join(rel, e.name) if rel else e.name
             try:
@@ -379,10 +388,10 @@ def list_embeddings(directory, key="embedding_dir"):
     why = _untabular(directory)
     if why:
         raise ConfigError(f"{key} {directory!r} holds {why}, which embclust cannot write to its TSV files")
-    files, subfolders, broken = _scan(directory, "")
+    files, subfolders, broken = _scan(directory, "", key)
     deeper = []
     for sub in subfolders:
-        more, below, gone = _scan(os.path.join(directory, sub), sub)
+        more, below, gone = _scan(os.path.join(directory, sub), sub, key)
         files += more
         deeper += below
         broken += [g for g in gone if g.endswith(".npy")]
@@ -471,7 +480,7 @@ def list_audio(audio_dir, ids):
     if why:
         raise ConfigError(f"audio_dir {audio_dir!r} holds {why}, which embclust cannot write to its TSV files")
     wanted, out = set(ids), {}
-    with os.scandir(audio_dir) as entries:
+    with _entries(audio_dir, "audio_dir") as entries:
         for e in entries:
             clip_id = e.name[: -len(".wav")]
             if e.name.endswith(".wav") and clip_id in wanted:
@@ -897,6 +906,16 @@ def prepare_assign(config, manifest_dir, width, say, check_files):
     audio = list_audio(config["audio_dir"], [row.id for row in new]) if config["audio_dir"] else None
     write_manifests(manifest_dir, shard_files, audio)
     return shard_files, audio or {}
+
+
+def os_error_line(e):
+    """One line for a filesystem error at start-up (a folder that cannot be created,
+    written or read), naming the path."""
+    where = f" '{e.filename}'" if e.filename else ""
+    return (
+        f"cannot create, write or read{where} at start-up ({e.strerror or e}): check the permissions of "
+        "output_dir and of the input folders, and that output_dir is on a writable file system"
+    )
 
 
 def finish_quickly():

@@ -6,6 +6,7 @@ import os
 import re
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -694,3 +695,50 @@ def test_all_zero_vectors_under_cosine_are_named_right_after_pooling(workflow, b
     shutil.copy(directory / "c0_000.npy", new)
     line = one_line_error(workflow.run(*args, f"assign_dir={new}", check=False), "embclust assign: error:")
     assert f"1 new clips pool to all-zero vectors, which have no cosine direction: {new}/zero.npy" in line
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="runs snakemake as nobody: needs root and setpriv")
+def test_filesystem_errors_at_start_up_are_one_line_for_a_user_without_rights(tmp_path):
+    """issue 23: run as a user other than root (nobody), an unreadable embedding_dir, a
+    subfolder of it or of assign_dir that cannot be read, an output_dir that cannot be
+    created and a read-only one each stop the start in one line, without a traceback."""
+    import subprocess
+    import sys
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(dir="/tmp", prefix="embclust-nobody-"))
+    try:
+        workflow = Workflow(base / "wf")
+        emb, new = base / "emb", base / "new"
+        make_blobs(emb, n_per_cluster=10)
+        make_blobs(new / "ok", n_per_cluster=2)
+        subprocess.run(["chmod", "-R", "a+rwX", str(base)], check=True)
+        (base / "locked").mkdir(mode=0o755)  # root's: nobody cannot create output_dir in it
+        (base / "readonly").mkdir()
+        (base / "readonly").chmod(0o555)
+
+        def start(*settings):
+            cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-m", "snakemake",
+                   "--cores", "1", "-n", "--config", f"embedding_dir={emb}", "plot=none", *settings]  # fmt: skip
+            env = dict(os.environ, PYTHONWARNINGS="ignore", HOME=str(base))
+            return subprocess.run(cmd, cwd=workflow.root, capture_output=True, text=True, env=env)
+
+        def refused(run, text):
+            assert "Traceback" not in run.stderr, run.stderr
+            return one_line_error(run, text)
+
+        (emb / "sub").mkdir()
+        np.save(emb / "sub/x.npy", np.ones((2, 64), dtype=np.float32))
+        (emb / "sub").chmod(0)
+        refused(start(), f"embclust: embedding_dir subfolder '{emb}/sub' cannot be read (Permission denied)")
+        (emb / "sub").chmod(0o777)
+        (new / "ok").chmod(0)
+        refused(start(f"assign_dir={new}"), f"embclust: assign_dir subfolder '{new}/ok' cannot be read (Permission denied)")
+        (new / "ok").chmod(0o777)
+        refused(start(f"output_dir={base}/locked/out"), f"embclust: cannot create, write or read '{base}/locked/out")
+        refused(start(f"output_dir={base}/readonly"), f"embclust: cannot create, write or read '{base}/readonly/emb")
+        emb.chmod(0)
+        refused(start(), f"embclust: embedding_dir '{emb}' cannot be read (Permission denied)")
+    finally:
+        subprocess.run(["chmod", "-R", "u+rwX", str(base)], check=False)
+        shutil.rmtree(base, ignore_errors=True)

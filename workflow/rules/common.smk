@@ -75,6 +75,8 @@ try:
             ASSIGN_SHARDS, ASSIGN_AUDIO = settings.read_manifests(f"{ASSIGN_ROOT}/files")
 except (settings.ConfigError, InputError) as e:
     sys.exit(f"embclust: {e}")
+except OSError as e:  # permissions, a read-only file system, a full disk: one line, no traceback
+    sys.exit(f"embclust: {settings.os_error_line(e)}")
 config.update(_validated)
 
 TARGETS = settings.targets(OUT, COMBOS)
