@@ -177,6 +177,10 @@ class NearestTraining:
 
 # ---- the fitted reduction ----------------------------------------------------------
 
+# A new row this close to a clustered one, relative to its norm, is a copy of it (float32
+# rounding of the same row through a transform), placed on its point.
+COPY_TOLERANCE = 1e-5
+
 
 def place_umap(new, pooled, embedding, n_neighbors, metric, log=None):
     """New rows placed in a UMAP embedding as umap's own transform starts them: at the
@@ -193,6 +197,10 @@ def place_umap(new, pooled, embedding, n_neighbors, metric, log=None):
 
     search = NearestTraining(prepare(pooled, metric))
     distances, indices = search.query(prepare(new, metric), n_neighbors, log)
+    # A copy of a clustered row, up to float32 rounding (a PCA transform of the copy
+    # differs from the reduced row by about 1e-7 of its norm): within COPY_TOLERANCE of
+    # the row's norm, it lands on that row, as an exact copy does.
+    copy = distances[:, 0] <= COPY_TOLERANCE * (np.sqrt(search.sq[indices[:, 0]]) + 1e-30)
     if metric == "cosine":
         distances = distances**2 / 2  # umap's cosine distance, 1 - cos, from the unit vectors' distance
     distances = distances.astype(np.float32)
@@ -212,6 +220,8 @@ def place_umap(new, pooled, embedding, n_neighbors, metric, log=None):
     if hit.any():
         lowest = np.where(exact[hit], indices[hit], np.iinfo(np.int64).max).min(axis=1)
         out[hit] = embedding[lowest]
+    near = copy & ~hit
+    out[near] = embedding[indices[near, 0]]
     # No neighbour within umap's disconnection distance (cosine only): umap would give NaN.
     lost = weights.sum(axis=1) == 0
     out[lost] = embedding[indices[lost, 0]]
