@@ -742,3 +742,31 @@ def test_filesystem_errors_at_start_up_are_one_line_for_a_user_without_rights(tm
     finally:
         subprocess.run(["chmod", "-R", "u+rwX", str(base)], check=False)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_after_a_kill_the_next_run_needs_unlock_as_the_readme_says(workflow, blobs):
+    """issue 23: after kill -9 the next run stops with 'Directory cannot be locked' until
+    `snakemake --unlock`, as README's "When a job fails" says; then the run completes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    directory, truth = blobs
+    args = ["--config", f"embedding_dir={directory}", "plot=none"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", EMBCLUST_TEST_POOL_DELAY="30")
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    killed = subprocess.Popen(cmd, cwd=workflow.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    logs = workflow.root / "results/emb/logs/pool/mean"
+    deadline = time.monotonic() + 60
+    while not (logs.is_dir() and any(logs.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    locked = workflow.run(*args, check=False)
+    assert locked.returncode != 0 and "Directory cannot be locked" in locked.stderr
+    assert "--unlock" in (REPO / "README.md").read_text().split("### When a job fails")[1].split("\n### ")[0]
+    workflow.run("--unlock", *args)
+    done = workflow.run(*args)
+    assert done.jobs["pool"] == 2
+    assert len(read_json(workflow.root / DEFAULT_RESULT / "clusters_hard.json")) == len(truth)
