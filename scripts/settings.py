@@ -651,7 +651,9 @@ def _pooled_from(info_path, digests):
         return None
     except (OSError, ValueError):
         return False
-    return (record.get("manifest_sha256"), record.get("audio_manifest_sha256")) == digests
+    if "manifest_sha256" not in record:
+        return None  # pooled by an earlier version, which recorded no digest: not known
+    return (record["manifest_sha256"], record.get("audio_manifest_sha256")) == digests
 
 
 def check_shards(shard_files, manifest_dir, shard_dirs):

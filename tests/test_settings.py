@@ -456,6 +456,9 @@ def test_a_shard_counts_as_pooled_only_when_every_pooling_pooled_its_current_man
     # A manifest rewritten after its shard was pooled makes it stale.
     (manifests / "1-of-3.tsv").write_text("manifest 1, one more file")
     assert settings.check_shards(shards, manifests, [mean]) == (["0-of-3"], ["1-of-3", "2-of-3"])
+    # A record without a digest (an earlier version's) is neither pooled nor stale: unknown.
+    (mean / "0-of-3.json").write_text(json.dumps({"width": 4}))
+    assert settings.check_shards(shards, manifests, [mean]) == ([], ["1-of-3", "2-of-3"])
 
 
 def test_neighbour_search_is_exact_up_to_200k_files_and_named_in_the_graph_path():
