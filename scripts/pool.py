@@ -271,7 +271,7 @@ def main(snakemake, log):
     ids, paths = [r[0] for r in rows], [r[1] for r in rows]
     params = snakemake.params.pooling
     keep_frames, audio_digest = None, None
-    test_delay()
+    _hold_for_tests()
     if params["frames_per_second"]:
         wav_rows, audio_digest = read_manifest(snakemake.input.wavs, digest=True)
         wavs = {r[0]: r[1] for r in wav_rows}
@@ -289,7 +289,7 @@ def main(snakemake, log):
     os.replace(f"{snakemake.output.info}.partial", snakemake.output.info)
 
 
-def test_delay():
+def _hold_for_tests():
     """For the tests only: EMBCLUST_TEST_POOL_DELAY=seconds holds each pool job after it
     has read its manifest, so that a test can rewrite the manifest meanwhile."""
     delay = float(os.environ.get("EMBCLUST_TEST_POOL_DELAY") or 0)

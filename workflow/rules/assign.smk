@@ -13,14 +13,14 @@ use rule pool as pool_assign with:
         info=f"{ASSIGN_SHARD}.json",
     log:
         log_path("pool_assign", "name", "pooling", "shard"),
+    resources:
+        mem_mb=lambda wc: 1024 + 32 * int(assign_shard_mb(wc) / len(ASSIGN_SHARDS[wc.shard]) + 1),
+        runtime=lambda wc: 10 + int(assign_shard_mb(wc) / 3000),
     params:
         pooling=lambda wildcards: settings.parse_pooling(wildcards.pooling),
         manifests=lambda wildcards: manifest_digests(
             ASSIGN_MANIFEST.format(name=wildcards.name, shard=wildcards.shard), assign_shard_audio(wildcards)
         ),
-    resources:
-        mem_mb=lambda wc: 1024 + 32 * int(assign_shard_mb(wc) / len(ASSIGN_SHARDS[wc.shard]) + 1),
-        runtime=lambda wc: 10 + int(assign_shard_mb(wc) / 3000),
 
 
 rule assign:

@@ -46,7 +46,9 @@ try:
         _shard_dirs = sorted({f"{OUT}/pooled/{settings.pooling_slug(s)}.shards" for s in COMBOS})
         _pooled, _stale = settings.check_shards(SHARDS, MANIFESTS, _shard_dirs)
         if _stale:
-            _say(f"pooling again {len(_stale)} shards whose manifest changed while they were pooled: {', '.join(_stale)}")
+            _say(
+                f"pooling again {len(_stale)} shards whose manifest changed while they were pooled: {', '.join(_stale)}"
+            )
         _width, _longest = pool.check_files(
             sorted(row.path for name, rows in SHARDS.items() if name not in _pooled for row in rows),
             pooled=[
@@ -124,7 +126,9 @@ COSINE_CHECKED = f"{OUT}/pooled/{{pooling}}.cosine-check.txt"
 def cosine_checked(metric_of):
     """An input function: the pooling's cosine check (scripts/cosine_check.py) when the
     stage measures cosine (metric_of(wildcards) == "cosine"), else nothing."""
-    return lambda wildcards: [COSINE_CHECKED.format(pooling=wildcards.pooling)] if metric_of(wildcards) == "cosine" else []
+    return lambda wildcards: (
+        [COSINE_CHECKED.format(pooling=wildcards.pooling)] if metric_of(wildcards) == "cosine" else []
+    )
 
 
 def reduced_matrix(wildcards):
