@@ -632,11 +632,19 @@ def test_assign_new_clips_to_an_existing_result(workflow, blobs, tmp_path):
             assert cl[n + k] - 1 == assigned_hard[clip]["cluster"]
 
 
-@pytest.mark.parametrize("reduce, result", [("umap", "mean/umap-10-euclidean-s0"), ("pca", "mean/pca-50")])
-def test_a_clip_far_from_all_data_is_assigned_to_no_cluster_under_any_reduction(workflow, blobs, tmp_path, reduce, result):
+@pytest.mark.parametrize(
+    "reduce, result, clusterer",
+    [
+        ("umap", "mean/umap-10-euclidean-s0", "hdbscan-mcs5-ms5-euclidean"),
+        ("pca", "mean/pca-50", "hdbscan-mcs5-ms5-euclidean"),
+        ("pca", "mean/pca-50", "spectral-k3-euclidean-s0"),
+    ],
+)
+def test_a_clip_far_from_all_data_is_assigned_to_no_cluster_under_any_reduction(workflow, blobs, tmp_path, reduce, result, clusterer):
     """issue 23: under UMAP a new clip was placed among its nearest clustered clips and got
     a confident cluster; from the pooled space it is noise with a high outlier score, as
-    under PCA, while copies of clustered clips still get their own clusters back."""
+    under PCA (and for spectral clustering, which has no noise of its own), while copies
+    of clustered clips still get their own clusters back."""
     directory, truth = blobs
     new = tmp_path / "new"
     new.mkdir()
@@ -644,8 +652,9 @@ def test_a_clip_far_from_all_data_is_assigned_to_no_cluster_under_any_reduction(
     for clip in copied:
         shutil.copy(directory / f"{clip}.npy", new)
     np.save(new / "far.npy", np.full((4, 64), -1000, dtype=np.float32))
-    workflow.run("--config", f"embedding_dir={directory}", "plot=none", f"reduce={reduce}", f"assign_dir={new}")
-    folder = workflow.root / "results/emb" / result / "hdbscan-mcs5-ms5-euclidean"
+    algorithm = ["algorithm=spectral", "n_clusters=3"] if clusterer.startswith("spectral") else []
+    workflow.run("--config", f"embedding_dir={directory}", "plot=none", f"reduce={reduce}", f"assign_dir={new}", *algorithm)
+    folder = workflow.root / "results/emb" / result / clusterer
     hard = {e["id"]: e for e in read_json(folder / "assigned/new/clusters_hard.json")}
     assert hard["far"]["cluster"] == -1 and hard["far"]["probability"] == 0 and hard["far"]["outlier_score"] > 0.99
     own = {e["id"]: e["cluster"] for e in read_json(folder / "clusters_hard.json")}
