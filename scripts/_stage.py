@@ -93,16 +93,35 @@ def manifest_text(rows):
     return MANIFEST_HEADER + "".join(f"{r[0]}\t{r[1]}\t{r[2]}\t{r[3]}\n" for r in rows)
 
 
-def read_manifest(path):
-    """[(id, path, size, mtime_ns), ...] from a manifest."""
-    with open(path, encoding="utf-8", newline="\n") as f:
-        if f.readline() != MANIFEST_HEADER:
-            raise ValueError(f"{path} is not a manifest of embclust")
-        out = []
-        for line in f:
-            clip_id, file_path, size, mtime_ns = line[:-1].split("\t")
-            out.append((clip_id, file_path, int(size), int(mtime_ns)))
-        return out
+def read_manifest(path, digest=False):
+    """[(id, path, size, mtime_ns), ...] from a manifest; with digest=True, also the
+    SHA-256 of the very bytes parsed (manifest_digest), which a pool job records so that
+    a later start can tell whether the manifest changed since (settings.check_shards)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    text = data.decode("utf-8")
+    if not text.startswith(MANIFEST_HEADER):
+        raise ValueError(f"{path} is not a manifest of embclust")
+    out = []
+    for line in text[len(MANIFEST_HEADER) :].split("\n")[:-1]:
+        clip_id, file_path, size, mtime_ns = line.split("\t")
+        out.append((clip_id, file_path, int(size), int(mtime_ns)))
+    return (out, sha256_bytes(data)) if digest else out
+
+
+def sha256_bytes(data):
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def manifest_digest(path):
+    """SHA-256 of a manifest's bytes, or None when it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            return sha256_bytes(f.read())
+    except FileNotFoundError:
+        return None
 
 
 def read_labels(path):

@@ -177,6 +177,10 @@ class NearestTraining:
 
 # ---- the fitted reduction ----------------------------------------------------------
 
+# A new row this close to a clustered one, relative to its norm, is a copy of it (float32
+# rounding of the same row through a transform), placed on its point.
+COPY_TOLERANCE = 1e-5
+
 
 def place_umap(new, pooled, embedding, n_neighbors, metric, log=None):
     """New rows placed in a UMAP embedding as umap's own transform starts them: at the
@@ -193,6 +197,10 @@ def place_umap(new, pooled, embedding, n_neighbors, metric, log=None):
 
     search = NearestTraining(prepare(pooled, metric))
     distances, indices = search.query(prepare(new, metric), n_neighbors, log)
+    # A copy of a clustered row, up to float32 rounding (a PCA transform of the copy
+    # differs from the reduced row by about 1e-7 of its norm): within COPY_TOLERANCE of
+    # the row's norm, it lands on that row, as an exact copy does.
+    copy = distances[:, 0] <= COPY_TOLERANCE * (np.sqrt(search.sq[indices[:, 0]]) + 1e-30)
     if metric == "cosine":
         distances = distances**2 / 2  # umap's cosine distance, 1 - cos, from the unit vectors' distance
     distances = distances.astype(np.float32)
@@ -212,6 +220,8 @@ def place_umap(new, pooled, embedding, n_neighbors, metric, log=None):
     if hit.any():
         lowest = np.where(exact[hit], indices[hit], np.iinfo(np.int64).max).min(axis=1)
         out[hit] = embedding[lowest]
+    near = copy & ~hit
+    out[near] = embedding[indices[near, 0]]
     # No neighbour within umap's disconnection distance (cosine only): umap would give NaN.
     lost = weights.sum(axis=1) == 0
     out[lost] = embedding[indices[lost, 0]]
@@ -374,14 +384,74 @@ def vote_assign(x_train, x_new, labels, neighbours):
     return assigned, probabilities, 1.0 - probabilities, blocks
 
 
+# ---- "none of these": new clips outside every cluster's density ----------------------
+
+# Clustered clips of one cluster whose core distances are measured (a seeded sample above this).
+DENSITY_SAMPLE = 2000
+
+
+def outside_clusters(train, new, labels, assigned, k, seed=0, log=None):
+    """(outside, scores): which new clips lie outside the density of the cluster they were
+    assigned, and an outlier score for each, from distances in a space where they mean
+    what they say (the pooled space under UMAP, whose placement always lands a new clip
+    among the clustered ones; the clustered space otherwise).
+
+    A clip's reachability is hdbscan's mutual reachability to its nearest clustered clip:
+    min over its k nearest clustered clips n of max(d(clip, n), core(n), core(clip)),
+    a core distance being the distance to the k-th nearest clustered clip (a clustered
+    clip counting itself). The clip is outside cluster C when that exceeds the largest
+    core distance among C's clips (all of them, or a seeded sample of DENSITY_SAMPLE and
+    the clip's own neighbours): it is sparser there than any clip C holds. A copy of a
+    clustered clip has that clip's core distance, so it is never outside its cluster.
+    The score is GLOSH's form, 1 - (C's smallest core distance) / reachability."""
+    k = max(1, min(k, len(train)))
+    search = NearestTraining(train)
+    distances, indices = search.query(new, k, log)
+    own_core = distances[:, k - 1]
+    rng = np.random.default_rng(seed)
+    receiving = np.unique(assigned[assigned >= 0])
+    measured = [np.unique(indices)]
+    for c in receiving:
+        members = np.flatnonzero(labels == c)
+        if len(members) > DENSITY_SAMPLE:
+            members = np.sort(rng.choice(members, DENSITY_SAMPLE, replace=False))
+        measured.append(members)
+    measured = np.unique(np.concatenate(measured))
+    core = np.full(len(train), np.nan)
+    core[measured] = search.query(train[measured], k)[0][:, k - 1]
+    reach = np.maximum(np.maximum(distances, core[indices]), own_core[:, None]).min(axis=1)
+    outside, scores = np.zeros(len(new), dtype=bool), np.zeros(len(new))
+    for c in receiving:
+        cores = core[measured[labels[measured] == c]]
+        rows = assigned == c
+        # Relative slack: a copy's distances are its clip's, computed the same way.
+        outside[rows] = reach[rows] > cores.max() * (1 + 1e-9)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scores[rows] = np.where(reach[rows] > 0, 1 - cores.min() / reach[rows], 0.0)
+    return outside, np.clip(scores, 0.0, 1.0)
+
+
+def zero_soft(blocks, rows_out):
+    """Soft-membership blocks with the rows of clips in no cluster set to zero."""
+    for rows, m, in_any in blocks:
+        out = rows_out[rows]
+        if out.any():
+            m, in_any = m.copy(), np.asarray(in_any, dtype=np.float64).copy()
+            m[out] = 0
+            in_any[out] = 0
+        yield rows, m, in_any
+
+
 # ---- reading the new clips ---------------------------------------------------------
 
 
-def read_new(matrix_paths, ids_paths, width, fit):
+def read_new(matrix_paths, ids_paths, width, fit, keep_pooled=False, refuse_zero=False):
     """(ids, paths, rows) of the new clips in sorted-id order, each shard's rows passed
-    through fit(rows) (the reduction) as they are read. Flattened shards are cut or
-    zero-padded to the clustered width: the frames the result's pooling kept."""
-    ids, paths, blocks = [], [], []
+    through fit(rows) (the reduction) as they are read, and with keep_pooled, their
+    pooled rows too. Flattened shards are cut or zero-padded to the clustered width:
+    the frames the result's pooling kept. refuse_zero (cosine): all-zero pooled rows, which
+    have no cosine direction, are refused, their files named, before any reduction."""
+    ids, paths, blocks, pooled, zero = [], [], [], [], []
     for matrix_path, ids_path in zip(matrix_paths, ids_paths):
         shard_ids, shard_paths = read_ids(ids_path)
         rows = np.load(matrix_path, allow_pickle=False)
@@ -391,9 +461,21 @@ def read_new(matrix_paths, ids_paths, width, fit):
             rows = cut
         ids += shard_ids
         paths += shard_paths
+        if refuse_zero:
+            zero += [shard_paths[i] for i in np.flatnonzero(~rows.any(axis=1))]
+            if zero:
+                continue
         blocks.append(fit(rows))
+        if keep_pooled:
+            pooled.append(rows)
+    if zero:
+        raise InputError(
+            f"{len(zero)} new clips pool to all-zero vectors, which have no cosine direction: {shown(sorted(zero))}; "
+            "remove them or assign to a euclidean result"
+        )
     order = np.argsort(np.array(ids, dtype=object), kind="stable")
-    return [ids[i] for i in order], [paths[i] for i in order], np.concatenate(blocks)[order]
+    out = [ids[i] for i in order], [paths[i] for i in order], np.concatenate(blocks)[order]
+    return out + (np.concatenate(pooled)[order],) if keep_pooled else out
 
 
 def shown(names, limit=3):
@@ -414,8 +496,10 @@ def assign(snakemake, log):
         width = len(fitted["mean"])
     else:
         width = (pooled if pooled is not None else matrix).shape[1]
-    ids, paths, reduced = read_new(
-        snakemake.input.shards, snakemake.input.shard_ids, width, lambda rows: transform(rows, fitted, pooled, matrix, log)
+    umap_reduced = fitted is not None and str(fitted["method"]) == "umap"
+    ids, paths, reduced, *new_pooled = read_new(
+        snakemake.input.shards, snakemake.input.shard_ids, width, lambda rows: transform(rows, fitted, pooled, matrix, log),
+        keep_pooled=umap_reduced, refuse_zero=metric == "cosine",
     )
     if not ids:
         raise InputError("no new clips to assign")
@@ -434,6 +518,24 @@ def assign(snakemake, log):
     # The outlier score is a share: hdbscan's formula can leave [0, 1] for a new point
     # denser than any clustered one; it is clipped, as the clustered files' never need.
     scores = np.clip(np.nan_to_num(scores, nan=0.0), 0.0, 1.0)
+    # "None of these" (outside_clusters): under UMAP, from the pooled space, as a UMAP
+    # placement is always among the clustered clips; for spectral clustering, which has
+    # no noise of its own, in the clustered space. HDBSCAN on PCA or no reduction needs
+    # no more: its prediction already measures the clustered space, a linear one.
+    if umap_reduced or clusterer["algorithm"] == "spectral":
+        space = (prepare(pooled, metric), prepare(new_pooled[0], metric)) if umap_reduced else (x_train, x_new)
+        k = clusterer["min_samples"] if clusterer["algorithm"] == "hdbscan" else SPECTRAL_NEIGHBOURS + 1
+        outside, far = outside_clusters(*space, clusters["labels"], labels, k, log=log)
+        outside &= labels >= 0
+        if outside.any():
+            labels, probabilities = np.where(outside, -1, labels), np.where(outside, 0.0, probabilities)
+            scores = np.where(outside, np.maximum(scores, far), scores)
+            blocks = zero_soft(blocks, outside)
+            where = "pooled" if umap_reduced else "clustered"
+            log.say(
+                f"{int(outside.sum())} new clips are sparser in the {where} space than every clip of the cluster "
+                f"they would join ({shown([ids[i] for i in np.flatnonzero(outside)])}): noise (-1)"
+            )
     write_json_array(hard_entries(ids, paths, labels, probabilities, scores), snakemake.output.hard)
     # For the map's layer of new clips (scripts/map.py): their rows in the clustered space,
     # which each layout places them from (layout.place), and what the hover box shows.
@@ -461,8 +563,10 @@ def assign(snakemake, log):
 
 METHODS = {
     "hdbscan": "hdbscan.approximate_predict (label, probability), approximate_predict_scores (outlier_score), "
-    "membership_vector (soft), on exact nearest neighbours",
-    "spectral": "vote of the 11 nearest clustered files (label: most votes, ties to the nearest; probability: its share)",
+    "membership_vector (soft), on exact nearest neighbours; under UMAP, noise where the clip's mutual reachability "
+    "in the pooled space exceeds every core distance of its cluster's clips",
+    "spectral": "vote of the 11 nearest clustered files (label: most votes, ties to the nearest; probability: its "
+    "share); noise where the clip's mutual reachability (11 neighbours) exceeds every core distance of its cluster's clips",
 }
 REDUCTIONS = {
     "none": "none",
@@ -474,7 +578,7 @@ REDUCTIONS = {
 def main(snakemake, log):
     provenance = assign(snakemake, log)
     with open(snakemake.output.provenance, "w") as f:
-        json.dump(provenance, f, indent=1)
+        json.dump(provenance, f, indent=1, allow_nan=False)
         f.write("\n")
 
 

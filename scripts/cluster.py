@@ -51,6 +51,8 @@ class Clustering(NamedTuple):
     condensed_tree: np.ndarray  # hdbscan's condensed tree (empty for spectral)
     # Spectral: N x n_clusters neighbour votes. HDBSCAN: None (export computes them).
     soft: Optional[np.ndarray] = None
+    # Spectral n_clusters=auto: the smallest Laplacian eigenvalues k was read from.
+    eigenvalues: Optional[np.ndarray] = None
 
 
 def mutual_reachability(graph, min_samples):
@@ -255,9 +257,15 @@ def neighbour_memberships(x, labels, n_clusters, k=SPECTRAL_NEIGHBOURS):
 
     k = min(k, len(x) - 1)
     _, idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
+    # The point itself, then its k nearest others. Among exact duplicates the search may
+    # list the point anywhere, or not at all: it is put first, and dropped from the rest.
+    rows = np.arange(len(x))
+    drop = idx == rows[:, None]
+    drop[~drop.any(axis=1), -1] = True
+    idx = np.column_stack([rows, idx[~drop].reshape(len(x), k)])
     soft = np.zeros((len(x), n_clusters))
-    for column in idx.T:  # idx[:, 0] is the point itself
-        soft[np.arange(len(x)), labels[column]] += 1
+    for column in idx.T:
+        soft[rows, labels[column]] += 1
     return soft / (k + 1)
 
 
@@ -307,9 +315,20 @@ def eigengap_k(affinity, max_k=EIGENGAP_MAX_K):
     if n < 3:
         raise InputError(f"{n} files are too few for n_clusters=auto, which needs at least 3")
     values = smallest_laplacian_eigenvalues(affinity, min(max_k + 1, n))  # 0..k for k up to n - 1 clusters
+    if no_eigengap(values):
+        return 2, values
     gaps = np.diff(values)  # gaps[k - 1] = values[k] - values[k - 1]
     k = int(np.argmax(gaps[1:])) + 2
     return k, values
+
+
+def no_eigengap(values):
+    """Whether the eigenvalues show no group structure: the largest gap is the first,
+    after the single 0 of a connected graph (the graph is one group), or there is no gap
+    at all (identical vectors: [0, 1, 1, ..., 1]). n_clusters=auto then takes 2, the
+    fewest spectral clustering makes, and says so, rather than a k read from noise."""
+    gaps = np.diff(values)
+    return len(gaps) < 2 or gaps[0] >= gaps[1:].max()
 
 
 def self_tuning_graph(x, n_neighbours=AUTO_K_NEIGHBOURS, scale_neighbour=AUTO_K_SCALE_NEIGHBOUR):
@@ -356,9 +375,16 @@ def spectral_clusters(x, n_clusters, seed, log=None, pooled=None):
     from sklearn.cluster import SpectralClustering
 
     affinity = affinity_graph(x)
+    values = None
     if n_clusters == "auto":
         n_clusters, values = auto_k(pooled)
-        if log:
+        if log and no_eigengap(values):
+            log.say(
+                f"no eigengap in the pooled vectors' ({pooled.shape[0]} x {pooled.shape[1]}) self-tuning graph: it shows "
+                f"one group, not several (smallest Laplacian eigenvalues: {np.round(values, 4).tolist()}); n_clusters=auto "
+                "takes 2, the fewest spectral clustering makes"
+            )
+        elif log:
             log.say(
                 f"eigengap of the pooled vectors' ({pooled.shape[0]} x {pooled.shape[1]}) self-tuning graph picks "
                 f"n_clusters={n_clusters} (smallest Laplacian eigenvalues: {np.round(values, 4).tolist()})"
@@ -375,7 +401,7 @@ def spectral_clusters(x, n_clusters, seed, log=None, pooled=None):
     soft = neighbour_memberships(x, labels, n_clusters)
     probabilities = soft[np.arange(len(x)), labels]
     # Outlier score: the share of a point's neighbourhood that lies in other clusters.
-    return Clustering(labels, probabilities, 1.0 - probabilities, NO_TREE, soft)
+    return Clustering(labels, probabilities, 1.0 - probabilities, NO_TREE, soft, values)
 
 
 def cluster(matrix, params, graph=None, log=None, pooled=None):

@@ -463,7 +463,13 @@ def _name_rings(fig, ax, ring_tops, labels, colours):
 
 
 def variance(ratio, title):
-    """PCA: explained variance of each component (bars) and cumulative (line)."""
+    """PCA: explained variance of each component (bars) and cumulative (line); ratio None
+    (vectors with no variance, scripts/reduce.py) draws a figure that says so."""
+    if ratio is None:
+        fig, ax = _pyplot().subplots(figsize=(7, 4.2), dpi=150)
+        ax.set_axis_off()
+        ax.set_title(f"{title}\nthe pooled vectors have no variance (all identical): no share to show", fontsize=9)
+        return fig
     ratio = np.asarray(ratio, dtype=float)
     k = np.arange(1, len(ratio) + 1)
     fig, ax = _pyplot().subplots(figsize=(7, 4.2), dpi=150)

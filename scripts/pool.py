@@ -266,7 +266,7 @@ def pool_files(paths, method, frames, matrix_path, log, keep_frames=None, templa
     # Written front to back, row by row: flatten never holds N x T*D in memory,
     # and no memory map makes the written pages count as this job's memory.
     progress = Progress(log, len(paths), "files pooled")
-    nonfinite, too_large, nbytes = [], [], 0
+    nonfinite, too_large, zero, nbytes = [], [], [], 0
     keep_frames = keep_frames or [None] * len(paths)
     kept, trimmed_by = [], []
     zeros = np.zeros(dim, dtype=np.float32)
@@ -287,6 +287,8 @@ def pool_files(paths, method, frames, matrix_path, log, keep_frames=None, templa
             elif a.dtype != np.float16 and not np.abs(vector).max() <= LARGEST:  # Inf: float64 beyond float32
                 too_large.append(path)
                 vector = zeros
+            if not vector.any():
+                zero.append(path)
             out.write(vector.tobytes())
             nbytes += a.nbytes
             progress.update(i + 1, nbytes)
@@ -299,25 +301,43 @@ def pool_files(paths, method, frames, matrix_path, log, keep_frames=None, templa
                 f"after pooling (PCA, distances), in {len(too_large)} files: {_names(too_large)}"
             )
         raise InputError("; ".join(problems))
-    return {"width": int(width), "frames": int(frames), "dim": int(dim), "kept": kept, "trimmed_by": trimmed_by}
+    # zero_vectors: files pooling to all-zero vectors, which have no cosine direction (scripts/cosine_check.py).
+    return {"width": int(width), "frames": int(frames), "dim": int(dim), "zero_vectors": zero, "kept": kept, "trimmed_by": trimmed_by}
 
 
 def main(snakemake, log):
     # The shard's files come from its manifest, written when the workflow started.
-    rows = read_manifest(snakemake.input.files)
+    rows, digest = read_manifest(snakemake.input.files, digest=True)
     ids, paths = [r[0] for r in rows], [r[1] for r in rows]
     params = snakemake.params.pooling
-    keep_frames = None
+    keep_frames, audio_digest = None, None
+    _hold_for_tests()
     if params["frames_per_second"]:
-        wavs = {r[0]: r[1] for r in read_manifest(snakemake.input.wavs)}
+        wav_rows, audio_digest = read_manifest(snakemake.input.wavs, digest=True)
+        wavs = {r[0]: r[1] for r in wav_rows}
         keep_frames = [audio_frames(wavs[i], params["frames_per_second"]) if i in wavs else None for i in ids]
         if len(wavs) < len(ids):
             log.say(f"{len(ids) - len(wavs)} of {len(ids)} files have no <id>.wav in audio_dir: pooling all their frames")
     template = dict(np.load(snakemake.input.template)) if params["detect"] else None
     info = pool_files(paths, params["method"], params["frames"], snakemake.output.matrix, log, keep_frames, template)
     write_ids(ids, paths, snakemake.output.ids)
-    with open(snakemake.output.info, "w") as f:
-        json.dump(dict(info, method=params["method"], files=len(paths)), f)
+    # The manifests pooled, by digest: a start that finds the manifest changed since (a
+    # file added while this job ran) pools the shard again (settings.check_shards).
+    # Written last, and whole, so a record is there only for a finished shard.
+    record = dict(info, method=params["method"], files=len(paths), manifest_sha256=digest, audio_manifest_sha256=audio_digest)
+    with open(f"{snakemake.output.info}.partial", "w") as f:
+        json.dump(record, f, allow_nan=False)
+    os.replace(f"{snakemake.output.info}.partial", snakemake.output.info)
+
+
+def _hold_for_tests():
+    """For the tests only: EMBCLUST_TEST_POOL_DELAY=seconds holds each pool job after it
+    has read its manifest, so that a test can rewrite the manifest meanwhile."""
+    delay = float(os.environ.get("EMBCLUST_TEST_POOL_DELAY") or 0)
+    if delay:
+        import time
+
+        time.sleep(delay)
 
 
 if "snakemake" in globals():

@@ -76,14 +76,18 @@ def git_commit(directory):
 
 
 def reduction(summary):
-    """The reduction as run, from the reduce stage's reduce.json (None: reduce=none).
-    `dim` is the dimensions kept, which PCA clamps to what it can give; `requested_dim`
-    is the setting the result's path names."""
+    """The reduction as run: every parameter the reduce stage recorded in reduce.json
+    (None: reduce=none), the variance shares summed. `dim` is the dimensions kept, which
+    PCA clamps to what it can give; `requested_dim` is the setting the result's path
+    names; UMAP's `n_neighbors` is the one it ran with. methods() states these, with no
+    default of its own: what it says is what the stage recorded."""
     if summary is None:
         return {"method": "none"}
-    out = {k: summary[k] for k in ("method", "requested_dim", "dim", "metric", "seed", "input_shape") if k in summary}
+    out = {k: v for k, v in summary.items() if k != "explained_variance_ratio"}
     if "explained_variance_ratio" in summary:
-        out["explained_variance"] = round(sum(summary["explained_variance_ratio"]), 6)
+        # null when the vectors have no variance (scripts/reduce.py): no share to state.
+        ratio = summary["explained_variance_ratio"]
+        out["explained_variance"] = None if ratio is None else round(sum(ratio), 6)
     return out
 
 
@@ -242,9 +246,13 @@ def reduction_sentence(r, width, seed_words, cited):
             how = "computed exactly from the eigendecomposition of the covariance matrix"
         else:
             how = "computed by randomized singular value decomposition (random_state=0)"
+        if r["explained_variance"] is None:
+            kept = f" ({how}; the vectors have no variance, all being identical, so no share of it is stated)"
+        else:
+            kept = f", which kept {r['explained_variance']:.1%} of the variance ({how})"
         text = (
             f"They were reduced by principal component analysis (PCA; Pearson, 1901; Jolliffe & Cadima, 2016) to "
-            f"{r['dim']} components, which kept {r['explained_variance']:.1%} of the variance ({how})"
+            f"{r['dim']} components{kept}"
         )
         if r["dim"] < r["requested_dim"]:
             text += (
@@ -256,12 +264,12 @@ def reduction_sentence(r, width, seed_words, cited):
     seed_words.append((r["seed"], "the UMAP reduction"))
     return (
         f"They were reduced by UMAP (McInnes, Healy & Melville, 2018) to {r['dim']} dimensions "
-        f"(n_neighbors={r.get('n_neighbors', 15)}, {r['metric']} metric, other parameters at umap-learn's defaults, "
+        f"(n_neighbors={r['n_neighbors']}, {r['metric']} metric, other parameters at umap-learn's defaults, "
         f"random_state={r['seed']}, single-threaded so that the result is deterministic)."
     )
 
 
-def clustering_sentences(s, n_items, n_clusters_used, seed_words, cited):
+def clustering_sentences(s, n_items, n_clusters_used, seed_words, cited, no_gap=False):
     from cluster import AUTO_K_DIMS, AUTO_K_NEIGHBOURS, AUTO_K_SCALE_NEIGHBOUR, EIGENGAP_MAX_K, SPECTRAL_NEIGHBOURS
     from neighbours import BOUNDARY_POINTS, CENTROID_NEIGHBOURS
     from settings import neighbour_count
@@ -270,7 +278,7 @@ def clustering_sentences(s, n_items, n_clusters_used, seed_words, cited):
     if s["algorithm"] == "hdbscan":
         cited.append("hdbscan")
         k = neighbour_count(s["min_samples"])
-        if s.get("neighbour_graph") == "approximate":
+        if s["neighbour_graph"] == "approximate":
             cited.append("nndescent")
             search = (
                 f"Each vector's {k} approximate nearest neighbours in {metric} were found by NN-descent (Dong, Charikar "
@@ -296,10 +304,20 @@ def clustering_sentences(s, n_items, n_clusters_used, seed_words, cited):
     seed_words.append((s["seed"], "spectral clustering"))
     if s["n_clusters"] == "auto":
         cited += ["auto_k", "pca"]
+        if no_gap:
+            chosen = (
+                f"the fewest spectral clustering makes, because the smallest eigenvalues of the normalised graph "
+                f"Laplacian showed no eigengap (their largest gap was the first: the graph is one group, so "
+                f"the data gave no number of clusters; von Luxburg, 2007)"
+            )
+        else:
+            chosen = (
+                f"chosen as the k in 2..{min(EIGENGAP_MAX_K, n_items - 1)} after which the gap between "
+                f"consecutive smallest eigenvalues of the normalised graph Laplacian is largest (the eigengap "
+                f"heuristic; von Luxburg, 2007)"
+            )
         k = (
-            f"k={n_clusters_used} clusters, chosen as the k in 2..{min(EIGENGAP_MAX_K, n_items - 1)} after which the gap between "
-            f"consecutive smallest eigenvalues of the normalised graph Laplacian is largest (the eigengap "
-            f"heuristic; von Luxburg, 2007), the graph being a self-tuning one (Zelnik-Manor & Perona, 2004; "
+            f"k={n_clusters_used} clusters, {chosen}, the graph being a self-tuning one (Zelnik-Manor & Perona, 2004; "
             f"{AUTO_K_NEIGHBOURS} nearest neighbours, each vector's scale its distance to its "
             f"{AUTO_K_SCALE_NEIGHBOUR}th) of the pooled vectors reduced by PCA (Pearson, 1901) to at most {AUTO_K_DIMS} dimensions "
             f"and L2-normalised"
@@ -387,13 +405,13 @@ def software_sentence(version, versions, used):
     )
 
 
-def methods(settings, reduction, n_items, width, versions, version, layouts=(), n_clusters_used=None, frames_pooled=None):
+def methods(settings, reduction, n_items, width, versions, version, layouts=(), n_clusters_used=None, no_gap=False, frames_pooled=None):
     """methods.md: one paragraph naming every step that made the result, with its settings,
     the versions, the seed, and the references of the methods used."""
     seed_words, cited = [], []
     sentences = [pooling_sentence(settings, n_items, width, frames_pooled), reduction_sentence(reduction, width, seed_words, cited)]
-    sentences += clustering_sentences(settings, n_items, n_clusters_used, seed_words, cited)
-    layout = layout_sentence(layouts, seed_words, cited, n_items, settings.get("neighbour_graph", "exact"))
+    sentences += clustering_sentences(settings, n_items, n_clusters_used, seed_words, cited, no_gap)
+    layout = layout_sentence(layouts, seed_words, cited, n_items, settings["neighbour_graph"])
     sentences += [layout] if layout else []
     sentences.append(validation_sentence(settings, cited))
     sentences.append(seed_sentence(seed_words, settings, reduction))
@@ -414,14 +432,17 @@ def main(snakemake, log):
     record = provenance(snakemake.params.settings, ids, snakemake.input.pooled, commit, summary, snakemake.params.version,
                         frames_pooled)  # fmt: skip
     with open(snakemake.output.provenance, "w") as f:
-        json.dump(record, f, indent=1)
+        json.dump(record, f, indent=1, allow_nan=False)
         f.write("\n")
     width = np.load(snakemake.input.pooled, mmap_mode="r").shape[1]
     # Spectral clustering's soft memberships have one column per cluster: the k that n_clusters=auto chose.
-    soft = np.load(snakemake.input.clusters).get("soft")
+    clusters = np.load(snakemake.input.clusters)
+    soft, values = clusters.get("soft"), clusters.get("eigenvalues")
     layouts = [parse_layout(slug) for slug in snakemake.params.layouts]
+    from cluster import no_eigengap
+
     text = methods(record["settings"], record["reduction"], len(ids), width, record["versions"], snakemake.params.version,
-                   layouts, None if soft is None else soft.shape[1], frames_pooled)  # fmt: skip
+                   layouts, None if soft is None else soft.shape[1], values is not None and no_eigengap(values), frames_pooled)  # fmt: skip
     with open(snakemake.output.methods, "w", encoding="utf-8") as f:
         f.write(text)
 

@@ -253,7 +253,8 @@ def reduce_matrix(matrix, params, log):
     """(reduced matrix, summary dict, fitted reduction as plain arrays). `dim` in the
     summary is the dimensions kept and `requested_dim` the setting (the path's); PCA
     keeps fewer when the pooled matrix has fewer files or columns than requested, and
-    says so. PCA's summary has the explained variance per component."""
+    says so. PCA's summary has the explained variance per component (null when the
+    vectors have no variance at all). UMAP's has its n_neighbors."""
     n, width = matrix.shape
     summary = dict(params, requested_dim=params["dim"], input_shape=[n, width])
     if params["method"] == "pca":
@@ -264,8 +265,16 @@ def reduce_matrix(matrix, params, log):
                 f"keeping {dim} dims (the path still names pca-{params['dim']}; reduce.json records {dim})"
             )
         reduced, ratio, mean, components_t = pca(matrix, dim, log)
-        log.info(f"PCA to {dim} dims keeps {ratio.sum():.1%} of the variance")
         fitted = {"method": np.array("pca"), "mean": mean, "components_t": components_t}
+        if not np.isfinite(ratio).all():
+            # Identical vectors: zero total variance, so each share is 0 / 0. Recorded as
+            # null (never NaN, which is not JSON), and said.
+            log.say(
+                f"the {n} pooled vectors have no variance (all identical): PCA keeps {dim} dims of zeros, and the share "
+                "of variance they keep is undefined (reduce.json: explained_variance_ratio null)"
+            )
+            return reduced, dict(summary, dim=dim, explained_variance_ratio=None), fitted
+        log.info(f"PCA to {dim} dims keeps {ratio.sum():.1%} of the variance")
         return reduced, dict(summary, dim=dim, explained_variance_ratio=[round(float(r), 8) for r in ratio]), fitted
     reduced = umap(matrix, params["dim"], params["metric"], params["seed"])
     fitted = {"method": np.array("umap"), "n_neighbors": np.array(umap_neighbours(n)), "metric": np.array(params["metric"])}
@@ -279,7 +288,7 @@ def main(snakemake, log):
     np.save(snakemake.output.matrix, reduced)
     save_fitted(snakemake.output.fitted, fitted)
     with open(snakemake.output.summary, "w") as f:
-        json.dump(summary, f, indent=1)
+        json.dump(summary, f, indent=1, allow_nan=False)
         f.write("\n")
 
 

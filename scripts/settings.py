@@ -15,7 +15,7 @@ import stat
 import zlib
 from typing import NamedTuple
 
-from _stage import manifest_text, read_manifest
+from _stage import manifest_digest, manifest_text, read_manifest
 
 # jsonschema and yaml are imported where they are used (validating the config at
 # start-up): the stage jobs that take slugs and constants from here do not need them.
@@ -94,10 +94,20 @@ def describe(prop):
     return text
 
 
-def validate(config, schema):
-    """Coerce, check and fill in defaults; raise ConfigError with one line."""
+def allowed(value, prop):
+    """Whether one value is allowed by a schema property (a sweep's item, for lists)."""
     import jsonschema
 
+    check = {k: v for k, v in prop.items() if k not in ("sweep", "default", "description", "allowed")}
+    try:
+        jsonschema.validate(value, check)
+    except jsonschema.ValidationError:
+        return False
+    return True
+
+
+def validate(config, schema):
+    """Coerce, check and fill in defaults; raise ConfigError with one line."""
     config = coerce(config, schema)
     props = schema["properties"]
     for key, value in config.items():
@@ -110,13 +120,8 @@ def validate(config, schema):
         if isinstance(value, list) and not values:
             raise ConfigError(f"config key '{key}' is an empty list; allowed: {describe(prop)}")
         for item in values:
-            check = {k: v for k, v in prop.items() if k not in ("sweep", "default", "description", "allowed")}
-            try:
-                jsonschema.validate(item, check)
-            except jsonschema.ValidationError:
-                raise ConfigError(
-                    f"config key '{key}' has value {item!r}, which is not allowed; allowed: {describe(prop)}"
-                ) from None
+            if not allowed(item, prop):
+                raise ConfigError(f"config key '{key}' has value {item!r}, which is not allowed; allowed: {describe(prop)}")
     full = {key: prop.get("default") for key, prop in props.items()}
     full.update(config)
     if full["assign_dir"] is not None and not full["assign_name"]:
@@ -382,10 +387,19 @@ def _shown(names, limit=3):
     return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
-def _scan(folder, rel):
+def _entries(folder, key, rel=""):
+    """os.scandir(folder), or a ConfigError naming it and why it cannot be read."""
+    try:
+        return os.scandir(folder)
+    except OSError as e:
+        what = f"{key} subfolder" if rel else key
+        raise ConfigError(f"{what} '{folder}' cannot be read ({e.strerror}); fix its permissions or move it out") from None
+
+
+def _scan(folder, rel, key="embedding_dir"):
     """(.npy files as (relpath, stat), subfolder relpaths, relpaths of links that lead nowhere)."""
     files, folders, broken = [], [], []
-    with os.scandir(folder) as entries:
+    with _entries(folder, key, rel) as entries:
         for e in entries:
             relpath = os.path.join(rel, e.name) if rel else e.name
             try:
@@ -414,10 +428,10 @@ def list_embeddings(directory, key="embedding_dir"):
     why = _untabular(directory)
     if why:
         raise ConfigError(f"{key} {directory!r} holds {why}, which embclust cannot write to its TSV files")
-    files, subfolders, broken = _scan(directory, "")
+    files, subfolders, broken = _scan(directory, "", key)
     deeper = []
     for sub in subfolders:
-        more, below, gone = _scan(os.path.join(directory, sub), sub)
+        more, below, gone = _scan(os.path.join(directory, sub), sub, key)
         files += more
         deeper += below
         broken += [g for g in gone if g.endswith(".npy")]
@@ -506,7 +520,7 @@ def list_audio(audio_dir, ids):
     if why:
         raise ConfigError(f"audio_dir {audio_dir!r} holds {why}, which embclust cannot write to its TSV files")
     wanted, out = set(ids), {}
-    with os.scandir(audio_dir) as entries:
+    with _entries(audio_dir, "audio_dir") as entries:
         for e in entries:
             clip_id = e.name[: -len(".wav")]
             if e.name.endswith(".wav") and clip_id in wanted:
@@ -538,7 +552,32 @@ def find_in_workflow(config, workflow_dir, note):
     return config
 
 
+def _inside(path, folder):
+    """Whether path is folder or lies below it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_apart(config):
+    """Refuse an embedding_dir or assign_dir that overlaps the results folder,
+    <output_dir>/<dataset>, either way: inside it, the workflow would read its own
+    outputs (a shard matrix) as clips; holding it, its outputs would be read as inputs
+    on the next run. Compared after resolving links."""
+    results = os.path.realpath(os.path.join(config["output_dir"], config["dataset"]))
+    for key in ("embedding_dir", "assign_dir"):
+        if config.get(key) is None:
+            continue
+        folder = os.path.realpath(config[key])
+        if _inside(folder, results) or _inside(results, folder):
+            where = "is inside" if _inside(folder, results) and folder != results else "holds" if folder != results else "is"
+            raise ConfigError(
+                f"{key} '{config[key]}' {where} the results folder '{os.path.join(config['output_dir'], config['dataset'])}' "
+                "(output_dir/dataset): the workflow would read its own outputs as clips; keep inputs and outputs apart "
+                "(another output_dir or dataset)"
+            )
+
+
 def check_paths(config):
+    check_apart(config)
     check_output_dir(config["output_dir"], config["dataset"])
     if config["labels"] is not None:
         check_labels(config["labels"])
@@ -647,20 +686,50 @@ def prepare_inputs(config, combos, manifest_dir, say):
     return shard_files, audio or {}
 
 
-def pooled_shards(shard_files, manifest_dir, shard_dirs):
-    """Names of the shards that a pool job has read, for each of `shard_dirs` (one per
-    pooling of the run), since their manifest was last written: their files, at the
-    size and mtime the manifest holds, were read without fault. (Strictly newer, so that
-    a file system's coarse timestamps never count a shard as pooled too early.)"""
-    done = []
+def _pooled_from(info_path, digests):
+    """Whether a shard's record (its .json, written last by the pool job) names the
+    manifests `digests` as what it pooled; None when there is no readable record."""
+    import json
+
+    try:
+        with open(info_path) as f:
+            record = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return False
+    if "manifest_sha256" not in record:
+        return None  # pooled by an earlier version, which recorded no digest: not known
+    return (record["manifest_sha256"], record.get("audio_manifest_sha256")) == digests
+
+
+def check_shards(shard_files, manifest_dir, shard_dirs):
+    """Tie each pooled shard to the manifest it was pooled from: (pooled, stale).
+
+    A pool job records the digest of the manifest it read (scripts/pool.py). A shard
+    whose record names another manifest, one rewritten while the job ran (files added
+    by a start during the run), looks up to date by its mtime, being newer than the
+    manifest, and Snakemake checksums the manifest when the job ends, so it sees no
+    change either. The pool rule's params name the manifests' digests
+    (workflow/rules/pool.smk): Snakemake pools such a shard again as its params
+    changed. `stale` names those shards, for the message.
+    `pooled`: the shards that every pooling of `shard_dirs` has pooled from their
+    current manifests, so their files, at the size and mtime the manifest holds, were
+    read without fault (their headers need no second reading)."""
+    pooled, stale = [], []
     for name in shard_files:
-        try:
-            written = os.stat(os.path.join(manifest_dir, f"{name}.tsv")).st_mtime_ns
-            if all(os.stat(os.path.join(d, f"{name}.npy")).st_mtime_ns > written for d in shard_dirs):
-                done.append(name)
-        except FileNotFoundError:
-            pass
-    return done
+        files = manifest_digest(os.path.join(manifest_dir, f"{name}.tsv"))
+        audio = manifest_digest(os.path.join(manifest_dir, f"{name}{AUDIO_SUFFIX}.tsv"))
+        everywhere = True
+        for d in shard_dirs:
+            trims = parse_pooling(os.path.basename(str(d))[: -len(".shards")])["frames_per_second"]
+            found = _pooled_from(os.path.join(d, f"{name}.json"), (files, audio if trims else None))
+            if found is False and name not in stale:
+                stale.append(name)
+            everywhere = everywhere and bool(found)
+        if everywhere:
+            pooled.append(name)
+    return pooled, stale
 
 
 def read_manifests(directory):
@@ -798,7 +867,7 @@ def check_sizes(n_files, combos):
 # ---- assignment of new clips (assign_dir) ---------------------------------------------
 
 
-def assign_result(config, root, combos):
+def assign_result(config, root, combos, schema=None):
     """The folder under root that assign_dir's clips are assigned to: a result's name
     (pooling/reducer/clusterer) or 'best' (the sweep's chosen result, known once the
     selection has run). None when nothing is to be assigned."""
@@ -820,14 +889,48 @@ def assign_result(config, root, combos):
     name = to.strip("/")
     if name.startswith(root.rstrip("/") + "/"):
         name = name[len(root.rstrip("/")) + 1 :]
+    known = list(dict.fromkeys([r["name"] for r in found] + results_on_disk(root)))
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; this config makes {known[0]}"
     parts = name.split("/")
     kinds = ("pooling", "reducer", "clusterer")
     if len(parts) != 3 or not all(re.fullmatch(SLUG_PATTERNS[kind], part) for kind, part in zip(kinds, parts)):
-        raise ConfigError(
-            f"assign_to '{to}' is not auto, best or a result's folder under '{root}', "
-            "such as mean/pca-50/hdbscan-mcs5-ms5-euclidean"
-        )
+        raise ConfigError(f"assign_to '{to}' is not auto, best or a result's folder under '{root}'{hint}")
+    # Numbers as the workflow writes them: pca-050 would name a folder of its own.
+    canonical = re.sub(r"(?<![0-9])0+(?=[0-9])", "", name)
+    if canonical != name:
+        raise ConfigError(f"assign_to '{to}' is not a result's folder as embclust names it; did you mean '{canonical}'?")
+    if schema is not None:
+        for key, value in result_settings(parts).items():
+            prop = schema["properties"][key]
+            if not allowed(value, prop):
+                raise ConfigError(f"assign_to '{to}' has {key}={value}, which is not allowed; allowed: {describe(prop)}")
+    if name not in known:
+        raise ConfigError(f"assign_to '{to}' is no result under '{root}' and not one this config makes{hint}")
     return name
+
+
+def result_settings(parts):
+    """The config keys and values a result's folder names (pooling, reducer, clusterer slugs)."""
+    pooling, reducer, clusterer = parse_pooling(parts[0]), parse_reducer(parts[1]), parse_clusterer(parts[2])
+    out = {"pooling": pooling["method"]}
+    if pooling["frames"] is not None:
+        out["flatten_frames"] = pooling["frames"]
+    if pooling["frames_per_second"] is not None:
+        out["frames_per_second"] = pooling["frames_per_second"]
+    if reducer["method"] != "none":
+        out["reduce_dim"] = reducer["dim"]
+    out.update({k: v for k, v in clusterer.items() if k != "algorithm"})
+    out.update({k: v for k, v in reducer.items() if k in ("metric", "seed")})
+    return out
+
+
+def results_on_disk(root):
+    """The results under root that a clustering has made (pooling/reducer/clusterer with clusters.npz)."""
+    import glob
+
+    found = glob.glob(os.path.join(glob.escape(root), "*", "*", "*", "clusters.npz"))
+    return sorted(os.path.relpath(os.path.dirname(p), root) for p in found)
 
 
 def assign_targets(root, target, name):
@@ -854,6 +957,16 @@ def prepare_assign(config, manifest_dir, width, say, check_files):
     audio = list_audio(config["audio_dir"], [row.id for row in new]) if config["audio_dir"] else None
     write_manifests(manifest_dir, shard_files, audio)
     return shard_files, audio or {}
+
+
+def os_error_line(e):
+    """One line for a filesystem error at start-up (a folder that cannot be created,
+    written or read), naming the path."""
+    where = f" '{e.filename}'" if e.filename else ""
+    return (
+        f"cannot create, write or read{where} at start-up ({e.strerror or e}): check the permissions of "
+        "output_dir and of the input folders, and that output_dir is on a writable file system"
+    )
 
 
 def finish_quickly():

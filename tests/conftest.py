@@ -1,3 +1,4 @@
+import json
 import os
 import re
 import shutil
@@ -58,6 +59,8 @@ class Workflow:
         if check and proc.returncode != 0:
             raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
         proc.jobs = executed_jobs(proc.stdout + proc.stderr)
+        outside = [a.split("=", 1)[1] for a in args if isinstance(a, str) and a.startswith("output_dir=")]
+        check_json_files([self.root] + [self.root / d for d in outside])
         return proc
 
     def files(self, under="results"):
@@ -67,6 +70,32 @@ class Workflow:
             if p.is_file() and "/logs/" not in str(p):
                 out[str(p.relative_to(self.root))] = (p.stat().st_mtime_ns, p.read_bytes())
         return out
+
+
+# (path, mtime_ns, size) of the JSON files already checked.
+_CHECKED = set()
+
+
+def check_json_files(roots):
+    """Every JSON file a workflow run wrote is strict JSON: NaN and Infinity, which
+    Python's json writes by default, are rejected by JSON.parse, jq and most readers."""
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    for root in roots:
+        for path in Path(root).rglob("*.json"):
+            if ".snakemake" in path.parts or not path.is_file():
+                continue
+            st = path.stat()
+            key = (str(path), st.st_mtime_ns, st.st_size)
+            if key in _CHECKED:
+                continue
+            try:
+                json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+            except ValueError as e:
+                raise AssertionError(f"{path} is not strict JSON: {e}") from None
+            _CHECKED.add(key)
 
 
 def executed_jobs(output):

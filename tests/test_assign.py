@@ -117,3 +117,24 @@ def test_umap_placement_is_umaps_transform_start(metric):
 
     assert (blob(placed) == blob(moved)).mean() > 0.98
     assert (blob(placed)[:200] == truth[500:]).mean() > 0.98
+
+
+def test_clips_sparser_than_every_clip_of_their_cluster_are_outside_it_copies_never():
+    """outside_clusters (issue 23): a clip far from all data is outside, with an outlier
+    score near 1; copies of clustered clips are never outside their cluster; clips drawn
+    like the clustered ones mostly stay in."""
+    from assign import outside_clusters
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 10, size=(3, 8))
+    truth = np.repeat(np.arange(3), 100)
+    train = centres[truth] + rng.normal(size=(300, 8))
+    labels = truth.copy()
+    labels[::50] = -1  # some noise among them
+    new = np.vstack([np.full((1, 8), -1000.0), train[::7], centres[truth[:60]] + rng.normal(size=(60, 8))])
+    assigned = np.concatenate([[0], labels[::7], truth[:60]])
+    outside, scores = outside_clusters(train, new, labels, assigned, 5)
+    assert outside[0] and scores[0] > 0.99
+    copies = slice(1, 1 + len(train[::7]))
+    assert not outside[copies][assigned[copies] >= 0].any()
+    assert outside[-60:].mean() < 0.1

@@ -133,9 +133,10 @@ def test_too_few_files():
 
 def test_spectral_partitions_with_neighbour_memberships():
     x, truth = blobs(spread=2.0)
-    labels, probabilities, outlier_scores, tree, soft = cluster(
+    labels, probabilities, outlier_scores, tree, soft, eigenvalues = cluster(
         x, {"algorithm": "spectral", "n_clusters": 3, "metric": "euclidean", "seed": 0}
     )
+    assert eigenvalues is None  # n_clusters given, not read from an eigengap
     assert adjusted_rand_score(truth, labels) > 0.95
     assert set(labels) == {0, 1, 2}
     np.testing.assert_allclose(soft.sum(1), 1)
@@ -144,6 +145,24 @@ def test_spectral_partitions_with_neighbour_memberships():
     assert len(tree) == 0
     again = cluster(x, {"algorithm": "spectral", "n_clusters": 3, "metric": "euclidean", "seed": 0})[0]
     np.testing.assert_array_equal(labels, again)
+
+
+def test_a_point_counts_itself_among_its_neighbours_also_among_identical_ones():
+    """issue 23: with ties the search need not list a point first, or at all; it is its own
+    first voter all the same, so a singleton's probability is never 0."""
+    x = np.ones((25, 4))
+    labels = np.repeat([0, 1, 2], [17, 7, 1])
+    soft = neighbour_memberships(x, labels, 3)
+    assert soft[np.arange(25), labels].min() >= 1 / 11
+    np.testing.assert_allclose(soft.sum(axis=1), 1)
+
+
+def test_no_eigengap_takes_the_fewest_clusters_and_says_so():
+    from cluster import eigengap_k, no_eigengap, self_tuning_graph
+
+    assert no_eigengap(np.array([0.0, 1, 1, 1, 1.04])) and not no_eigengap(np.array([0, 0, 0, 0.9, 1]))
+    k, values = eigengap_k(self_tuning_graph(np.zeros((25, 3))))
+    assert k == 2 and no_eigengap(values)
 
 
 def test_neighbour_memberships_count_the_point_and_its_neighbours():

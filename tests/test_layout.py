@@ -52,6 +52,28 @@ def test_new_rows_are_placed_in_the_layout_as_its_own_rows():
     assert place(new[:0], x, pca, {"method": "pca", "metric": "euclidean", "seed": 0}).shape == (0, 2)
 
 
+def test_a_copy_through_a_float32_transform_lands_on_its_rows_point():
+    """issue 23: with reduce=pca plot=umap, a copied clip's PCA transform differed from its
+    reduced row by 1.6e-6 and was drawn away from it; within float32 rounding of the row's
+    norm (relative 1e-6 here) a copy lands on the row's point, under either metric."""
+    from layout import place
+
+    x, truth = blobs(120)
+    x = (x * 10).astype(np.float32)
+    rng = np.random.default_rng(2)
+    rows = [3, 50, 99]
+    nudge = rng.normal(size=(3, x.shape[1])) * 1e-6 * np.linalg.norm(x[rows], axis=1, keepdims=True) / np.sqrt(x.shape[1])
+    new = (x[rows] + nudge).astype(np.float32)
+    assert not np.array_equal(new, x[rows])
+    coords = rng.normal(size=(len(x), 2)).astype(np.float32)
+    for metric in ("euclidean", "cosine"):
+        placed = place(new, x, coords, {"method": "umap", "metric": metric, "seed": 0})
+        np.testing.assert_array_equal(placed, coords[rows])
+    # A row farther than rounding is placed among its neighbours, not on one of them.
+    farther = place(x[[3]] + 0.05 * np.abs(x[[3]]).max(), x, coords, {"method": "umap", "metric": "euclidean", "seed": 0})
+    assert not (farther == coords).all(axis=1).any()
+
+
 def test_above_the_sample_size_umap_lays_out_a_sample_and_places_the_rest(monkeypatch):
     """Many files: UMAP of a seeded sample; every other file lands among the sampled
     files of its own cluster, the same on every run; a file whose neighbours are all

@@ -1,3 +1,4 @@
+import json
 import numpy as np
 import pytest
 from _stage import InputError, Log
@@ -269,3 +270,42 @@ def test_files_read_ahead_in_threads_keep_their_order(tmp_path):
         np.save(paths[-1], np.full((3, 4), i, dtype=np.float16))
     pool_files(paths, "mean", None, str(tmp_path / "m.npy"), Log())
     np.testing.assert_array_equal(np.load(tmp_path / "m.npy")[:, 0], np.arange(n))
+
+
+def test_a_manifest_rewritten_while_its_shard_pools_gets_the_shard_pooled_again(tmp_path):
+    """issue 23: a start (here `snakemake -n`) that adds files to a shard's manifest while
+    its pool job runs. The shard, written after its manifest, looked up to date for ever
+    and its new files were never clustered; its record of the manifest it pooled now
+    tells the next start to pool it again."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import Workflow, make_blobs
+
+    workflow = Workflow(tmp_path / "wf")
+    emb = tmp_path / "emb"
+    make_blobs(emb, n_per_cluster=10)
+    args = ["--config", f"embedding_dir={emb}", "plot=none", "reduce=pca", "min_cluster_size=3"]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", EMBCLUST_TEST_POOL_DELAY="6")
+    first = subprocess.Popen(cmd, cwd=workflow.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    logs = workflow.root / "results/emb/logs/pool/mean"
+    deadline = time.monotonic() + 60
+    while not (logs.is_dir() and len(list(logs.iterdir())) == 2) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.5)  # both jobs have read their manifests and now wait
+    make_blobs(emb / "more", n_per_cluster=10, seed=1)  # 30 more files, in both shards
+    for p in (emb / "more").iterdir():
+        p.rename(emb / f"new_{p.name}")
+    preview = workflow.run("-n", *args)
+    assert preview.jobs["pool"] == 2
+    out, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, out[-3000:]
+    again = workflow.run(*args)
+    assert again.jobs.get("pool") == 2, again.stderr + out
+    assert "pooling again 2 shards" in again.stderr
+    workflow.run(*args)
+    hard = json.loads((workflow.root / "results/emb/mean/pca-50/hdbscan-mcs3-ms3-euclidean/clusters_hard.json").read_text())
+    assert len(hard) == 60 == len(list(emb.glob("*.npy")))

@@ -252,6 +252,7 @@ def test_git_commit_marks_uncommitted_changes(tmp_path):
 HDBSCAN_SETTINGS = {
     "pooling": "mean", "reduce": "pca", "reduce_dim": 50, "algorithm": "hdbscan", "min_cluster_size": 5,
     "min_samples": 5, "metric": "euclidean", "embedding_dir": "emb", "dataset": "emb", "labels": None,
+    "neighbour_graph": "exact",
 }  # fmt: skip
 PCA_16_OF_50 = {"method": "pca", "requested_dim": 50, "dim": 16, "input_shape": [30, 16], "explained_variance": 1.0}
 
@@ -307,7 +308,7 @@ def test_methods_of_a_million_files_say_what_was_approximate():
 
 def test_methods_of_spectral_clustering_after_umap_name_the_seed_and_the_chosen_k():
     spectral = dict(HDBSCAN_SETTINGS, algorithm="spectral", n_clusters="auto", seed=3, metric="cosine", reduce="umap", reduce_dim=5)
-    umap = {"method": "umap", "requested_dim": 5, "dim": 5, "metric": "cosine", "seed": 3, "input_shape": [30, 16]}
+    umap = {"method": "umap", "requested_dim": 5, "dim": 5, "metric": "cosine", "seed": 3, "input_shape": [30, 16], "n_neighbors": 29}
     body, references = paragraph(methods(spectral, umap, 30, 16, versions(), "0.2.0", [], n_clusters_used=4))
     assert "reduced by UMAP (McInnes, Healy & Melville, 2018) to 5 dimensions" in body
     assert "spectral clustering (Ng, Jordan & Weiss, 2002; von Luxburg, 2007) into k=4 clusters, chosen as the k in 2..20" in body
@@ -336,3 +337,59 @@ def test_best_methods_say_how_the_sweep_chose_the_result():
         "score 300.0, with 25.0% of the points labelled noise."
     )
     assert references.count("Caliński, T., & Harabasz, J. (1974)") == 1
+
+
+UMAP_5 = {"method": "umap", "dim": 5, "requested_dim": 5, "metric": "cosine", "seed": 3, "input_shape": [30, 16], "n_neighbors": 29}
+SPECTRAL_SETTINGS = dict(HDBSCAN_SETTINGS, algorithm="spectral", n_clusters=4, seed=3)
+
+
+@pytest.mark.parametrize(
+    "settings, reduction, key, value, stated",
+    [
+        # Each stage's record, and the settings the result's path names: change one, find it.
+        (HDBSCAN_SETTINGS, UMAP_5, "n_neighbors", 50, "n_neighbors=50"),
+        (HDBSCAN_SETTINGS, UMAP_5, "dim", 7, "to 7 dimensions"),
+        (HDBSCAN_SETTINGS, UMAP_5, "seed", 11, "random_state=11"),
+        (HDBSCAN_SETTINGS, UMAP_5, "metric", "euclidean", "euclidean metric"),
+        (HDBSCAN_SETTINGS, PCA_16_OF_50, "dim", 12, "to 12 components"),
+        (HDBSCAN_SETTINGS, PCA_16_OF_50, "requested_dim", 40, "40 components were requested"),
+        (HDBSCAN_SETTINGS, PCA_16_OF_50, "explained_variance", 0.875, "kept 87.5% of the variance"),
+        (HDBSCAN_SETTINGS, PCA_16_OF_50, "input_shape", [30, 8000], "computed exactly from the eigendecomposition of the centred Gram matrix"),
+        (HDBSCAN_SETTINGS, None, "min_cluster_size", 9, "min_cluster_size=9"),
+        (HDBSCAN_SETTINGS, None, "min_samples", 40, "min_samples=40"),
+        (HDBSCAN_SETTINGS, None, "min_samples", 40, "64 exact nearest neighbours"),
+        (HDBSCAN_SETTINGS, None, "metric", "cosine", "cosine distance"),
+        (HDBSCAN_SETTINGS, None, "neighbour_graph", "approximate", "NN-descent"),
+        (HDBSCAN_SETTINGS, None, "pooling", "max", "max-pooled"),
+        (dict(HDBSCAN_SETTINGS, pooling="flatten", flatten_frames=3), None, "flatten_frames", 6, "its first 6 frames"),
+        (dict(HDBSCAN_SETTINGS, trim_padding=True, frames_per_second=50), None, "frames_per_second", 25, "ceil(duration x 25)"),
+        (SPECTRAL_SETTINGS, None, "n_clusters", 6, "k=6 clusters"),
+        (SPECTRAL_SETTINGS, None, "seed", 8, "random_state=8"),
+    ],
+)
+def test_methods_state_each_parameter_as_recorded(settings, reduction, key, value, stated):
+    """issue 23: methods.md said n_neighbors=15 where reduce.json recorded 50 (a default of
+    its own). Every parameter it states comes from the stage's record or the result's
+    settings: changing one changes the text to say the new value."""
+    reduction = reduction or PCA_16_OF_50
+    before = methods(settings, reduction, 30, 16, versions(), "0.2.0")
+    if key in reduction:
+        after = methods(settings, dict(reduction, **{key: value}), 30, 16, versions(), "0.2.0")
+    else:
+        after = methods(dict(settings, **{key: value}), reduction, 30, 16, versions(), "0.2.0")
+    assert stated in after and stated not in before
+
+
+def test_methods_of_a_umap_reduction_without_its_record_of_n_neighbors_fail():
+    """No fallback: a reduction record without n_neighbors is not described from a default."""
+    with pytest.raises(KeyError):
+        methods(HDBSCAN_SETTINGS, {k: v for k, v in UMAP_5.items() if k != "n_neighbors"}, 30, 16, versions(), "0.2.0")
+
+
+def test_provenance_keeps_every_parameter_reduce_json_records():
+    """issue 23: provenance.reduction dropped UMAP's n_neighbors, and methods() fell back to 15."""
+    from provenance import reduction
+
+    record = {"method": "umap", "dim": 10, "metric": "euclidean", "seed": 0, "requested_dim": 10, "input_shape": [300, 64], "n_neighbors": 50}
+    assert reduction(record) == record
+    assert "n_neighbors=50" in methods(HDBSCAN_SETTINGS, reduction(record), 300, 64, versions(), "0.2.0")

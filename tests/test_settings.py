@@ -431,27 +431,36 @@ def test_sizes_at_the_limit_pass(n_files, overrides):
 
 
 
-def test_a_shard_counts_as_pooled_only_when_every_pooling_read_it_after_its_manifest(tmp_path):
-    """The start reads again only the headers of shards no pool job has read since their
-    manifest last changed (common.smk); the rest count by their width alone."""
+def test_a_shard_counts_as_pooled_only_when_every_pooling_pooled_its_current_manifest(tmp_path):
+    """A shard's record names the digest of the manifest it pooled (scripts/pool.py): the
+    start reads again only the headers of shards not pooled from their current manifest,
+    and names those pooled from another one (which the pool rule's params pool again)."""
+    import json
+
+    from _stage import manifest_digest
+
     manifests, mean, flat = tmp_path / "files", tmp_path / "mean.shards", tmp_path / "flatten-longest.shards"
     for d in (manifests, mean, flat):
         d.mkdir()
     names = ["0-of-3", "1-of-3", "2-of-3"]
     for i, name in enumerate(names):
-        (manifests / f"{name}.tsv").write_text("x")
-        os.utime(manifests / f"{name}.tsv", ns=(10**18, 10**18))
-        # 0: pooled after its manifest by both poolings; 1: by one only; 2: before the manifest changed.
-        for d, when in ((mean, [2, 2, 0][i]), (flat, [2, None, 2][i])):
-            if when is not None:
-                (d / f"{name}.npy").write_bytes(b"")
-                os.utime(d / f"{name}.npy", ns=(10**18 + when - 1, 10**18 + when - 1))
+        (manifests / f"{name}.tsv").write_text(f"manifest {i}")
+        # 0: pooled from its manifest by both poolings; 1: by one only; 2: by mean from an older manifest.
+        for d, digest in ((mean, [True, True, False][i]), (flat, [True, None, True][i])):
+            if digest is not None:
+                sha = manifest_digest(manifests / f"{name}.tsv") if digest else "older"
+                for suffix in (".npy", ".ids.tsv"):
+                    (d / f"{name}{suffix}").write_bytes(b"")
+                (d / f"{name}.json").write_text(json.dumps({"manifest_sha256": sha, "audio_manifest_sha256": None}))
     shards = {name: [] for name in names}
-    assert settings.pooled_shards(shards, manifests, [mean, flat]) == ["0-of-3"]
-    assert settings.pooled_shards(shards, manifests, [mean]) == ["0-of-3", "1-of-3"]
-    # The same second is not after: a coarse file system's timestamps never skip a check.
-    os.utime(mean / "1-of-3.npy", ns=(10**18, 10**18))
-    assert settings.pooled_shards(shards, manifests, [mean]) == ["0-of-3"]
+    assert settings.check_shards(shards, manifests, [mean, flat]) == (["0-of-3"], ["2-of-3"])
+    assert settings.check_shards(shards, manifests, [mean]) == (["0-of-3", "1-of-3"], ["2-of-3"])
+    # A manifest rewritten after its shard was pooled makes it stale.
+    (manifests / "1-of-3.tsv").write_text("manifest 1, one more file")
+    assert settings.check_shards(shards, manifests, [mean]) == (["0-of-3"], ["1-of-3", "2-of-3"])
+    # A record without a digest (an earlier version's) is neither pooled nor stale: unknown.
+    (mean / "0-of-3.json").write_text(json.dumps({"width": 4}))
+    assert settings.check_shards(shards, manifests, [mean]) == ([], ["1-of-3", "2-of-3"])
 
 
 def test_neighbour_search_is_exact_up_to_200k_files_and_named_in_the_graph_path():
@@ -522,3 +531,60 @@ def test_padding_sample_is_stable_as_files_are_added():
     more = rows + [settings.Embedding(f"new{i}", f"/e/new{i}.npy", 1, 1) for i in range(10)]
     kept = set(r.id for r in sample) & set(r.id for r in settings.padding_sample(more, n=128))
     assert len(kept) >= 118  # ten new files displace at most ten
+
+
+@pytest.mark.parametrize(
+    "paths, refused",
+    [
+        ({"embedding_dir": "d/emb2", "output_dir": "d"}, "embedding_dir 'd/emb2' is the results folder"),
+        ({"embedding_dir": "d/emb", "output_dir": "d/emb/results"}, "embedding_dir 'd/emb' holds the results folder"),
+        ({"embedding_dir": "d/emb", "output_dir": "d", "dataset": "x", "assign_dir": "d/x/assigned/new1/pooled"}, "assign_dir 'd/x/assigned/new1/pooled' is inside"),
+        ({"embedding_dir": "d/emb", "output_dir": "r", "assign_dir": "r"}, "assign_dir 'r' holds the results folder"),
+        ({"embedding_dir": "link", "output_dir": "d"}, "embedding_dir 'link' is the results folder"),  # links resolved
+        ({"embedding_dir": "d/emb", "output_dir": "d", "dataset": "emb2", "assign_dir": "d/new"}, None),
+        ({"embedding_dir": "d/emb", "output_dir": "d/emb2"}, None),  # a shared prefix is not a folder
+    ],
+)
+def test_inputs_overlapping_the_results_folder_are_refused_either_way(tmp_path, monkeypatch, paths, refused):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d/emb").mkdir(parents=True)
+    os.symlink(tmp_path / "d/emb", tmp_path / "link")
+    config = dict({"assign_dir": None}, **paths)
+    config.setdefault("dataset", os.path.basename(os.path.abspath(config["embedding_dir"])))
+    if config["embedding_dir"] == "link":
+        config["dataset"] = "emb"
+    if refused is None:
+        settings.check_apart(config)
+        return
+    with pytest.raises(settings.ConfigError, match=re.escape(refused)):
+        settings.check_apart(config)
+
+
+@pytest.mark.parametrize(
+    "to, refused",
+    [
+        ("mean/pca-50/hdbscan-mcs1-ms1-euclidean", "has min_cluster_size=1, which is not allowed; allowed: an integer >= 2"),
+        ("mean/pca-50/spectral-k1-euclidean-s0", "has n_clusters=1, which is not allowed"),
+        ("mean/pca-1/hdbscan-mcs5-ms5-euclidean", "has reduce_dim=1, which is not allowed"),
+        ("mean/pca-50/hdbscan-mcs05-ms5-euclidean", "did you mean 'mean/pca-50/hdbscan-mcs5-ms5-euclidean'?"),
+        ("mean/pca-050/hdbscan-mcs5-ms5-euclidean", "did you mean 'mean/pca-50/hdbscan-mcs5-ms5-euclidean'?"),
+        ("mean/pca-50/hdbscan-mcs7-ms7-euclidean", "is no result under 'out/emb' and not one this config makes; did you mean 'mean/pca-50/hdbscan-mcs5-ms5-euclidean'?"),
+        ("mean/pca-50/hdbscan-mcs5-euclidean", "is not auto, best or a result's folder under 'out/emb'; did you mean 'mean/pca-50/hdbscan-mcs5-ms5-euclidean'?"),
+        ("mean/pca-50/hdbscan-mcs5-ms5-euclidean", None),  # this config makes it
+        ("max/none/hdbscan-mcs9-ms9-cosine", None),  # on disk, made by an earlier run
+        ("out/emb/max/none/hdbscan-mcs9-ms9-cosine/", None),
+    ],
+)
+def test_assign_to_is_checked_against_the_schema_and_the_results_that_exist(tmp_path, monkeypatch, to, refused):
+    """issue 23: a result's folder under the schema's rules, written as embclust writes it,
+    and on disk or made by this config; anything else one line with a did-you-mean."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out/emb/max/none/hdbscan-mcs9-ms9-cosine").mkdir(parents=True)
+    (tmp_path / "out/emb/max/none/hdbscan-mcs9-ms9-cosine/clusters.npz").write_bytes(b"")
+    config = valid(assign_dir="new", assign_to=to, reduce="pca", reduce_dim=50)
+    combos = settings.resolve_auto(settings.combinations(config, SCHEMA), 1000)
+    if refused is None:
+        assert settings.assign_result(config, "out/emb", combos, SCHEMA) == to.strip("/").removeprefix("out/emb/")
+        return
+    with pytest.raises(settings.ConfigError, match=re.escape(refused)):
+        settings.assign_result(config, "out/emb", combos, SCHEMA)

@@ -6,6 +6,7 @@ import os
 import re
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -294,6 +295,10 @@ def one_line_error(run, text):
         (["labels={tmp}/latin.csv"], "embclust: labels file '{tmp}/latin.csv' is not UTF-8 text (byte 0xe9 on line 92)"),
         (["labels={tmp}/twice.csv"], "embclust: labels file '{tmp}/twice.csv' gives 1 id(s) more than one row: 'c0_000' on lines 2, 3"),
         (["min_cluster_size=90"], "embclust: only 90 .npy files in '{emb}', need more than min_cluster_size=90"),
+        # issue 23: inputs and outputs kept apart, either way.
+        (["output_dir={tmp}"], "embclust: embedding_dir '{emb}' is the results folder '{tmp}/emb'"),
+        (["output_dir={tmp}/emb/out"], "embclust: embedding_dir '{emb}' holds the results folder '{tmp}/emb/out/emb'"),
+        (["output_dir={tmp}/out", "assign_dir={tmp}/out/emb/assigned/new1/pooled"], "embclust: assign_dir '{tmp}/out/emb/assigned/new1/pooled' is inside the results folder"),
     ],
 )
 def test_bad_config_fails_before_any_job(workflow, blobs, tmp_path, settings, message):
@@ -625,3 +630,152 @@ def test_assign_new_clips_to_an_existing_result(workflow, blobs, tmp_path):
             own = data["ids"].index(clip)
             assert abs(x[n + k] - x[own]) < 1e-3 and abs(y[n + k] - y[own]) < 1e-3
             assert cl[n + k] - 1 == assigned_hard[clip]["cluster"]
+
+
+@pytest.mark.parametrize(
+    "reduce, result, clusterer",
+    [
+        ("umap", "mean/umap-10-euclidean-s0", "hdbscan-mcs5-ms5-euclidean"),
+        ("pca", "mean/pca-50", "hdbscan-mcs5-ms5-euclidean"),
+        ("pca", "mean/pca-50", "spectral-k3-euclidean-s0"),
+    ],
+)
+def test_a_clip_far_from_all_data_is_assigned_to_no_cluster_under_any_reduction(workflow, blobs, tmp_path, reduce, result, clusterer):
+    """issue 23: under UMAP a new clip was placed among its nearest clustered clips and got
+    a confident cluster; from the pooled space it is noise with a high outlier score, as
+    under PCA (and for spectral clustering, which has no noise of its own), while copies
+    of clustered clips still get their own clusters back."""
+    directory, truth = blobs
+    new = tmp_path / "new"
+    new.mkdir()
+    copied = sorted(truth)[::10]
+    for clip in copied:
+        shutil.copy(directory / f"{clip}.npy", new)
+    np.save(new / "far.npy", np.full((4, 64), -1000, dtype=np.float32))
+    algorithm = ["algorithm=spectral", "n_clusters=3"] if clusterer.startswith("spectral") else []
+    workflow.run("--config", f"embedding_dir={directory}", "plot=none", f"reduce={reduce}", f"assign_dir={new}", *algorithm)
+    folder = workflow.root / "results/emb" / result / clusterer
+    hard = {e["id"]: e for e in read_json(folder / "assigned/new/clusters_hard.json")}
+    assert hard["far"]["cluster"] == -1 and hard["far"]["probability"] == 0 and hard["far"]["outlier_score"] > 0.99
+    own = {e["id"]: e["cluster"] for e in read_json(folder / "clusters_hard.json")}
+    assert {c: hard[c]["cluster"] for c in copied} == {c: own[c] for c in copied}
+    assert sum(own[c] >= 0 for c in copied) >= 7
+    if reduce == "umap":  # methods.md states the n_neighbors reduce.json records (issue 23)
+        recorded = read_json(folder.parent / "reduce.json")["n_neighbors"]
+        assert f"n_neighbors={recorded}," in (folder / "methods.md").read_text()
+
+
+def test_identical_vectors_give_an_honest_result_and_strict_json(workflow, tmp_path):
+    """issue 23: 25 identical vectors. PCA's explained variance is undefined, not NaN (every
+    JSON the run writes is strict, conftest.check_json_files), and methods.md says so;
+    n_clusters=auto finds no eigengap and says so, and no file's probability is 0."""
+    emb = tmp_path / "same"
+    emb.mkdir()
+    for i in range(25):
+        np.save(emb / f"s{i:02d}.npy", np.ones((3, 16), dtype=np.float32))
+    args = ["--config", f"embedding_dir={emb}", "reduce=pca", "plot=pca", "algorithm=[hdbscan,spectral]", "n_clusters=auto", "min_cluster_size=5"]
+    run = workflow.run(*args)
+    assert "no eigengap" in run.stderr
+    dataset = workflow.root / "results/same"
+    assert read_json(dataset / "mean/pca-50/reduce.json")["explained_variance_ratio"] is None
+    for result in ("hdbscan-mcs5-ms5-euclidean", "spectral-kauto-euclidean-s0"):
+        methods = (dataset / "mean/pca-50" / result / "methods.md").read_text()
+        assert "nan" not in methods.lower() and "no variance" in methods
+        assert read_json(dataset / "mean/pca-50" / result / "provenance.json")["reduction"]["explained_variance"] is None
+    spectral = read_json(dataset / "mean/pca-50/spectral-kauto-euclidean-s0/clusters_hard.json")
+    assert len({e["cluster"] for e in spectral}) == 2 and min(e["probability"] for e in spectral) > 0
+    assert "showed no eigengap" in (dataset / "mean/pca-50/spectral-kauto-euclidean-s0/methods.md").read_text()
+
+
+def test_all_zero_vectors_under_cosine_are_named_right_after_pooling(workflow, blobs, tmp_path):
+    """issue 23: the all-zero cosine error named no file, and with reduce=pca the zero
+    vector was accepted (PCA centred it into a direction of its own). Now the files are
+    named after pooling, whatever the reduction, and in assign_dir too."""
+    directory, _ = blobs
+    np.save(directory / "zero.npy", np.zeros((3, 64), dtype=np.float32))
+    args = ["--config", f"embedding_dir={directory}", "plot=none", "reduce=pca", "metric=cosine"]
+    line = one_line_error(workflow.run(*args, check=False), "embclust cosine_check: error:")
+    assert line.endswith(f"1 files pool to all-zero vectors, which have no cosine direction: {directory}/zero.npy; remove them or use metric=euclidean")
+    assert not list((workflow.root / "results/emb/mean/pca-50").glob("neighbours-*"))
+    workflow.run(*args[:-1], "metric=euclidean")  # euclidean has no use for a direction
+    new = tmp_path / "new"
+    new.mkdir()
+    (directory / "zero.npy").rename(new / "zero.npy")
+    shutil.copy(directory / "c0_000.npy", new)
+    line = one_line_error(workflow.run(*args, f"assign_dir={new}", check=False), "embclust assign: error:")
+    assert f"1 new clips pool to all-zero vectors, which have no cosine direction: {new}/zero.npy" in line
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="runs snakemake as nobody: needs root and setpriv")
+def test_filesystem_errors_at_start_up_are_one_line_for_a_user_without_rights(tmp_path):
+    """issue 23: run as a user other than root (nobody), an unreadable embedding_dir, a
+    subfolder of it or of assign_dir that cannot be read, an output_dir that cannot be
+    created and a read-only one each stop the start in one line, without a traceback."""
+    import subprocess
+    import sys
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(dir="/tmp", prefix="embclust-nobody-"))
+    try:
+        workflow = Workflow(base / "wf")
+        emb, new = base / "emb", base / "new"
+        make_blobs(emb, n_per_cluster=10)
+        make_blobs(new / "ok", n_per_cluster=2)
+        subprocess.run(["chmod", "-R", "a+rwX", str(base)], check=True)
+        (base / "locked").mkdir(mode=0o755)  # root's: nobody cannot create output_dir in it
+        (base / "readonly").mkdir()
+        (base / "readonly").chmod(0o555)
+
+        def start(*settings):
+            cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-m", "snakemake",
+                   "--cores", "1", "-n", "--config", f"embedding_dir={emb}", "plot=none", *settings]  # fmt: skip
+            env = dict(os.environ, PYTHONWARNINGS="ignore", HOME=str(base))
+            return subprocess.run(cmd, cwd=workflow.root, capture_output=True, text=True, env=env)
+
+        def refused(run, text):
+            assert "Traceback" not in run.stderr, run.stderr
+            return one_line_error(run, text)
+
+        (emb / "sub").mkdir()
+        np.save(emb / "sub/x.npy", np.ones((2, 64), dtype=np.float32))
+        (emb / "sub").chmod(0)
+        refused(start(), f"embclust: embedding_dir subfolder '{emb}/sub' cannot be read (Permission denied)")
+        (emb / "sub").chmod(0o777)
+        (new / "ok").chmod(0)
+        refused(start(f"assign_dir={new}"), f"embclust: assign_dir subfolder '{new}/ok' cannot be read (Permission denied)")
+        (new / "ok").chmod(0o777)
+        refused(start(f"output_dir={base}/locked/out"), f"embclust: cannot create, write or read '{base}/locked/out")
+        refused(start(f"output_dir={base}/readonly"), f"embclust: cannot create, write or read '{base}/readonly/emb")
+        emb.chmod(0)
+        refused(start(), f"embclust: embedding_dir '{emb}' cannot be read (Permission denied)")
+    finally:
+        subprocess.run(["chmod", "-R", "u+rwX", str(base)], check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_after_a_kill_the_next_run_needs_unlock_as_the_readme_says(workflow, blobs):
+    """issue 23: after kill -9 the next run stops with 'Directory cannot be locked' until
+    `snakemake --unlock`, as README's "When a job fails" says; then the run completes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    directory, truth = blobs
+    args = ["--config", f"embedding_dir={directory}", "plot=none"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", EMBCLUST_TEST_POOL_DELAY="30")
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    killed = subprocess.Popen(cmd, cwd=workflow.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    logs = workflow.root / "results/emb/logs/pool/mean"
+    deadline = time.monotonic() + 60
+    while not (logs.is_dir() and any(logs.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    locked = workflow.run(*args, check=False)
+    assert locked.returncode != 0 and "Directory cannot be locked" in locked.stderr
+    assert "--unlock" in (REPO / "README.md").read_text().split("### When a job fails")[1].split("\n### ")[0]
+    workflow.run("--unlock", *args)
+    done = workflow.run(*args)
+    assert done.jobs["pool"] == 2
+    assert len(read_json(workflow.root / DEFAULT_RESULT / "clusters_hard.json")) == len(truth)

@@ -18,6 +18,11 @@ use rule pool as pool_assign with:
     resources:
         mem_mb=lambda wc: 1024 + 32 * int(assign_shard_mb(wc) / len(ASSIGN_SHARDS[wc.shard]) + 1),
         runtime=lambda wc: 10 + int(assign_shard_mb(wc) / 3000),
+    params:
+        pooling=lambda wildcards: settings.parse_pooling(wildcards.pooling),
+        manifests=lambda wildcards: manifest_digests(
+            ASSIGN_MANIFEST.format(name=wildcards.name, shard=wildcards.shard), assign_shard_audio(wildcards)
+        ),
 
 
 rule assign:

@@ -3,6 +3,7 @@ rule cluster:
         matrix=reduced_matrix,
         graph=neighbour_graph,
         pooled=auto_k_matrix,
+        cosine=cosine_checked(lambda wc: settings.parse_clusterer(wc.clusterer)["metric"]),
     output:
         clusters=CLUSTERS,
     log:

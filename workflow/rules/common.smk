@@ -15,7 +15,7 @@ if not os.path.isdir(os.path.join(EMBCLUST_DIR, "scripts")):
 sys.path.insert(0, os.path.join(EMBCLUST_DIR, "scripts"))
 import settings
 import pool
-from _stage import InputError
+from _stage import InputError, manifest_digest
 
 
 def _say(note):
@@ -51,10 +51,15 @@ try:
             settings.write_padding_sample(PADDING_SAMPLE, [row for rows in SHARDS.values() for row in rows])
         # Every file's header, before any job runs, so that all bad files are named in
         # one line (the pool jobs, one per shard, would each name only their own). The
-        # files of a shard already pooled since its manifest last changed were read by its
-        # pool job: only the first one's header is read again, for the shard's width.
+        # files of a shard pooled from its current manifest were read by its pool job:
+        # only the first one's header is read again, for the shard's width. A shard
+        # pooled from another manifest (rewritten while it pooled) is pooled again.
         _shard_dirs = sorted({f"{OUT}/pooled/{settings.pooling_slug(s)}.shards" for s in COMBOS})
-        _pooled = settings.pooled_shards(SHARDS, MANIFESTS, _shard_dirs)
+        _pooled, _stale = settings.check_shards(SHARDS, MANIFESTS, _shard_dirs)
+        if _stale:
+            _say(
+                f"pooling again {len(_stale)} shards whose manifest changed while they were pooled: {', '.join(_stale)}"
+            )
         _width, _longest = pool.check_files(
             sorted(row.path for name, rows in SHARDS.items() if name not in _pooled for row in rows),
             pooled=[
@@ -63,7 +68,7 @@ try:
         )
     # New clips to place into an existing result (workflow/rules/assign.smk): their own
     # manifests, one per shard, as for embedding_dir.
-    ASSIGN_TO = settings.assign_result(_validated, OUT, COMBOS)
+    ASSIGN_TO = settings.assign_result(_validated, OUT, COMBOS, SCHEMA)
     ASSIGN_SHARDS, ASSIGN_AUDIO = {}, {}
     if ASSIGN_TO is not None:
         ASSIGN_ROOT = f"{OUT}/assigned/{_validated['assign_name']}"
@@ -71,10 +76,16 @@ try:
             ASSIGN_SHARDS, ASSIGN_AUDIO = settings.prepare_assign(
                 _validated, f"{ASSIGN_ROOT}/files", _width, _say, pool.check_files
             )
+            _dirs = sorted({f"{ASSIGN_ROOT}/pooled/{settings.pooling_slug(s)}.shards" for s in COMBOS})
+            _stale = settings.check_shards(ASSIGN_SHARDS, f"{ASSIGN_ROOT}/files", _dirs)[1]
+            if _stale:
+                _say(f"pooling again {len(_stale)} assign_dir shards whose manifest changed while they were pooled")
         else:
             ASSIGN_SHARDS, ASSIGN_AUDIO = settings.read_manifests(f"{ASSIGN_ROOT}/files")
 except (settings.ConfigError, InputError) as e:
     sys.exit(f"embclust: {e}")
+except OSError as e:  # permissions, a read-only file system, a full disk: one line, no traceback
+    sys.exit(f"embclust: {settings.os_error_line(e)}")
 config.update(_validated)
 
 TARGETS = settings.targets(OUT, COMBOS)
@@ -117,6 +128,17 @@ wildcard_constraints:
     layout=settings.WILDCARD_PATTERNS["layout"],
     neighbours=settings.WILDCARD_PATTERNS["neighbours"],
     shard=r"\d+-of-\d+",
+
+
+COSINE_CHECKED = f"{OUT}/pooled/{{pooling}}.cosine-check.txt"
+
+
+def cosine_checked(metric_of):
+    """An input function: the pooling's cosine check (scripts/cosine_check.py) when the
+    stage measures cosine (metric_of(wildcards) == "cosine"), else nothing."""
+    return lambda wildcards: (
+        [COSINE_CHECKED.format(pooling=wildcards.pooling)] if metric_of(wildcards) == "cosine" else []
+    )
 
 
 def reduced_matrix(wildcards):
@@ -173,6 +195,11 @@ def shard_audio(wildcards):
 def padding_template(wildcards):
     """The padding template, when this pooling finds Whisper's padding in the frames."""
     return PADDING_TEMPLATE if settings.parse_pooling(wildcards.pooling)["detect"] else []
+
+
+def manifest_digests(files, audio):
+    """The digests of a shard's manifest and audio manifest (audio: a path or [])."""
+    return [manifest_digest(files)] + ([manifest_digest(audio)] if audio else [])
 
 
 def shard_mb(wildcards):

@@ -2,6 +2,7 @@ rule layout:
     input:
         matrix=reduced_matrix,
         graph=layout_graph,
+        cosine=cosine_checked(lambda wc: settings.parse_layout(wc.layout).get("metric")),
     output:
         layout=LAYOUT,
     log:

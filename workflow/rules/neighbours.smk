@@ -1,6 +1,7 @@
 rule neighbours:
     input:
         matrix=reduced_matrix,
+        cosine=cosine_checked(lambda wc: settings.parse_neighbours(wc.neighbours)["metric"]),
     output:
         graph=NEIGHBOURS,
     log:

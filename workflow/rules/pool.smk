@@ -15,6 +15,9 @@ rule padding:
         # The sample (128 files) in float16, and a float32 block of it.
         mem_mb=lambda wc, input: 1024 + 2 * int(sum(row[2] for row in settings.read_manifest(input.sample)) / 2**20),
         runtime=30,
+    params:
+        # The sample's manifest as this start wrote it: see the pool rule's manifests.
+        sample=lambda wildcards: manifest_digest(PADDING_SAMPLE),
     script:
         "../../scripts/padding.py"
 
@@ -40,6 +43,12 @@ rule pool:
         runtime=lambda wc: 10 + int(shard_mb(wc) / 3000),
     params:
         pooling=lambda wildcards: settings.parse_pooling(wildcards.pooling),
+        # The digests of the manifests as this start wrote them. A shard pooled from a
+        # manifest rewritten while it ran (a start meanwhile) is newer than it, and
+        # Snakemake checksums the manifest only when the job ends: the changed params
+        # are what pools it again (scripts/settings.py, check_shards).
+        # (From the wildcards: Snakemake leaves params derived from the input out of its check.)
+        manifests=lambda wildcards: manifest_digests(MANIFEST.format(shard=wildcards.shard), shard_audio(wildcards)),
     script:
         "../../scripts/pool.py"
 
@@ -64,3 +73,22 @@ rule merge_pool:
         runtime=lambda wc, input: 10 + int(input.size_mb / 3000),
     script:
         "../../scripts/merge_pool.py"
+
+
+# Stages that measure cosine wait on this check of their pooling's shards (cosine_checked).
+rule cosine_check:
+    input:
+        info=every_shard(".json"),
+    output:
+        checked=COSINE_CHECKED,
+    log:
+        log_path("cosine_check", "pooling"),
+    localrule: True
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=512,
+        runtime=10,
+    script:
+        "../../scripts/cosine_check.py"

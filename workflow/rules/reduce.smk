@@ -4,6 +4,7 @@ import reduce as reduce_stage
 rule reduce:
     input:
         matrix=POOLED,
+        cosine=cosine_checked(lambda wc: settings.parse_reducer(wc.reducer).get("metric")),
     output:
         matrix=REDUCED,
         summary=REDUCE_SUMMARY,
