@@ -331,6 +331,22 @@ def no_eigengap(values):
     return len(gaps) < 2 or gaps[0] >= gaps[1:].max()
 
 
+# An eigengap less than this many times the next largest is reported as weak: k could as
+# well have been the other one (bench/README.md, "n_clusters: auto").
+WEAK_GAP = 1.5
+
+
+def gap_strength(values, k):
+    """(the eigengap at k over the largest other gap beyond the first, that other gap's k)."""
+    gaps = np.diff(values)[1:]  # gaps[j] = values[j + 2] - values[j + 1]: the gap for k = j + 2
+    chosen = k - 2
+    others = np.delete(gaps, chosen)
+    if others.size == 0 or others.max() <= 0:
+        return float("inf"), None
+    j = int(np.argmax(np.where(np.arange(len(gaps)) == chosen, -np.inf, gaps)))
+    return float(gaps[chosen] / others.max()), j + 2
+
+
 def self_tuning_graph(x, n_neighbours=AUTO_K_NEIGHBOURS, scale_neighbour=AUTO_K_SCALE_NEIGHBOUR):
     """Sparse symmetric affinity exp(-d^2 / (s_i s_j)) between each point and its
     n_neighbours nearest, s_i the distance from point i to its scale_neighbour-th nearest;
@@ -385,9 +401,15 @@ def spectral_clusters(x, n_clusters, seed, log=None, pooled=None):
                 "takes 2, the fewest spectral clustering makes"
             )
         elif log:
+            strength, other_k = gap_strength(values, n_clusters)
+            weak = (
+                f"; the gap is weak, {strength:.2f} times the next largest (at k={other_k}): see eigengap.png"
+                if strength < WEAK_GAP
+                else f"; the gap is {strength:.2f} times the next largest" if other_k else ""
+            )
             log.say(
-                f"eigengap of the pooled vectors' ({pooled.shape[0]} x {pooled.shape[1]}) self-tuning graph picks "
-                f"n_clusters={n_clusters} (smallest Laplacian eigenvalues: {np.round(values, 4).tolist()})"
+                f"k read from the eigengap of the pooled vectors' ({pooled.shape[0]} x {pooled.shape[1]}) self-tuning "
+                f"graph: {n_clusters}{weak} (smallest Laplacian eigenvalues: {np.round(values, 4).tolist()})"
             )
     if len(x) <= n_clusters:
         raise InputError(f"{len(x)} files cannot make n_clusters={n_clusters} clusters")

@@ -493,6 +493,36 @@ def variance(ratio, title):
     return fig
 
 
+def eigengap(values, title):
+    """n_clusters=auto's evidence: the smallest Laplacian eigenvalues and the gaps between
+    them, the chosen k's gap marked, with how much it stands out (cluster.gap_strength)."""
+    from cluster import WEAK_GAP, gap_strength, no_eigengap
+
+    values = np.asarray(values, dtype=float)
+    fig, (top, bottom) = _pyplot().subplots(2, 1, figsize=(7, 5.2), dpi=150, sharex=True)
+    index = np.arange(len(values))
+    top.plot(index, values, marker="o", ms=3, lw=1, color="#4c72b0")
+    top.set_ylabel("eigenvalue")
+    top.spines[["top", "right"]].set_visible(False)
+    ks = index[1:]  # the gap values[k] - values[k - 1] is the evidence for k clusters
+    gaps = np.diff(values)
+    if no_eigengap(values):
+        k, note = 2, "no eigengap (the largest gap is the first): k = 2"
+    else:
+        k = int(np.argmax(gaps[1:])) + 2
+        strength, other = gap_strength(values, k)
+        note = f"k = {k}, its gap {strength:.2f}x the next largest" + (f" (k = {other})" if other else "")
+        note += ": weak" if strength < WEAK_GAP else ""
+    colours = ["#c44e52" if kk == k else "#8c8c8c" for kk in ks]
+    bottom.bar(ks, gaps, color=colours, width=0.8)
+    bottom.set_xlabel("k (number of clusters)")
+    bottom.set_ylabel("gap to the eigenvalue before")
+    bottom.spines[["top", "right"]].set_visible(False)
+    top.set_title(f"{title}\nsmallest Laplacian eigenvalues of the self-tuning graph; {note}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def draw_result(clusters, layouts, settings, plots, sizes_paths, tree_paths=None):
     """Every figure of one result, in one process: the layout plot on each of `layouts`
     ({slug: 2-D array}) to `plots` ({slug: (png, svg)}), the cluster sizes to
@@ -514,6 +544,9 @@ def main(snakemake, log):
         with open(snakemake.input.summary) as f:
             fig = variance(json.load(f)["explained_variance_ratio"], describe(snakemake.params.settings))
         return save(fig, out.png, out.svg)
+    if snakemake.rule == "eigengap":
+        values = np.load(snakemake.input.clusters)["eigenvalues"]
+        return save(eigengap(values, describe(snakemake.params.settings)), out.png, out.svg)
     # figures, figures_spectral: the layout plots come first in the outputs, PNG then SVG per layout.
     slugs = snakemake.params.layouts
     clusters = np.load(snakemake.input.clusters)

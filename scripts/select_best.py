@@ -201,7 +201,13 @@ def main(snakemake, log):
         methods = f.read()
     with open(snakemake.output.methods, "w", encoding="utf-8") as f:
         f.write(with_selection(methods, selection_paragraph(results, metrics_list, best, scores)))
-    log.say(f"best of {len(results)} by {CRITERION}: {chosen['name']} ({scores[best]}); mean stability {stable.mean():.3f}")
+    second_note = ""
+    if second is not None and scores[second] is not None:
+        second_note = f"; runner-up {results[second]['name']} ({scores[second]}, margin {scores[best] - scores[second]:.4g})"
+    log.say(
+        f"best of {len(results)} by {CRITERION}: {chosen['name']} ({scores[best]}){second_note}; "
+        f"mean stability {stable.mean():.3f}"
+    )
 
 
 if "snakemake" in globals():

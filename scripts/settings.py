@@ -774,6 +774,8 @@ def targets(root, combos):
     for s in combos:
         d = result_dir(root, s)
         paths += [f"{d}/{name}" for name in ("clusters_hard.json", "clusters_soft.json", "metrics.json", "provenance.json")]
+        if s["algorithm"] == "spectral" and s["n_clusters"] == "auto":
+            paths += [f"{d}/eigengap.png", f"{d}/eigengap.svg"]  # n_clusters=auto's evidence
         if layout_slug(s):
             paths += figure_targets(root, s)
     # A sweep is summarised (and its best picked) at the dataset level. A single result is

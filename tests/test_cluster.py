@@ -330,3 +330,23 @@ def test_approximate_graph_clusters_like_the_exact_one():
     graph = neighbour_graph(far, 3, approximate=True)
     assert len(graph["cross_pairs"]) >= 5
     assert adjusted_rand_score(truth, hdbscan_clusters(far, 10, 3, graph).labels) == 1.0
+
+
+def test_a_weak_eigengap_is_measured_against_the_next_largest():
+    from cluster import WEAK_GAP, gap_strength
+
+    clear = np.array([0.0, 0.0, 0.0, 0.9, 0.92, 1.0])  # k = 3 by far; next, k = 5
+    strength, other = gap_strength(clear, 3)
+    assert strength == pytest.approx(0.9 / 0.08) and other == 5
+    weak = np.array([0.0, 0.1, 0.5, 0.55, 0.9, 0.95])  # gaps 0.4 (k = 2) and 0.35 (k = 4)
+    strength, other = gap_strength(weak, 2)
+    assert strength == pytest.approx(0.4 / 0.35) and strength < WEAK_GAP and other == 4
+
+
+def test_the_eigengap_figure_names_k_and_how_weak_its_gap_is():
+    from plot import eigengap
+
+    fig = eigengap(np.array([0.0, 0.1, 0.5, 0.55, 0.9, 0.95]), "digits")
+    title = fig.axes[0].get_title()
+    assert "k = 2, its gap 1.14x the next largest (k = 4): weak" in title
+    assert [round(b.get_height(), 2) for b in fig.axes[1].patches] == [0.1, 0.4, 0.05, 0.35, 0.05]

@@ -418,8 +418,10 @@ def test_spectral_auto_after_a_reduction_reads_k_from_the_pooled_matrix(workflow
     directory, truth = blobs
     run = workflow.run("--config", f"embedding_dir={directory}", "reduce=pca", "reduce_dim=2", "algorithm=spectral", "n_clusters=auto", "plot=none")
     # Read from the pooled 90 x 64 matrix, not the 90 x 2 one clustered.
-    assert "eigengap of the pooled vectors' (90 x 64) self-tuning graph picks n_clusters=3" in run.stderr
-    hard, _ = check_contract(workflow.root / "results/emb/mean/pca-2/spectral-kauto-euclidean-s0", truth, str(directory))
+    assert "k read from the eigengap of the pooled vectors' (90 x 64) self-tuning graph: 3; the gap is" in run.stderr
+    result = workflow.root / "results/emb/mean/pca-2/spectral-kauto-euclidean-s0"
+    assert (result / "eigengap.png").stat().st_size > 0 and (result / "eigengap.svg").stat().st_size > 0
+    hard, _ = check_contract(result, truth, str(directory))
     assert adjusted_rand_score([truth[e["id"]] for e in hard], [e["cluster"] for e in hard]) == 1.0
 
 

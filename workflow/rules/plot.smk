@@ -72,3 +72,31 @@ rule variance:
         settings=figure_settings,
     script:
         "../../scripts/plot.py"
+
+
+# n_clusters=auto's evidence: the eigenvalues k was read from (scripts/cluster.py).
+rule eigengap:
+    input:
+        clusters=CLUSTERS,
+    output:
+        png=report(
+            f"{RESULT}/eigengap.png",
+            caption="../report/eigengap.rst",
+            category="n_clusters=auto",
+            labels={"result": "{pooling}/{reducer}/{clusterer}", "format": "PNG"},
+        ),
+        svg=f"{RESULT}/eigengap.svg",
+    log:
+        log_path("eigengap", "pooling", "reducer", "clusterer"),
+    wildcard_constraints:
+        clusterer=r"spectral-kauto-.*",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1024,
+        runtime=10,
+    params:
+        settings=figure_settings,
+    script:
+        "../../scripts/plot.py"
