@@ -287,7 +287,7 @@ def one_line_error(run, text):
     [
         (["embedding_dir=does/not/exist"], "embclust: embedding_dir 'does/not/exist' does not exist"),
         (["min_cluster_size=1"], "embclust: config key 'min_cluster_size' has value 1, which is not allowed"),
-        (["pooling=median"], "allowed: one of mean, max, meanstd, flatten"),
+        (["pooling=median"], "allowed: one of auto, mean, max, meanstd, flatten"),
         (["min_cluster_size=500"], "embclust: only 90 .npy files"),
         (["dataset=.."], "embclust: config key 'dataset' has value '..', which is not allowed"),
         (["seed=4294967296"], "embclust: config key 'seed' has value 4294967296, which is not allowed"),
