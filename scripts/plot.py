@@ -126,6 +126,8 @@ def describe(settings):
         lines[0] += f": {p} pooling"
         if pooling.get("frames_per_second"):
             lines[0] += f" of the audio's frames ({pooling['frames_per_second']}/s)"
+        elif pooling.get("detect"):
+            lines[0] += " of the frames before the padding"
     reducer = settings.get("reducer")
     if reducer:
         r = reducer["method"]
@@ -516,9 +518,10 @@ def eigengap(values, title):
     colours = ["#c44e52" if kk == k else "#8c8c8c" for kk in ks]
     bottom.bar(ks, gaps, color=colours, width=0.8)
     bottom.set_xlabel("k (number of clusters)")
+    bottom.xaxis.set_major_locator(_pyplot().MaxNLocator(integer=True))
     bottom.set_ylabel("gap to the eigenvalue before")
     bottom.spines[["top", "right"]].set_visible(False)
-    top.set_title(f"{title}\nsmallest Laplacian eigenvalues of the self-tuning graph; {note}", fontsize=9)
+    top.set_title(f"{title}\nsmallest Laplacian eigenvalues of the self-tuning graph\n{note}", fontsize=9)
     fig.tight_layout()
     return fig
 
