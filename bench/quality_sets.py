@@ -159,9 +159,11 @@ def phrase(rng, language):
     return " ".join(words)
 
 
-def nonspeech(rng, kind):
-    """One clip of noise or tones, 2-4 s at SR, that no voice made."""
-    n = int(rng.uniform(2.0, 4.0) * SR)
+def nonspeech(rng, kind, seconds=(2.0, 4.0), tone_hz=(150, 3000), level=None):
+    """One clip of noise or tones at SR that no voice made, `seconds` long (drawn), peaking
+    at `level` (drawn from that range; None: 0.5). The Whisper sets draw shorter clips,
+    other tones and levels, and `clicks` (bench/whisper_sets.py)."""
+    n = int(rng.uniform(*seconds) * SR)
     t = np.arange(n) / SR
     if kind in ("white", "pink", "brown"):
         spectrum = np.fft.rfft(rng.standard_normal(n))
@@ -169,7 +171,7 @@ def nonspeech(rng, kind):
         spectrum /= {"white": 1.0, "pink": np.sqrt(f), "brown": f}[kind]
         x = np.fft.irfft(spectrum, n)
     elif kind == "tone":
-        x = np.sin(2 * np.pi * rng.uniform(150, 3000) * t)
+        x = np.sin(2 * np.pi * rng.uniform(*tone_hz) * t)
     elif kind == "chord":
         x = sum(np.sin(2 * np.pi * rng.uniform(150, 1500) * t + rng.uniform(0, 6.3)) for _ in range(3))
     elif kind == "chirp":
@@ -179,10 +181,14 @@ def nonspeech(rng, kind):
         x = np.sign(np.sin(2 * np.pi * rng.uniform(60, 400) * t))
     elif kind == "tremolo":
         x = np.sin(2 * np.pi * rng.uniform(200, 2000) * t) * (1 + np.sin(2 * np.pi * rng.uniform(2, 12) * t)) / 2
+    elif kind == "clicks":  # short impulses at a drawn rate
+        x = np.zeros(n)
+        x[:: int(SR / rng.uniform(3, 20))] = 1.0
     else:  # bursts: short noise bursts in silence
         x = rng.standard_normal(n) * (np.sin(2 * np.pi * rng.uniform(1, 5) * t) > 0.3)
     x = x + 0.01 * rng.standard_normal(n)
-    return (0.5 * x / np.max(np.abs(x))).astype(np.float32)
+    peak = 0.5 if level is None else rng.uniform(*level)
+    return (peak * x / np.max(np.abs(x))).astype(np.float32)
 
 
 class Encoder:
@@ -358,7 +364,7 @@ def build(name, root, seed, fresh=False):
     if name == "digits":
         info = build_digits(out, seed)
     elif name in whisper_sets.SETS:
-        rows, info = whisper_sets.build(name, out, seed, SETS.index(name), speak_16k, write_wav)
+        rows, info = whisper_sets.build(name, out, seed, SETS.index(name))
         write_labels(os.path.join(out, "labels.csv"), rows)
     else:
         info = build_speech(name, out, seed)

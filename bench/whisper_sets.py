@@ -115,31 +115,6 @@ def sha256(path):
     return h.hexdigest()
 
 
-def nonspeech(rng, kind):
-    """A 0.5-4 s sound that no voice made."""
-    n = int(rng.uniform(0.5, 4.0) * SR)
-    t = np.arange(n) / SR
-    if kind in ("white", "pink", "brown"):
-        spectrum = np.fft.rfft(rng.standard_normal(n))
-        f = np.maximum(np.fft.rfftfreq(n, 1 / SR), 1.0)
-        spectrum /= {"white": 1.0, "pink": np.sqrt(f), "brown": f}[kind]
-        x = np.fft.irfft(spectrum, n)
-    elif kind == "tone":
-        x = np.sin(2 * np.pi * rng.uniform(200, 2000) * t)
-    elif kind == "chord":
-        x = sum(np.sin(2 * np.pi * rng.uniform(150, 1500) * t + rng.uniform(0, 6.3)) for _ in range(3))
-    elif kind == "chirp":
-        f0, f1 = rng.uniform(100, 4000, size=2)
-        x = np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * t[-1])))
-    elif kind == "buzz":
-        x = np.sign(np.sin(2 * np.pi * rng.uniform(60, 400) * t))
-    else:  # clicks: short impulses at a drawn rate
-        x = np.zeros(n)
-        x[:: int(SR / rng.uniform(3, 20))] = 1.0
-    x = x + 0.01 * rng.standard_normal(n)
-    return (rng.uniform(0.2, 0.8) * x / np.max(np.abs(x))).astype(np.float32)
-
-
 def clips(name, rng):
     """(id, kind, spec, labels): items x voices x takes, then non-speech clips."""
     _, languages, n_items, n_voices, takes, n_other = SETS[name]
@@ -162,9 +137,10 @@ def clips(name, rng):
     return out
 
 
-def build(name, out, seed, set_index, speak, write_wav):
-    """Write <out>/emb/<id>.npy (float16, (1500, D)), <out>/audio/<id>.wav and the label rows.
-    speak(text, voice_file, variant, pitch, speed, tmp) -> samples at SR; write_wav(path, samples)."""
+def build(name, out, seed, set_index):
+    """Write <out>/emb/<id>.npy (float16, (1500, D)), <out>/audio/<id>.wav and the label rows."""
+    from quality_sets import nonspeech, speak_16k, write_wav  # quality_sets imports this module
+
     model = SETS[name][0]
     rng = np.random.default_rng([seed, set_index])
     todo = clips(name, rng)
@@ -187,10 +163,10 @@ def build(name, out, seed, set_index, speak, write_wav):
         for i, (clip_id, kind, spec, labels) in enumerate(todo):
             if kind == "speech":
                 text, lang, variant, pitch, speed, lead = spec
-                voice = speak(text, VOICE_FILES[lang], variant, pitch, speed, tmp)
+                voice = speak_16k(text, VOICE_FILES[lang], variant, pitch, speed, tmp)
                 samples = np.concatenate([np.zeros(int(lead * SR), np.float32), voice])
             else:
-                samples = nonspeech(rng, spec)
+                samples = nonspeech(rng, spec, seconds=(0.5, 4.0), tone_hz=(200, 2000), level=(0.2, 0.8))
             write_wav(os.path.join(wavs, f"{clip_id}.wav"), samples)
             batch.append((clip_id, log_mel(samples)))
             rows.append(dict(id=clip_id, **labels, text=spec[0] if kind == "speech" else ""))

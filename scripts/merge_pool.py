@@ -70,8 +70,8 @@ def frames_kept(infos):
     """What pooling kept of the files' frames, over all shards: how many files were trimmed
     by their audio's duration, by the padding found in their frames, or not at all, and
     the frames pooled per file (least, median, most)."""
-    kept = np.concatenate([np.asarray(info.get("kept", []), dtype=np.int64) for info in infos])
-    by = [b for info in infos for b in info.get("trimmed_by", [])]
+    kept = np.concatenate([np.asarray(info["kept"], dtype=np.int64) for info in infos])
+    by = [b for info in infos for b in info["trimmed_by"]]
     out = {"files": int(kept.size), "by_audio": by.count("audio"), "by_frames": by.count("frames"), "untrimmed": by.count(None)}
     if kept.size:
         out["frames_kept"] = [int(kept.min()), float(np.median(kept)), int(kept.max())]

@@ -306,7 +306,7 @@ def parse_pooling(slug):
         out["frames"] = int(g["frames"])
     if g["fps"]:
         out["frames_per_second"] = int(g["fps"])  # set = trim padding by audio duration
-    # detect: find Whisper's padding in the frames of files with no wav (scripts/padding.py)
+    # detect: find Whisper's padding in the frames (scripts/padding.py)
     return out
 
 

@@ -275,6 +275,14 @@ def test_defaults_work_on_small_narrow_embeddings(workflow, tmp_path):
     assert f"embclust {provenance['workflow_version']}" in methods
 
 
+def copies_of(directory, clips, new):
+    """A new folder `new` holding copies of the clustered clips `clips` (from `directory`)."""
+    new.mkdir()
+    for clip in clips:
+        shutil.copy(directory / f"{clip}.npy", new)
+    return clips
+
+
 def one_line_error(run, text):
     assert run.returncode != 0
     lines = [line for line in run.stderr.splitlines() if text in line]
@@ -553,10 +561,7 @@ def test_assign_new_clips_to_an_existing_result(workflow, blobs, tmp_path):
     new files fail in one line. Then a sweep assigns to best/."""
     directory, truth = blobs
     new = tmp_path / "new"
-    new.mkdir()
-    copied = sorted(truth)[::15]
-    for clip in copied:
-        shutil.copy(directory / f"{clip}.npy", new)
+    copied = copies_of(directory, sorted(truth)[::15], new)
     fresh = {}
     for j, clip in enumerate(sorted(truth)[1::30]):  # one clip of each blob, a little moved
         a = np.load(directory / f"{clip}.npy")
@@ -649,10 +654,7 @@ def test_a_clip_far_from_all_data_is_assigned_to_no_cluster_under_any_reduction(
     of clustered clips still get their own clusters back."""
     directory, truth = blobs
     new = tmp_path / "new"
-    new.mkdir()
-    copied = sorted(truth)[::10]
-    for clip in copied:
-        shutil.copy(directory / f"{clip}.npy", new)
+    copied = copies_of(directory, sorted(truth)[::10], new)
     np.save(new / "far.npy", np.full((4, 64), -1000, dtype=np.float32))
     algorithm = ["algorithm=spectral", "n_clusters=3"] if clusterer.startswith("spectral") else []
     workflow.run("--config", f"embedding_dir={directory}", "plot=none", f"reduce={reduce}", f"assign_dir={new}", *algorithm)

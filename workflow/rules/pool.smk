@@ -1,7 +1,8 @@
 rule padding:
     input:
         sample=PADDING_SAMPLE,
-        # Its second pass uses pool.py's speech_frames: a change there remakes the template.
+        # It reads with pool.py's load_frames and its summary counts speech with pool.py's
+        # speech_frames: a change there remakes it.
         pool_code=workflow.source_path("../../scripts/pool.py"),
     output:
         template=PADDING_TEMPLATE,
@@ -12,7 +13,7 @@ rule padding:
         "../../environment.yml"
     threads: 1
     resources:
-        # The sample (128 files) in float16, and a float32 block of it.
+        # The sample (128 files) held whole, as stored.
         mem_mb=lambda wc, input: 1024 + 2 * int(sum(row[2] for row in settings.read_manifest(input.sample)) / 2**20),
         runtime=30,
     params:
