@@ -759,7 +759,7 @@ def test_filesystem_errors_at_start_up_are_one_line_for_a_user_without_rights(tm
 
 def test_after_a_kill_the_next_run_needs_unlock_as_the_readme_says(workflow, blobs):
     """issue 23: after kill -9 the next run stops with 'Directory cannot be locked' until
-    `snakemake --unlock`, as README's "When a job fails" says; then the run completes."""
+    `snakemake --unlock`, as docs/slurm.md's "When a job fails" says; then the run completes."""
     import signal
     import subprocess
     import sys
@@ -778,7 +778,7 @@ def test_after_a_kill_the_next_run_needs_unlock_as_the_readme_says(workflow, blo
     killed.wait()
     locked = workflow.run(*args, check=False)
     assert locked.returncode != 0 and "Directory cannot be locked" in locked.stderr
-    assert "--unlock" in (REPO / "README.md").read_text().split("### When a job fails")[1].split("\n### ")[0]
+    assert "--unlock" in (REPO / "docs/slurm.md").read_text().split("## When a job fails")[1].split("\n## ")[0]
     workflow.run("--unlock", *args)
     done = workflow.run(*args)
     assert done.jobs["pool"] == 2
