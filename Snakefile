@@ -27,8 +27,8 @@ rule all:
 
 
 onsuccess:
-    settings.finish_quickly()
+    finish_quickly()
 
 
 onerror:
-    settings.finish_quickly()
+    finish_quickly()

@@ -60,8 +60,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "scripts"))
+import auto_settings  # noqa: E402
+import configuration  # noqa: E402
+import paths  # noqa: E402
 import quality_sets  # noqa: E402
-import settings  # noqa: E402
 
 PY = sys.executable
 SNAKEMAKE = os.path.join(os.path.dirname(PY), "snakemake")
@@ -188,13 +190,13 @@ def snakemake(set_dir, name, overrides, out_root, log_path, whisper=False):
         sys.stderr.write(open(log_path).read()[-3000:])
         raise SystemExit(f"quality: snakemake failed ({rc}), log {log_path}")
     # The result folders these settings make, named as the workflow names them.
-    schema = settings.load_schema(os.path.join(REPO, "workflow/schemas/config.schema.yaml"))
+    schema = configuration.load_schema(os.path.join(REPO, "workflow/schemas/config.schema.yaml"))
     full = yaml.safe_load(open(os.path.join(REPO, "config/config.yaml")))
     full.update(config)
-    full = settings.validate(full, schema)
+    full = configuration.validate(full, schema)
     n_files = sum(name.endswith(".npy") for name in os.listdir(config["embedding_dir"]))
-    combos = settings.resolve_auto(settings.combinations(full, schema), n_files, whisper)
-    return wall, settings.results(f"{out_root}/{name}", combos)
+    combos = auto_settings.resolve_auto(configuration.combinations(full, schema), n_files, whisper)
+    return wall, paths.results(f"{out_root}/{name}", combos)
 
 
 def label_scores(metrics, group):

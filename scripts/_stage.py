@@ -87,7 +87,7 @@ MANIFEST_HEADER = "id\tpath\tsize\tmtime_ns\n"
 
 
 def manifest_text(rows):
-    """A pool job's list of files (written at start-up by scripts/settings.py): one
+    """A pool job's list of files (written at start-up by scripts/manifests.py): one
     row per file, id, path, size in bytes and mtime in ns. Names holding a tab, a
     newline or a carriage return are refused before this is written."""
     return MANIFEST_HEADER + "".join(f"{r[0]}\t{r[1]}\t{r[2]}\t{r[3]}\n" for r in rows)
@@ -96,7 +96,7 @@ def manifest_text(rows):
 def read_manifest(path, digest=False):
     """[(id, path, size, mtime_ns), ...] from a manifest; with digest=True, also the
     SHA-256 of the very bytes parsed (manifest_digest), which a pool job records so that
-    a later start can tell whether the manifest changed since (settings.check_shards)."""
+    a later start can tell whether the manifest changed since (manifests.check_shards)."""
     with open(path, "rb") as f:
         data = f.read()
     text = data.decode("utf-8")
@@ -128,7 +128,7 @@ def read_labels(path):
     """(label column names, {id: {column: value}}) from a labels CSV with an `id` column."""
     import csv
 
-    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark (settings.check_labels
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark (inputs.check_labels
     # has refused anything else these would misread before any job ran).
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)

@@ -16,7 +16,7 @@ round."""
 import warnings
 
 import numpy as np
-from settings import UMAP_NEIGHBOURS
+from paths import UMAP_NEIGHBOURS
 
 # UMAP lays out at most this many files; above, a sample, and the rest are placed.
 SAMPLE_SIZE = 100_000

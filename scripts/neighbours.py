@@ -4,10 +4,10 @@ Everything here is independent of min_cluster_size and min_samples, so a change
 of either reruns only the cluster stage, which reads this file (a few seconds
 at 50k points instead of a new neighbour search).
 
-Exact search (neighbour_search: exact, and auto up to settings.EXACT_SEARCH_MAX
+Exact search (neighbour_search: exact, and auto up to auto_settings.EXACT_SEARCH_MAX
 files, 200,000):
 - The exact K nearest neighbours of every point (K = 32, or the next multiple
-  of 32 that min_samples needs: settings.neighbour_count), by brute force with
+  of 32 that min_samples needs: paths.neighbour_count), by brute force with
   BLAS: exact, and in 50 dimensions faster than trees.
 - Edges between the connected components of that K-NN graph. For a pair of
   points that are not among each other's K nearest neighbours, the distance

@@ -16,11 +16,13 @@ a frame at a position whose spread is more than half of PADDING_DISTANCE counts 
 speech. The pool jobs then keep each file's frames up to the end that best splits
 them into far from the template and near it (pool.speech_frames).
 
-The sample is the files whose ids hash lowest (settings.padding_sample), so it
-changes rarely as files are added, and the template with it.
+The sample is the files whose ids hash lowest (padding_sample; its manifest is written
+at start-up by scripts/manifests.py), so it changes rarely as files are added, and the
+template with it.
 """
 
 import json
+import zlib
 
 import numpy as np
 from _stage import InputError, Progress, read_manifest
@@ -28,6 +30,16 @@ from pool import PADDING_DISTANCE, WHISPER_FRAMES, load_frames, speech_frames
 
 # The densest frame is the one nearest to its NEIGHBOURS-th nearest other frame.
 NEIGHBOURS = 8
+
+# trim_padding: auto finds Whisper's padding from a template made of this many files.
+PADDING_SAMPLE = 128
+
+
+def padding_sample(embeddings, n=PADDING_SAMPLE):
+    """The files the padding template is made of: the n whose ids hash lowest (crc32, salted
+    apart from the shards'), in id order, so that added files seldom change the sample."""
+    ranked = sorted(embeddings, key=lambda row: (zlib.crc32(b"padding:" + row.id.encode()), row.id))
+    return sorted(ranked[:n], key=lambda row: row.id)
 
 
 def densest(frames, neighbours=NEIGHBOURS):

@@ -116,7 +116,7 @@ def palette(n):
 
 
 def describe(settings):
-    """A title that states the settings, from the parsed path names (see settings.py)."""
+    """A title that states the settings, from the parsed path names (see paths.py)."""
     lines = [f"{settings['dataset']}"]
     pooling = settings.get("pooling")
     if pooling:
@@ -530,7 +530,7 @@ def draw_result(clusters, layouts, settings, plots, sizes_paths, tree_paths=None
     """Every figure of one result, in one process: the layout plot on each of `layouts`
     ({slug: 2-D array}) to `plots` ({slug: (png, svg)}), the cluster sizes to
     `sizes_paths` (png, svg) and, given `tree_paths`, HDBSCAN's condensed tree."""
-    from settings import parse_layout
+    from paths import parse_layout
 
     labels = clusters["labels"]
     for slug, layout in layouts.items():

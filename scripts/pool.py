@@ -322,7 +322,7 @@ def main(snakemake, log):
     info = pool_files(paths, params["method"], params["frames"], snakemake.output.matrix, log, keep_frames, template)
     write_ids(ids, paths, snakemake.output.ids)
     # The manifests pooled, by digest: a start that finds the manifest changed since (a
-    # file added while this job ran) pools the shard again (settings.check_shards).
+    # file added while this job ran) pools the shard again (manifests.check_shards).
     # Written last, and whole, so a record is there only for a finished shard.
     record = dict(info, method=params["method"], files=len(paths), manifest_sha256=digest, audio_manifest_sha256=audio_digest)
     with open(f"{snakemake.output.info}.partial", "w") as f:

@@ -12,6 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests/slurm"))
+sys.path.insert(0, str(REPO / "workflow"))  # snakemake_exit, beside the Snakefile
 from slurm_cluster import APT_GET  # noqa: E402,F401  (the apt-get every fixture that installs runs)
 
 # Fewer pooling jobs than the default 8 on tiny test data: each job is a new Python

@@ -399,11 +399,11 @@ def test_title_states_the_settings():
 
 
 def test_titles_state_trimmed_pooling():
-    import settings
+    import paths
 
-    title = plot.describe({"dataset": "d", "pooling": settings.parse_pooling("mean-trim50")})
+    title = plot.describe({"dataset": "d", "pooling": paths.parse_pooling("mean-trim50")})
     assert title == "d: mean pooling of the audio's frames (50/s)"
-    assert plot.describe({"dataset": "d", "pooling": settings.parse_pooling("mean")}) == "d: mean pooling"
+    assert plot.describe({"dataset": "d", "pooling": paths.parse_pooling("mean")}) == "d: mean pooling"
 
 
 def small_map(n=1000, clusters=3, seed=0, **kw):

@@ -472,7 +472,7 @@ def test_trim_padding_pools_only_the_audio_frames(workflow, tmp_path):
 
 
 def test_added_files_repool_only_their_shards(workflow, blobs):
-    import settings
+    import manifests
 
     directory, truth = blobs
     args = ["--config", f"embedding_dir={directory}", "plot=none", "pool_shards=8"]
@@ -483,7 +483,7 @@ def test_added_files_repool_only_their_shards(workflow, blobs):
     new = [f"new{i}" for i in range(3)]
     for clip in new:
         np.save(directory / f"{clip}.npy", rng.normal(size=(4, 64)).astype(np.float32))
-    touched = {f"{settings.shard_of(clip, 8)}-of-8" for clip in new}
+    touched = {f"{manifests.shard_of(clip, 8)}-of-8" for clip in new}
     run = workflow.run(*args)
     assert run.jobs["pool"] == len(touched) < 8 and run.jobs["merge_pool"] == 1
     after = {p.name: p.stat().st_mtime_ns for p in shard_files.iterdir()}
@@ -495,7 +495,7 @@ def test_added_files_repool_only_their_shards(workflow, blobs):
     (directory / "new0.npy").unlink()
     run = workflow.run(*args)
     assert run.jobs["pool"] == 1 and run.jobs["merge_pool"] == 1
-    assert (shard_files / f"{settings.shard_of('new0', 8)}-of-8.ids.tsv").stat().st_mtime_ns > after[f"{settings.shard_of('new0', 8)}-of-8.ids.tsv"]
+    assert (shard_files / f"{manifests.shard_of('new0', 8)}-of-8.ids.tsv").stat().st_mtime_ns > after[f"{manifests.shard_of('new0', 8)}-of-8.ids.tsv"]
 
 
 def test_nested_folders_and_file_names_snakemake_would_rewrite(workflow, tmp_path):
@@ -569,9 +569,9 @@ def test_assign_new_clips_to_an_existing_result(workflow, blobs, tmp_path):
         fresh[f"fresh{j}"] = truth[clip]
     args = ["--config", f"embedding_dir={directory}", "plot=none", f"assign_dir={new}"]
     run = workflow.run(*args)
-    import settings
+    import manifests
 
-    shards = {settings.shard_of(clip, 2) for clip in copied + list(fresh)}
+    shards = {manifests.shard_of(clip, 2) for clip in copied + list(fresh)}
     assert run.jobs["assign"] == 1 and run.jobs["pool_assign"] == len(shards)
     assert f"embclust assign: {len(copied)} of {len(copied) + 3} new clips have ids already in the clustering" in run.stderr
     assigned = workflow.root / DEFAULT_RESULT / "assigned/new"

@@ -19,7 +19,7 @@ use rule pool as pool_assign with:
         mem_mb=lambda wc: 1024 + 32 * int(assign_shard_mb(wc) / len(ASSIGN_SHARDS[wc.shard]) + 1),
         runtime=lambda wc: 10 + int(assign_shard_mb(wc) / 3000),
     params:
-        pooling=lambda wildcards: settings.parse_pooling(wildcards.pooling),
+        pooling=lambda wildcards: paths.parse_pooling(wildcards.pooling),
         manifests=lambda wildcards: manifest_digests(
             ASSIGN_MANIFEST.format(name=wildcards.name, shard=wildcards.shard), assign_shard_audio(wildcards)
         ),
@@ -37,7 +37,7 @@ rule assign:
     log:
         log_path("assign", "target", "name"),
     wildcard_constraints:
-        target=f"best|(?:{settings.WILDCARD_PATTERNS['pooling']})/(?:{settings.WILDCARD_PATTERNS['reducer']})/(?:{settings.WILDCARD_PATTERNS['clusterer']})",
+        target=f"best|(?:{paths.WILDCARD_PATTERNS['pooling']})/(?:{paths.WILDCARD_PATTERNS['reducer']})/(?:{paths.WILDCARD_PATTERNS['clusterer']})",
         name=r"[A-Za-z0-9._-]+",
     conda:
         "../../environment.yml"

@@ -3,7 +3,8 @@ rule cluster:
         matrix=reduced_matrix,
         graph=neighbour_graph,
         pooled=auto_k_matrix,
-        cosine=cosine_checked(lambda wc: settings.parse_clusterer(wc.clusterer)["metric"]),
+        cosine=cosine_checked(lambda wc: paths.parse_clusterer(wc.clusterer)["metric"]),
+        code=shared_code("paths"),
     output:
         clusters=CLUSTERS,
     log:
@@ -17,6 +18,6 @@ rule cluster:
         mem_mb=lambda wc, input: 2048 + 10 * int(input.size_mb),
         runtime=lambda wc, input: 30 + int(input.size_mb / 10),
     params:
-        clusterer=lambda wildcards: settings.parse_clusterer(wildcards.clusterer),
+        clusterer=lambda wildcards: paths.parse_clusterer(wildcards.clusterer),
     script:
         "../../scripts/cluster.py"

@@ -1,5 +1,6 @@
-# Config validation, sweeps and path templates. Slugs come from scripts/settings.py,
-# the one place that maps settings to paths and back.
+# Config validation, sweeps and path templates. Slugs come from scripts/paths.py, the one
+# place that maps settings to paths and back; the config from scripts/configuration.py and
+# auto_settings.py; the input files and their manifests from scripts/inputs.py and manifests.py.
 import json
 import os
 import sys
@@ -13,49 +14,64 @@ EMBCLUST_DIR = os.path.dirname(os.path.dirname(workflow.current_basedir.get_path
 if not os.path.isdir(os.path.join(EMBCLUST_DIR, "scripts")):
     sys.exit(f"embclust: the workflow must be a local folder (a clone) to run; {EMBCLUST_DIR} is not one")
 sys.path.insert(0, os.path.join(EMBCLUST_DIR, "scripts"))
-import settings
+sys.path.insert(0, os.path.join(EMBCLUST_DIR, "workflow"))
+import auto_settings
+import configuration
+import inputs
+import manifests
+import paths
 import pool
-from _stage import InputError, manifest_digest
+from _stage import InputError, manifest_digest, read_manifest
+from snakemake_exit import finish_quickly
 
 
 def _say(note):
     print(f"embclust: {note}", file=sys.stderr)
 
 
-SCHEMA = settings.load_schema(os.path.join(EMBCLUST_DIR, "workflow/schemas/config.schema.yaml"))
+def shared_code(*modules):
+    """scripts/<module>.py for each module, as inputs of the rules whose scripts import them.
+
+    Snakemake reruns a `script:` rule when its script is newer than the outputs, but not
+    when a module the script imports changes: as an input, the module counts as the script
+    does. tests/test_settings.py checks that each rule names the modules its script imports."""
+    return [os.path.join(EMBCLUST_DIR, "scripts", f"{module}.py") for module in modules]
+
+
+SCHEMA = configuration.load_schema(os.path.join(EMBCLUST_DIR, "workflow/schemas/config.schema.yaml"))
 
 try:
-    _validated = settings.validate(config, SCHEMA)
+    _validated = configuration.validate(config, SCHEMA)
     # The demo (the default embedding_dir) is in this folder, also when the working directory is another project's.
-    settings.find_in_workflow(_validated, EMBCLUST_DIR, _say if workflow.is_main_process else lambda note: None)
-    settings.check_paths(_validated)
-    settings.check_snakemake_paths(_validated)
-    COMBOS = settings.combinations(_validated, SCHEMA)
+    configuration.find_in_workflow(_validated, EMBCLUST_DIR, _say if workflow.is_main_process else lambda note: None)
+    inputs.check_paths(_validated)
+    configuration.check_snakemake_paths(_validated)
+    COMBOS = configuration.combinations(_validated, SCHEMA)
     OUT = f"{_validated['output_dir']}/{_validated['dataset']}"
-    # Each pool job's files, in a manifest per shard (scripts/settings.py), listed and
+    # Each pool job's files, in a manifest per shard (scripts/manifests.py), listed and
     # written once by the main process. A job that parses this file again (on a
     # cluster node) reads the manifests instead of listing every file.
     MANIFESTS = f"{OUT}/pooled/files"
     # The files trim_padding: auto makes Whisper's padding template of (scripts/padding.py).
     PADDING_SAMPLE = f"{OUT}/pooled/padding-sample.tsv"
     if workflow.is_main_process:
-        SHARDS, AUDIO = settings.prepare_inputs(_validated, COMBOS, MANIFESTS, _say)
+        SHARDS, AUDIO = manifests.prepare_inputs(_validated, COMBOS, MANIFESTS, _say)
     else:
-        SHARDS, AUDIO = settings.read_manifests(MANIFESTS)
+        SHARDS, AUDIO = manifests.read_manifests(MANIFESTS)
     # reduce: auto and reduce_dim: auto depend on the number of files; pooling: auto and
     # trim_padding: auto on whether they look like Whisper's padded outputs.
-    WHISPER_SHAPED = settings.whisper_shaped(SHARDS, pool.header_problem)
-    COMBOS = settings.resolve_auto(COMBOS, sum(len(rows) for rows in SHARDS.values()), WHISPER_SHAPED)
+    WHISPER_SHAPED = auto_settings.whisper_shaped(SHARDS, pool.header_problem)
+    COMBOS = auto_settings.resolve_auto(COMBOS, sum(len(rows) for rows in SHARDS.values()), WHISPER_SHAPED)
     if workflow.is_main_process:
         if any(s["detect_padding"] for s in COMBOS):
-            settings.write_padding_sample(PADDING_SAMPLE, [row for rows in SHARDS.values() for row in rows])
+            manifests.write_padding_sample(PADDING_SAMPLE, [row for rows in SHARDS.values() for row in rows])
         # Every file's header, before any job runs, so that all bad files are named in
         # one line (the pool jobs, one per shard, would each name only their own). The
         # files of a shard pooled from its current manifest were read by its pool job:
         # only the first one's header is read again, for the shard's width. A shard
         # pooled from another manifest (rewritten while it pooled) is pooled again.
-        _shard_dirs = sorted({f"{OUT}/pooled/{settings.pooling_slug(s)}.shards" for s in COMBOS})
-        _pooled, _stale = settings.check_shards(SHARDS, MANIFESTS, _shard_dirs)
+        _shard_dirs = sorted({f"{OUT}/pooled/{paths.pooling_slug(s)}.shards" for s in COMBOS})
+        _pooled, _stale = manifests.check_shards(SHARDS, MANIFESTS, _shard_dirs)
         if _stale:
             _say(
                 f"pooling again {len(_stale)} shards whose manifest changed while they were pooled: {', '.join(_stale)}"
@@ -68,30 +84,30 @@ try:
         )
     # New clips to place into an existing result (workflow/rules/assign.smk): their own
     # manifests, one per shard, as for embedding_dir.
-    ASSIGN_TO = settings.assign_result(_validated, OUT, COMBOS, SCHEMA)
+    ASSIGN_TO = configuration.assign_result(_validated, OUT, COMBOS, SCHEMA)
     ASSIGN_SHARDS, ASSIGN_AUDIO = {}, {}
     if ASSIGN_TO is not None:
         ASSIGN_ROOT = f"{OUT}/assigned/{_validated['assign_name']}"
         if workflow.is_main_process:
-            ASSIGN_SHARDS, ASSIGN_AUDIO = settings.prepare_assign(
+            ASSIGN_SHARDS, ASSIGN_AUDIO = manifests.prepare_assign(
                 _validated, f"{ASSIGN_ROOT}/files", _width, _say, pool.check_files
             )
-            _dirs = sorted({f"{ASSIGN_ROOT}/pooled/{settings.pooling_slug(s)}.shards" for s in COMBOS})
-            _stale = settings.check_shards(ASSIGN_SHARDS, f"{ASSIGN_ROOT}/files", _dirs)[1]
+            _dirs = sorted({f"{ASSIGN_ROOT}/pooled/{paths.pooling_slug(s)}.shards" for s in COMBOS})
+            _stale = manifests.check_shards(ASSIGN_SHARDS, f"{ASSIGN_ROOT}/files", _dirs)[1]
             if _stale:
                 _say(f"pooling again {len(_stale)} assign_dir shards whose manifest changed while they were pooled")
         else:
-            ASSIGN_SHARDS, ASSIGN_AUDIO = settings.read_manifests(f"{ASSIGN_ROOT}/files")
-except (settings.ConfigError, InputError) as e:
+            ASSIGN_SHARDS, ASSIGN_AUDIO = manifests.read_manifests(f"{ASSIGN_ROOT}/files")
+except (configuration.ConfigError, InputError) as e:
     sys.exit(f"embclust: {e}")
 except OSError as e:  # permissions, a read-only file system, a full disk: one line, no traceback
-    sys.exit(f"embclust: {settings.os_error_line(e)}")
+    sys.exit(f"embclust: {manifests.os_error_line(e)}")
 config.update(_validated)
 
-TARGETS = settings.targets(OUT, COMBOS)
+TARGETS = paths.targets(OUT, COMBOS)
 if ASSIGN_TO is not None:
-    TARGETS += settings.assign_targets(OUT, ASSIGN_TO, config["assign_name"])
-RESULTS = settings.results(OUT, COMBOS)
+    TARGETS += paths.assign_targets(OUT, ASSIGN_TO, config["assign_name"])
+RESULTS = paths.results(OUT, COMBOS)
 
 POOLED = f"{OUT}/pooled/{{pooling}}.npy"
 POOLED_IDS = f"{OUT}/pooled/{{pooling}}.ids.tsv"
@@ -122,11 +138,11 @@ def log_path(stage, *wildcard_names):
 
 
 wildcard_constraints:
-    pooling=settings.WILDCARD_PATTERNS["pooling"],
-    reducer=settings.WILDCARD_PATTERNS["reducer"],
-    clusterer=settings.WILDCARD_PATTERNS["clusterer"],
-    layout=settings.WILDCARD_PATTERNS["layout"],
-    neighbours=settings.WILDCARD_PATTERNS["neighbours"],
+    pooling=paths.WILDCARD_PATTERNS["pooling"],
+    reducer=paths.WILDCARD_PATTERNS["reducer"],
+    clusterer=paths.WILDCARD_PATTERNS["clusterer"],
+    layout=paths.WILDCARD_PATTERNS["layout"],
+    neighbours=paths.WILDCARD_PATTERNS["neighbours"],
     shard=r"\d+-of-\d+",
 
 
@@ -149,17 +165,19 @@ def reduced_matrix(wildcards):
 
 
 # Above a size, the neighbour graph is searched approximately (neighbour_search).
-APPROXIMATE_SEARCH = settings.approximate_search(config["neighbour_search"], sum(len(rows) for rows in SHARDS.values()))
+APPROXIMATE_SEARCH = auto_settings.approximate_search(
+    config["neighbour_search"], sum(len(rows) for rows in SHARDS.values())
+)
 
 
 def neighbours_file(wildcards, metric, needed):
-    slug = settings.neighbours_slug(metric, needed, APPROXIMATE_SEARCH)
+    slug = paths.neighbours_slug(metric, needed, APPROXIMATE_SEARCH)
     return NEIGHBOURS.format(pooling=wildcards.pooling, reducer=wildcards.reducer, neighbours=slug)
 
 
 def neighbour_graph(wildcards):
     """HDBSCAN's neighbour graph; spectral clustering needs none."""
-    clusterer = settings.parse_clusterer(wildcards.clusterer)
+    clusterer = paths.parse_clusterer(wildcards.clusterer)
     if clusterer["algorithm"] != "hdbscan":
         return []
     return neighbours_file(wildcards, clusterer["metric"], clusterer["min_samples"])
@@ -168,7 +186,7 @@ def neighbour_graph(wildcards):
 def auto_k_matrix(wildcards):
     """The pooled matrix, which spectral n_clusters=auto reads k from; reduce=none
     clusters that matrix itself (reduced_matrix), so needs no second input."""
-    clusterer = settings.parse_clusterer(wildcards.clusterer)
+    clusterer = paths.parse_clusterer(wildcards.clusterer)
     if clusterer["algorithm"] != "spectral" or clusterer["n_clusters"] != "auto" or wildcards.reducer == "none":
         return []
     return POOLED.format(pooling=wildcards.pooling)
@@ -176,10 +194,10 @@ def auto_k_matrix(wildcards):
 
 def layout_graph(wildcards):
     """UMAP's neighbours; a PCA layout needs none."""
-    layout = settings.parse_layout(wildcards.layout)
+    layout = paths.parse_layout(wildcards.layout)
     if layout["method"] != "umap":
         return []
-    return neighbours_file(wildcards, layout["metric"], settings.UMAP_NEIGHBOURS)
+    return neighbours_file(wildcards, layout["metric"], paths.UMAP_NEIGHBOURS)
 
 
 MANIFEST = f"{MANIFESTS}/{{shard}}.tsv"
@@ -187,14 +205,14 @@ MANIFEST = f"{MANIFESTS}/{{shard}}.tsv"
 
 def shard_audio(wildcards):
     """The manifest of the shard's wav files when this pooling trims padding by audio duration."""
-    if not settings.parse_pooling(wildcards.pooling)["frames_per_second"]:
+    if not paths.parse_pooling(wildcards.pooling)["frames_per_second"]:
         return []
-    return f"{MANIFESTS}/{wildcards.shard}{settings.AUDIO_SUFFIX}.tsv"
+    return f"{MANIFESTS}/{wildcards.shard}{manifests.AUDIO_SUFFIX}.tsv"
 
 
 def padding_template(wildcards):
     """The padding template, when this pooling finds Whisper's padding in the frames."""
-    return PADDING_TEMPLATE if settings.parse_pooling(wildcards.pooling)["detect"] else []
+    return PADDING_TEMPLATE if paths.parse_pooling(wildcards.pooling)["detect"] else []
 
 
 def manifest_digests(files, audio):
@@ -241,7 +259,7 @@ VARIANCE_SVG = f"{OUT}/{{pooling}}/{{reducer}}/variance.svg"
 MAP = f"{RESULT}/map-{{layout}}.html"
 # Every 2-D layout of the run. A result is drawn on each (its figures are one job): with
 # a sweep over metric and plot=umap, on every metric's UMAP of its reduction.
-LAYOUTS = settings.run_layouts(COMBOS)
+LAYOUTS = paths.run_layouts(COMBOS)
 
 
 def figure_outputs(tree):
@@ -276,10 +294,10 @@ def figure_outputs(tree):
 def figure_settings(wildcards):
     """The settings a figure's title states, parsed from the wildcards it has."""
     parse = {
-        "pooling": settings.parse_pooling,
-        "reducer": settings.parse_reducer,
-        "clusterer": settings.parse_clusterer,
-        "layout": settings.parse_layout,
+        "pooling": paths.parse_pooling,
+        "reducer": paths.parse_reducer,
+        "clusterer": paths.parse_clusterer,
+        "layout": paths.parse_layout,
     }
     out = {"dataset": config["dataset"]}
     out.update({k: parse[k](v) for k, v in wildcards.items() if k in parse})
@@ -306,7 +324,7 @@ def reduce_summary(wildcards):
 def result_layouts(wildcards):
     """The 2-D layouts drawn for a result (plot can be swept), for its methods paragraph."""
     directory = RESULT.format(**wildcards)
-    slugs = {settings.layout_slug(s) for s in COMBOS if settings.result_dir(OUT, s) == directory}
+    slugs = {paths.layout_slug(s) for s in COMBOS if paths.result_dir(OUT, s) == directory}
     return sorted(slugs - {None})
 
 
@@ -318,10 +336,10 @@ ASSIGNED = f"{OUT}/{{target}}/assigned/{{name}}"
 
 
 def assign_shard_audio(wildcards):
-    if not settings.parse_pooling(wildcards.pooling)["frames_per_second"]:
+    if not paths.parse_pooling(wildcards.pooling)["frames_per_second"]:
         return []
     return ASSIGN_MANIFEST.format(name=wildcards.name, shard=wildcards.shard).replace(
-        ".tsv", f"{settings.AUDIO_SUFFIX}.tsv"
+        ".tsv", f"{manifests.AUDIO_SUFFIX}.tsv"
     )
 
 
@@ -353,9 +371,9 @@ def assign_inputs(wildcards):
     }
     if reducer != "none":
         out["fitted"] = REDUCER.format(pooling=pooling, reducer=reducer)
-    if settings.parse_reducer(reducer)["method"] == "umap":
+    if paths.parse_reducer(reducer)["method"] == "umap":
         out["pooled"] = POOLED.format(pooling=pooling)
-    method = settings.parse_clusterer(clusterer)
+    method = paths.parse_clusterer(clusterer)
     if method["algorithm"] == "hdbscan":
         out["graph"] = neighbours_file(parts, method["metric"], method["min_samples"])
     if wildcards.target == "best":
@@ -367,9 +385,9 @@ def assigned_settings(wildcards):
     name = assigned_result(wildcards)
     pooling, reducer, clusterer = name.split("/")
     return {
-        "pooling": settings.parse_pooling(pooling),
-        "reducer": settings.parse_reducer(reducer),
-        "clusterer": settings.parse_clusterer(clusterer),
+        "pooling": paths.parse_pooling(pooling),
+        "reducer": paths.parse_reducer(reducer),
+        "clusterer": paths.parse_clusterer(clusterer),
     }
 
 

@@ -19,7 +19,7 @@ rule export:
         mem_mb=lambda wc, input: 1024 + 3 * int(input.size_mb),
         runtime=lambda wc, input: 10 + int(input.size_mb / 10),
     params:
-        metric=lambda wildcards: settings.parse_clusterer(wildcards.clusterer)["metric"],
+        metric=lambda wildcards: paths.parse_clusterer(wildcards.clusterer)["metric"],
         # A param, not part of the path: changing it rewrites only the JSONs.
         soft_top_k=config["soft_top_k"],
     script:

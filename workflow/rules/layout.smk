@@ -2,7 +2,8 @@ rule layout:
     input:
         matrix=reduced_matrix,
         graph=layout_graph,
-        cosine=cosine_checked(lambda wc: settings.parse_layout(wc.layout).get("metric")),
+        cosine=cosine_checked(lambda wc: paths.parse_layout(wc.layout).get("metric")),
+        code=shared_code("paths"),
     output:
         layout=LAYOUT,
     log:
@@ -15,6 +16,6 @@ rule layout:
         mem_mb=lambda wc, input: 2048 + 8 * int(input.size_mb),
         runtime=lambda wc, input: 20 + int(input.size_mb / 20),
     params:
-        layout=lambda wildcards: settings.parse_layout(wildcards.layout),
+        layout=lambda wildcards: paths.parse_layout(wildcards.layout),
     script:
         "../../scripts/layout.py"

@@ -22,7 +22,7 @@ rule metrics:
         mem_mb=lambda wc, input: 2048 + 4 * int(input.size_mb),
         runtime=lambda wc, input: 10 + int(input.size_mb / 10),
     params:
-        clusterer=lambda wildcards: settings.parse_clusterer(wildcards.clusterer),
+        clusterer=lambda wildcards: paths.parse_clusterer(wildcards.clusterer),
     script:
         "../../scripts/metrics.py"
 
@@ -34,6 +34,7 @@ rule provenance:
         frames=POOLED_FRAMES,
         clusters=CLUSTERS,
         reduce=reduce_summary,
+        code=shared_code("paths"),
     output:
         provenance=PROVENANCE,
         # A paragraph for a paper: every step with its settings, versions, seed and references.

@@ -1,7 +1,7 @@
 rule neighbours:
     input:
         matrix=reduced_matrix,
-        cosine=cosine_checked(lambda wc: settings.parse_neighbours(wc.neighbours)["metric"]),
+        cosine=cosine_checked(lambda wc: paths.parse_neighbours(wc.neighbours)["metric"]),
     output:
         graph=NEIGHBOURS,
     log:
@@ -15,6 +15,6 @@ rule neighbours:
         mem_mb=lambda wc, input: 2048 + 20 * int(input.size_mb),
         runtime=lambda wc, input: 20 + int(input.size_mb / 5),
     params:
-        graph=lambda wildcards: settings.parse_neighbours(wildcards.neighbours),
+        graph=lambda wildcards: paths.parse_neighbours(wildcards.neighbours),
     script:
         "../../scripts/neighbours.py"

@@ -8,7 +8,7 @@ rule figures:
         clusters=CLUSTERS,
         layouts=expand(LAYOUT, layout=LAYOUTS, allow_missing=True),
         # plot.py takes the selected clusters from export.py: a change there redraws the trees.
-        code=os.path.join(EMBCLUST_DIR, "scripts", "export.py"),
+        code=shared_code("export", "paths"),
     output:
         *figure_outputs(tree=True)[0],
         **figure_outputs(tree=True)[1],
@@ -45,6 +45,7 @@ use rule figures as figures_spectral with:
 rule variance:
     input:
         summary=REDUCE_SUMMARY,
+        code=shared_code("paths"),
     output:
         png=report(
             VARIANCE_PNG,
@@ -78,6 +79,7 @@ rule variance:
 rule eigengap:
     input:
         clusters=CLUSTERS,
+        code=shared_code("paths"),
     output:
         png=report(
             f"{RESULT}/eigengap.png",

@@ -14,7 +14,7 @@ rule padding:
     threads: 1
     resources:
         # The sample (128 files) held whole, as stored.
-        mem_mb=lambda wc, input: 1024 + 2 * int(sum(row[2] for row in settings.read_manifest(input.sample)) / 2**20),
+        mem_mb=lambda wc, input: 1024 + 2 * int(sum(row[2] for row in read_manifest(input.sample)) / 2**20),
         runtime=30,
     params:
         # The sample's manifest as this start wrote it: see the pool rule's manifests.
@@ -43,11 +43,11 @@ rule pool:
         mem_mb=lambda wc: 1024 + 32 * int(shard_mb(wc) / len(SHARDS[wc.shard]) + 1),
         runtime=lambda wc: 10 + int(shard_mb(wc) / 3000),
     params:
-        pooling=lambda wildcards: settings.parse_pooling(wildcards.pooling),
+        pooling=lambda wildcards: paths.parse_pooling(wildcards.pooling),
         # The digests of the manifests as this start wrote them. A shard pooled from a
         # manifest rewritten while it ran (a start meanwhile) is newer than it, and
         # Snakemake checksums the manifest only when the job ends: the changed params
-        # are what pools it again (scripts/settings.py, check_shards).
+        # are what pools it again (scripts/manifests.py, check_shards).
         # (From the wildcards: Snakemake leaves params derived from the input out of its check.)
         manifests=lambda wildcards: manifest_digests(MANIFEST.format(shard=wildcards.shard), shard_audio(wildcards)),
     script:

@@ -4,7 +4,7 @@ import reduce as reduce_stage
 rule reduce:
     input:
         matrix=POOLED,
-        cosine=cosine_checked(lambda wc: settings.parse_reducer(wc.reducer).get("metric")),
+        cosine=cosine_checked(lambda wc: paths.parse_reducer(wc.reducer).get("metric")),
     output:
         matrix=REDUCED,
         summary=REDUCE_SUMMARY,
@@ -22,6 +22,6 @@ rule reduce:
         mem_mb=lambda wc, input: reduce_stage.mem_mb(input.matrix, input.size_mb, wc.reducer),
         runtime=lambda wc, input: 20 + int(input.size_mb / 20),
     params:
-        reducer=lambda wildcards: settings.parse_reducer(wildcards.reducer),
+        reducer=lambda wildcards: paths.parse_reducer(wildcards.reducer),
     script:
         "../../scripts/reduce.py"
