@@ -16,8 +16,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 from _stage import InputError
-from neighbours import first_per_group, nearest_outside, neighbour_graph, prepare
-from paths import neighbour_count
+from neighbours import first_per_group, nearest_outside, neighbour_count, neighbour_graph, prepare
 
 # Spectral clustering: neighbours in the affinity graph, also used for soft memberships.
 SPECTRAL_NEIGHBOURS = 10

@@ -16,8 +16,9 @@ round."""
 import warnings
 
 import numpy as np
-from paths import UMAP_NEIGHBOURS
 
+# Neighbours of each point in a UMAP layout; they come from the same graph.
+UMAP_NEIGHBOURS = 15
 # UMAP lays out at most this many files; above, a sample, and the rest are placed.
 SAMPLE_SIZE = 100_000
 

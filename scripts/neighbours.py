@@ -7,7 +7,7 @@ at 50k points instead of a new neighbour search).
 Exact search (neighbour_search: exact, and auto up to auto_settings.EXACT_SEARCH_MAX
 files, 200,000):
 - The exact K nearest neighbours of every point (K = 32, or the next multiple
-  of 32 that min_samples needs: paths.neighbour_count), by brute force with
+  of 32 that min_samples needs: neighbour_count), by brute force with
   BLAS: exact, and in 50 dimensions faster than trees.
 - Edges between the connected components of that K-NN graph. For a pair of
   points that are not among each other's K nearest neighbours, the distance
@@ -37,6 +37,15 @@ from _stage import InputError
 
 # scipy.sparse is imported where it is used: `prepare`, which the export and metrics
 # stages take from here, needs only numpy.
+
+# The neighbours stage keeps this many nearest neighbours per point, or the next
+# multiple of it that min_samples needs, so nearby min_samples share one graph.
+NEIGHBOUR_STEP = 32
+
+
+def neighbour_count(min_samples):
+    return NEIGHBOUR_STEP * max(1, -(-min_samples // NEIGHBOUR_STEP))
+
 
 # Approximate search: each component is joined to the components with its nearest centroids ...
 CENTROID_NEIGHBOURS = 8

@@ -2,13 +2,15 @@
 it, and no others), their parsing, and the result and target paths of a run.
 
 A result's path names exactly the settings that made it, so this module is the single
-place that turns settings into path components and back. Stage scripts import it
-(parse_layout, neighbour_count, UMAP_NEIGHBOURS), so the rules that run them name it
-as an input (shared_code in workflow/rules/common.smk): a change here reruns them.
+place that turns settings into path components and back. The figures and provenance
+scripts import it (parse_layout), so the rules that run them name it as an input
+(shared_code in workflow/rules/common.smk): a change here reruns them.
 """
 
 import os
 import re
+
+from neighbours import neighbour_count
 
 
 SLUG_PATTERNS = {
@@ -49,22 +51,9 @@ def clusterer_slug(s):
     return f"spectral-k{s['n_clusters']}-{s['metric']}-s{s['seed']}"
 
 
-# The neighbours stage keeps this many nearest neighbours per point, or the next
-# multiple of it that min_samples needs, so nearby min_samples share one graph.
-NEIGHBOUR_STEP = 32
-
-
-def neighbour_count(min_samples):
-    return NEIGHBOUR_STEP * max(1, -(-min_samples // NEIGHBOUR_STEP))
-
-
 def neighbours_slug(metric, needed, approximate=False):
     """The neighbour graph (scripts/neighbours.py) with at least `needed` neighbours per point."""
     return f"{metric}-k{neighbour_count(needed)}" + ("-approx" if approximate else "")
-
-
-# Neighbours of each point in a UMAP layout; they come from the same graph.
-UMAP_NEIGHBOURS = 15
 
 
 def parse_neighbours(slug):

@@ -273,7 +273,7 @@ def reduction_sentence(r, width, seed_words, cited):
 def clustering_sentences(s, n_items, n_clusters_used, seed_words, cited, no_gap=False):
     from cluster import AUTO_K_DIMS, AUTO_K_NEIGHBOURS, AUTO_K_SCALE_NEIGHBOUR, EIGENGAP_MAX_K, SPECTRAL_NEIGHBOURS
     from neighbours import BOUNDARY_POINTS, CENTROID_NEIGHBOURS
-    from paths import neighbour_count
+    from neighbours import neighbour_count
 
     metric = METRIC_WORDS[s["metric"]]
     if s["algorithm"] == "hdbscan":
@@ -336,7 +336,7 @@ def clustering_sentences(s, n_items, n_clusters_used, seed_words, cited, no_gap=
 
 def layout_sentence(layouts, seed_words, cited, n_items=0, graph="exact"):
     from layout import SAMPLE_SIZE
-    from paths import UMAP_NEIGHBOURS
+    from layout import UMAP_NEIGHBOURS
 
     parts = []
     for layout in layouts:

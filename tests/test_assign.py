@@ -9,7 +9,7 @@ from assign import NearestTraining, hdbscan_assign, place_umap, vote_assign
 from cluster import SPECTRAL_NEIGHBOURS, hdbscan_clusters, spectral_clusters
 from hdbscan.prediction import approximate_predict, approximate_predict_scores, membership_vector
 from neighbours import neighbour_graph
-from paths import neighbour_count
+from neighbours import neighbour_count
 from test_export import clusters_of_many_sizes
 
 

@@ -279,7 +279,7 @@ def test_hdbscan_runs_without_importing_scikit_learn(tmp_path):
     import sys
 
     from neighbours import neighbour_graph
-    from paths import neighbour_count
+    from neighbours import neighbour_count
 
     x, _ = blobs()
     np.save(tmp_path / "x.npy", x)

@@ -4,7 +4,6 @@ rule cluster:
         graph=neighbour_graph,
         pooled=auto_k_matrix,
         cosine=cosine_checked(lambda wc: paths.parse_clusterer(wc.clusterer)["metric"]),
-        code=shared_code("paths"),
     output:
         clusters=CLUSTERS,
     log:

@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.join(EMBCLUST_DIR, "workflow"))
 import auto_settings
 import configuration
 import inputs
+import layout as layout_stage
 import manifests
 import paths
 import pool
@@ -197,7 +198,7 @@ def layout_graph(wildcards):
     layout = paths.parse_layout(wildcards.layout)
     if layout["method"] != "umap":
         return []
-    return neighbours_file(wildcards, layout["metric"], paths.UMAP_NEIGHBOURS)
+    return neighbours_file(wildcards, layout["metric"], layout_stage.UMAP_NEIGHBOURS)
 
 
 MANIFEST = f"{MANIFESTS}/{{shard}}.tsv"

@@ -3,7 +3,6 @@ rule layout:
         matrix=reduced_matrix,
         graph=layout_graph,
         cosine=cosine_checked(lambda wc: paths.parse_layout(wc.layout).get("metric")),
-        code=shared_code("paths"),
     output:
         layout=LAYOUT,
     log:
