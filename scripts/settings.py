@@ -576,11 +576,27 @@ def check_apart(config):
             )
 
 
+# ---- cluster_names (issue 25): the map's exported names, read back ---------------------
+def cluster_names_files(config):
+    """The cluster_names files as a list (the key takes one path or a list, one per
+    result; scripts/names.py assigns each to the result its first line names)."""
+    value = config.get("cluster_names")
+    if value is None:
+        return []
+    return [str(p) for p in (value if isinstance(value, list) else [value])]
+
+
+# ---- end cluster_names ------------------------------------------------------------------
+
+
 def check_paths(config):
     check_apart(config)
     check_output_dir(config["output_dir"], config["dataset"])
     if config["labels"] is not None:
         check_labels(config["labels"])
+    for path in cluster_names_files(config):  # cluster_names (issue 25)
+        if not os.path.isfile(path):
+            raise ConfigError(f"cluster_names file '{path}' does not exist")
     if config["audio_dir"] is not None and not os.path.isdir(config["audio_dir"]):
         raise ConfigError(f"audio_dir '{config['audio_dir']}' does not exist or is not a directory")
     trims = config["trim_padding"] if isinstance(config["trim_padding"], list) else [config["trim_padding"]]

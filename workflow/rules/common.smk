@@ -15,6 +15,7 @@ if not os.path.isdir(os.path.join(EMBCLUST_DIR, "scripts")):
 sys.path.insert(0, os.path.join(EMBCLUST_DIR, "scripts"))
 import settings
 import pool
+import names
 from _stage import InputError, manifest_digest
 
 
@@ -92,6 +93,11 @@ TARGETS = settings.targets(OUT, COMBOS)
 if ASSIGN_TO is not None:
     TARGETS += settings.assign_targets(OUT, ASSIGN_TO, config["assign_name"])
 RESULTS = settings.results(OUT, COMBOS)
+# The cluster_names files, each for the result its first line names (scripts/names.py).
+try:
+    NAMES_FILES = names.by_result(settings.cluster_names_files(config), {r["name"] for r in RESULTS})
+except InputError as e:
+    sys.exit(f"embclust: {e}")
 
 POOLED = f"{OUT}/pooled/{{pooling}}.npy"
 POOLED_IDS = f"{OUT}/pooled/{{pooling}}.ids.tsv"
@@ -222,6 +228,17 @@ def result_settings(wildcards):
         labels=config["labels"],
         neighbour_graph="approximate" if APPROXIMATE_SEARCH else "exact",
     )
+
+
+def result_name(wildcards):
+    """The result's folder under OUT, as cluster_names files name it."""
+    return f"{wildcards.pooling}/{wildcards.reducer}/{wildcards.clusterer}"
+
+
+def cluster_names_file(wildcards):
+    """The result's cluster_names file, or nothing: only the figures, maps and hard JSON
+    read it, so a new name redraws those and nothing above them."""
+    return NAMES_FILES.get(result_name(wildcards)) or []
 
 
 def every_result(name):
@@ -413,6 +430,9 @@ def best_map_inputs(wildcards):
         ids=POOLED_IDS.format(pooling=chosen.pooling),
         labels=config["labels"] or [],
         palette=os.path.join(EMBCLUST_DIR, "scripts", "plot.py"),
+        names=cluster_names_file(chosen),
+        names_code=os.path.join(EMBCLUST_DIR, "scripts", "names.py"),
+        exemplars_code=os.path.join(EMBCLUST_DIR, "scripts", "export.py"),
         stability=f"{BEST}/clusters_hard.json",
     )
 

@@ -9,6 +9,10 @@ rule figures:
         layouts=expand(LAYOUT, layout=LAYOUTS, allow_missing=True),
         # plot.py takes the selected clusters from export.py: a change there redraws the trees.
         code=os.path.join(EMBCLUST_DIR, "scripts", "export.py"),
+        # The result's cluster names (cluster_names) label the clusters; names.py reads them.
+        names=cluster_names_file,
+        names_code=os.path.join(EMBCLUST_DIR, "scripts", "names.py"),
+        ids=POOLED_IDS,
     output:
         *figure_outputs(tree=True)[0],
         **figure_outputs(tree=True)[1],
@@ -27,6 +31,7 @@ rule figures:
     params:
         settings=figure_settings,
         layouts=LAYOUTS,
+        result=result_name,
     script:
         "../../scripts/plot.py"
 
