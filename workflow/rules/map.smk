@@ -11,6 +11,11 @@ rule map:
         labels=lambda wildcards: config["labels"] or [],
         # map.py takes its palette from plot.py: a change there redraws the maps.
         palette=os.path.join(EMBCLUST_DIR, "scripts", "plot.py"),
+        # The result's cluster names (cluster_names), and the code that reads them.
+        names=cluster_names_file,
+        names_code=os.path.join(EMBCLUST_DIR, "scripts", "names.py"),
+        # map.py finds HDBSCAN's exemplars (played first) with export.py's code.
+        exemplars_code=os.path.join(EMBCLUST_DIR, "scripts", "export.py"),
     output:
         map=report(
             MAP,
@@ -39,6 +44,8 @@ rule map:
         # in assign_dir redraw that map, not every map.
         audio=map_audio,
         assign_name=config["assign_name"],
+        # The result's folder, which the page's Export writes into cluster_names.csv.
+        result=result_name,
     script:
         "../../scripts/map.py"
 
@@ -63,3 +70,4 @@ use rule map as map_best with:
         settings=lambda wildcards: figure_settings(vars(best_wildcards(wildcards))),
         audio=lambda wildcards: map_audio(best_wildcards(wildcards)),
         selected_from=len(RESULTS),
+        result=lambda wildcards: result_name(best_wildcards(wildcards)),
