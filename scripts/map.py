@@ -250,6 +250,9 @@ def cluster_table(xy, labels, probabilities, stability=None):
     med_stability = None if stability is None else np.zeros(n_clusters, dtype=np.float32)
     for c in range(n_clusters):
         rows = order[bounds[c] : bounds[c + 1]]
+        if not len(rows):  # a cluster id with no files (never from HDBSCAN): no centre, no label
+            columns["x"][c] = columns["y"][c] = np.nan
+            continue
         columns["median_probability"][c] = np.median(probabilities[rows])
         columns["x"][c], columns["y"][c] = np.median(xy[rows], axis=0)
         (columns["x0"][c], columns["y0"][c]), (columns["x1"][c], columns["y1"][c]) = np.percentile(
@@ -352,14 +355,16 @@ def build(layout, labels, probabilities, outlier_scores, ids, columns, table, au
         layer = len(fig.data)
         fig.add_trace(go.Scattergl(mode="markers", name=plain(f"new clips: {new['name']} ({len(new['ids'])})"),
                                    hoverinfo="none", marker=dict(size=10, line=dict(width=2, color="black"))))
-    # The cluster chosen in the panel, its members outlined; empty until one is chosen.
+    # The cluster chosen in the panel, its members outlined; empty until one is chosen. Thin
+    # and grey, so that the black ring of the clip playing stands out among them.
     highlight = len(fig.data)
     fig.add_trace(go.Scattergl(x=[], y=[], mode="markers", name="chosen cluster", hoverinfo="skip", showlegend=False,
-                               marker=dict(symbol="circle-open", size=9, color="black", line=dict(width=1.5))))
-    # The ring around a searched-for file; empty until a search. WebGL, so it lies above
-    # the points (plotly stacks its WebGL canvas over its SVG layers).
+                               marker=dict(symbol="circle-open", size=9, color="rgba(0,0,0,0.45)", line=dict(width=1))))
+    # The ring around a searched-for or playing file; empty until one. WebGL, so it lies above
+    # the points (plotly stacks its WebGL canvas over its SVG layers); wide and thick, to
+    # show inside a dense cluster.
     fig.add_trace(go.Scattergl(x=[], y=[], mode="markers", name="search", hoverinfo="skip", showlegend=False,
-                               marker=dict(symbol="circle-open", size=20, color="black", line=dict(width=3))))
+                               marker=dict(symbol="circle-open", size=24, color="black", line=dict(width=4))))
     n = len(fig.data)
     menus = []
     if len(colourings) > 1:
@@ -539,7 +544,8 @@ function search() {
   if (i < 0) {
     status.textContent = 'no file with id ' + id;
     hide();
-    Plotly.restyle(gd, {x: [[]], y: [[]]}, [RING]);
+    ringed = -1;
+    Plotly.restyle(gd, {x: [[]], y: [[]]}, [RING]).then(placeLabels);
     return;
   }
   ring(i);
@@ -548,8 +554,8 @@ function search() {
     + (DRAWN && !DRAWN[i] ? ', not in the drawn sample: ringed' : '');
 }
 function ring(i) {
-  current = i;
-  return Plotly.restyle(gd, {x: [[X[i]]], y: [[Y[i]]]}, [RING]).then(function () { show(i); });
+  current = ringed = i;
+  return Plotly.restyle(gd, {x: [[X[i]]], y: [[Y[i]]]}, [RING]).then(function () { placeLabels(); show(i); });
 }
 
 // The least stable files (the selected result's map): a list to listen to first, and a
@@ -596,6 +602,7 @@ var MEDS = D.clusters.stability ? decode(D.clusters.stability) : null;
 var EX = D.exemplar ? decode(D.exemplar) : null;
 var DOUBTFUL = decode(D.doubtful);
 var current = -1;  // the file last ringed or played: what "tag clip" tags
+var ringed = -1;  // the file the ring is on
 
 // Names and tags live in this browser under the result's identity, so that reopening the
 // file (or another copy of the same result) keeps them; names from cluster_names come first.
@@ -834,17 +841,24 @@ var MAP_LABELS = 150, labelLayer = document.getElementById('labels'), showLabels
 function placeLabels() {
   var xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
   if (!xa || !xa.l2p || !showLabels.checked) { labelLayer.replaceChildren(); return; }
-  var boxes = [], made = [];
+  // The ringed clip's spot is kept free: a label over it would hide the ring.
+  var boxes = ringed >= 0 ? [[xa.l2p(X[ringed]) - 14, ya.l2p(Y[ringed]) - 14, xa.l2p(X[ringed]) + 14, ya.l2p(Y[ringed]) + 14]] : [];
+  var made = [];
   for (var k = 0; k < BY_SIZE.length && made.length < MAP_LABELS; k++) {
     var c = BY_SIZE[k], px = xa.l2p(CX[c]), py = ya.l2p(CY[c]);
     if (!(px >= 0 && py >= 0 && px <= xa._length && py <= ya._length)) continue;
     var text = NAMES[c] || String(c), big = k < 10, w = (big ? 7.5 : 6.5) * Math.min(text.length, 30) + 8, h = big ? 18 : 16;
-    var box = [px - w / 2, py - h / 2, px + w / 2, py + h / 2], free = true;
-    for (var j = 0; j < boxes.length && free; j++) {
-      var o = boxes[j];
-      free = box[2] < o[0] || box[0] > o[2] || box[3] < o[1] || box[1] > o[3];
+    // At the centre, or else just above or below it (clear of the ring), or not at all.
+    var box = null;
+    for (var s = 0; s < 3 && !box; s++) {
+      var cy = py + [0, -h - 6, h + 6][s], b = [px - w / 2, cy - h / 2, px + w / 2, cy + h / 2], free = true;
+      for (var j = 0; j < boxes.length && free; j++) {
+        var o = boxes[j];
+        free = b[2] < o[0] || b[0] > o[2] || b[3] < o[1] || b[1] > o[3];
+      }
+      if (free) box = b;
     }
-    if (!free) continue;
+    if (!box) continue;
     boxes.push(box);
     var el = document.createElement('span');
     el.className = 'maplabel' + (big ? ' big' : '') + (NAMES[c] ? ' named' : '');
