@@ -12,7 +12,8 @@ rule figures:
         # The result's cluster names (cluster_names) label the clusters; names.py reads them.
         names=cluster_names_file,
         names_code=os.path.join(EMBCLUST_DIR, "scripts", "names.py"),
-        ids=POOLED_IDS,
+        # The ids, to check that the names are this result's (only when it has names).
+        ids=lambda wildcards: POOLED_IDS.format(**wildcards) if cluster_names_file(wildcards) else [],
     output:
         *figure_outputs(tree=True)[0],
         **figure_outputs(tree=True)[1],
