@@ -577,3 +577,47 @@ def test_names_and_tags_made_in_the_map_flow_back_into_the_workflow(plots_run, p
         wf.run(*config)  # the shared run as the other tests expect it
     assert page.problems == [], page.problems
     assert page.external == [], page.external
+
+
+def test_the_panel_sorts_filters_and_zooms_and_names_and_tags_survive_a_reload(tmp_path, page):
+    n = 120
+    rng, labels, xy, ids = three_blobs(n, seed=2)
+    labels[:10] = 3  # a small fourth cluster, far away
+    xy[:10] = rng.normal(0, 0.5, size=(10, 2)) + (40, 40)
+    path = tmp_path / "map.html"
+    write_map(path, ids, xy, labels, result="mean/pca-50/hdbscan-mcs5-ms5-euclidean")
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready=yes]", timeout=20000)
+    assert [r[0] for r in panel_rows(page)][-1] == 3  # largest first: the small cluster last
+    page.click("#panel-head [data-key=size]")  # again: smallest first
+    assert [r[0] for r in panel_rows(page)][0] == 3
+
+    # Click: the map zooms to the cluster and outlines its files.
+    page.locator("#spacer .row[data-cluster='3']").click()
+    page.wait_for_function("document.getElementById('map')._fullLayout.xaxis.range[0] > 30")
+    outlined = page.evaluate("() => document.getElementById('map').data[document.getElementById('map').data.length - 2].x.length")
+    assert outlined == 10
+    page.fill("#cluster-name", "far away")
+    page.press("#cluster-name", "Enter")
+    # Typing filters by id or name.
+    page.fill("#filter", "far")
+    page.wait_for_function("document.getElementById('panel-count').textContent === '1 of 4 clusters'")
+    assert [tuple(r) for r in panel_rows(page)] == [(3, "far away", 10)]
+    page.fill("#filter", "")
+    page.wait_for_function("document.getElementById('panel-count').textContent === '4 of 4 clusters'")
+
+    # A lasso or box selection is tagged at once (plotly's selection event, as a drag would send it).
+    page.evaluate("""() => { const gd = document.getElementById('map');
+        const t = gd.data.findIndex(d => d.name.startsWith('cluster 3'));
+        gd.emit('plotly_selected', {points: [0, 1, 2].map(p => ({curveNumber: t, pointNumber: p}))}); }""")
+    page.fill("#tag", "bad audio")
+    page.click("#tag-selection")
+    page.wait_for_function("document.getElementById('status').textContent === 'tagged 3 clips bad audio'")
+    assert page.text_content("#tag-count") == "3 clips tagged"
+
+    page.reload()
+    page.wait_for_selector("body[data-ready=yes]", timeout=20000)
+    assert page.text_content("#tag-count") == "3 clips tagged"
+    assert (3, "far away", 10) in [tuple(r) for r in panel_rows(page)]
+    assert "far away" in page.evaluate("() => Array.from(document.querySelectorAll('#labels .maplabel')).map(e => e.textContent)")
+    assert page.problems == [], page.problems
