@@ -62,3 +62,16 @@ def test_each_file_goes_to_the_result_it_names(tmp_path):
         names.by_result([second], {RESULT})
     with pytest.raises(InputError, match="both name the clusters of"):
         names.by_result([first, exported(tmp_path, "1,z\n", name="again.csv")], {RESULT})
+
+
+def test_the_config_key_takes_a_path_or_a_list_of_paths():
+    import settings
+
+    schema = settings.load_schema(str(Path(__file__).resolve().parent.parent / "workflow/schemas/config.schema.yaml"))
+    files = lambda value: settings.cluster_names_files(settings.validate({"cluster_names": value}, schema))  # noqa: E731
+    assert files("names.csv") == ["names.csv"]
+    assert files("[a.csv,b.csv]") == ["a.csv", "b.csv"]  # --config cluster_names='[a.csv,b.csv]'
+    assert settings.cluster_names_files(settings.validate({}, schema)) == []
+    for wrong in (5, []):
+        with pytest.raises(settings.ConfigError, match="config key 'cluster_names' has value .* a list of CSV paths"):
+            files(wrong)
