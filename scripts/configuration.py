@@ -146,6 +146,15 @@ def combinations(config, schema):
 WORKFLOW_RELATIVE_KEYS = ("embedding_dir", "labels")
 
 
+def cluster_names_files(config):
+    """The cluster_names files as a list (the key takes one path or a list, one per
+    result; scripts/names.py assigns each to the result its first line names)."""
+    value = config.get("cluster_names")
+    if value is None:
+        return []
+    return [str(p) for p in (value if isinstance(value, list) else [value])]
+
+
 def find_in_workflow(config, workflow_dir, note):
     """A relative embedding_dir or labels that is not in the working directory but is in
     the workflow's own folder (the demo, `demo/digits`, when the workflow runs as a

@@ -1,5 +1,9 @@
 """Export stage: the cluster JSONs, one entry per input file in sorted-id order.
 
+Two rules run it: `export` writes the soft memberships, `hard_json` the hard
+assignments with the result's cluster names (scripts/names.py), so that naming a
+cluster rewrites only the hard JSON.
+
 HDBSCAN's soft memberships are computed here, block by block as the JSON is
 written, so memory never grows with files x clusters. They follow the definition
 of hdbscan's `all_points_membership_vectors` exactly (same numbers to 1e-6 in the
@@ -125,6 +129,33 @@ class ClusterTree:
         return leaves, owner
 
 
+def exemplar_rows(tree, points, clusters):
+    """(mask, cluster): which of the condensed tree's point rows are exemplars, and each
+    row's selected cluster (its index in `clusters`, -1 for none). Exemplars are the
+    points of each selected cluster's leaves at the leaf's highest lambda, as in
+    hdbscan's PredictionData."""
+    n = tree.n_points
+    leaves, owner = tree.leaves_under(clusters)
+    leaf_owner = np.full(tree.n_nodes, -1)
+    leaf_owner[leaves] = owner
+    at_peak = points["lambda_val"] == tree.max_lambda[points["parent"] - n]
+    exemplar_cluster = leaf_owner[points["parent"] - n]
+    return at_peak & (exemplar_cluster >= 0), exemplar_cluster
+
+
+def exemplar_files(condensed_tree, labels):
+    """A boolean mask over the files: HDBSCAN's exemplars of the clusters behind `labels`
+    (the map plays them first)."""
+    tree = np.asarray(condensed_tree)
+    cluster_tree = ClusterTree(tree)
+    clusters = np.sort(selected_clusters(tree, labels)) - cluster_tree.n_points
+    points = tree[tree["child_size"] == 1]
+    keep, _ = exemplar_rows(cluster_tree, points, clusters)
+    out = np.zeros(len(labels), dtype=bool)
+    out[points["child"][keep]] = True
+    return out
+
+
 class SoftMemberships:
     """hdbscan's all_points_membership_vectors, a block of points at a time.
 
@@ -143,13 +174,7 @@ class SoftMemberships:
         self.point_lambda = np.zeros(len(x))
         self.point_node[points["child"]] = points["parent"] - n
         self.point_lambda[points["child"]] = points["lambda_val"]
-        # Exemplars: the points of each selected cluster's leaves at the leaf's highest lambda.
-        leaves, owner = self.tree.leaves_under(self.clusters)
-        leaf_owner = np.full(self.tree.n_nodes, -1)
-        leaf_owner[leaves] = owner
-        at_peak = points["lambda_val"] == self.tree.max_lambda[points["parent"] - n]
-        exemplar_cluster = leaf_owner[points["parent"] - n]
-        keep = at_peak & (exemplar_cluster >= 0)
+        keep, exemplar_cluster = exemplar_rows(self.tree, points, self.clusters)
         counts = np.bincount(exemplar_cluster[keep], minlength=len(self.clusters))
         if (counts == 0).any():
             raise RuntimeError(f"{int((counts == 0).sum())} selected clusters have no exemplars")
@@ -371,9 +396,14 @@ def soft_entries(ids, paths, blocks, form, k):
             yield {"id": ids[i], "path": paths[i], "top_clusters": c, "top_probabilities": v, "in_any_cluster": p}
 
 
-def hard_entries(ids, paths, labels, probabilities, outlier_scores):
+def hard_entries(ids, paths, labels, probabilities, outlier_scores, names=None):
+    """One entry per file; with cluster names (cluster_names), each entry's `cluster_name`
+    (null for noise and for clusters without a name)."""
     for i, p, c, q, o in zip(ids, paths, labels.tolist(), np.round(probabilities, DECIMALS).tolist(), np.round(outlier_scores, DECIMALS).tolist()):
-        yield {"id": i, "path": p, "cluster": c, "probability": q, "outlier_score": o}
+        entry = {"id": i, "path": p, "cluster": c, "probability": q, "outlier_score": o}
+        if names is not None:
+            entry["cluster_name"] = names.get(c)
+        yield entry
 
 
 def write_json_array(entries, path):
@@ -387,7 +417,24 @@ def write_json_array(entries, path):
         f.write("[]\n" if first else "\n]\n")
 
 
+def write_hard(snakemake, log):
+    """clusters_hard.json, with the result's cluster names when cluster_names gives them."""
+    import names as cluster_names
+
+    ids, paths = read_ids(snakemake.input.ids)
+    clusters = np.load(snakemake.input.clusters)
+    labels = clusters["labels"]
+    if len(ids) != len(labels):
+        raise RuntimeError(f"{len(ids)} ids but {len(labels)} labels")
+    names = cluster_names.load(snakemake.input.get("names"), snakemake.params.result, ids, int(labels.max(initial=-1)) + 1)
+    write_json_array(hard_entries(ids, paths, labels, clusters["probabilities"], clusters["outlier_scores"], names),
+                     snakemake.output.hard)
+    log.info(f"wrote {len(ids)} entries" + (f", {len(names)} clusters named" if names is not None else ""))
+
+
 def main(snakemake, log):
+    if snakemake.rule == "hard_json":
+        return write_hard(snakemake, log)
     from neighbours import prepare
 
     ids, paths = read_ids(snakemake.input.ids)
@@ -395,7 +442,6 @@ def main(snakemake, log):
     labels = clusters["labels"]
     if len(ids) != len(labels):
         raise RuntimeError(f"{len(ids)} ids but {len(labels)} labels")
-    write_json_array(hard_entries(ids, paths, labels, clusters["probabilities"], clusters["outlier_scores"]), snakemake.output.hard)
     n_clusters = int(labels.max(initial=-1)) + 1
     form, k = soft_format(snakemake.params.soft_top_k, n_clusters)
     log.info(f"{len(ids)} files, {n_clusters} clusters: soft memberships " + ("of every cluster" if form == "dense" else f"of each file's top {k} clusters"))

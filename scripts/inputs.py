@@ -10,7 +10,7 @@ import os
 import stat
 from typing import NamedTuple
 
-from configuration import ConfigError
+from configuration import ConfigError, cluster_names_files
 
 
 class Embedding(NamedTuple):
@@ -232,6 +232,9 @@ def check_paths(config):
     check_output_dir(config["output_dir"], config["dataset"])
     if config["labels"] is not None:
         check_labels(config["labels"])
+    for path in cluster_names_files(config):
+        if not os.path.isfile(path):
+            raise ConfigError(f"cluster_names file '{path}' does not exist")
     if config["audio_dir"] is not None and not os.path.isdir(config["audio_dir"]):
         raise ConfigError(f"audio_dir '{config['audio_dir']}' does not exist or is not a directory")
     trims = config["trim_padding"] if isinstance(config["trim_padding"], list) else [config["trim_padding"]]

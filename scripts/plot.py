@@ -199,9 +199,22 @@ def largest_clusters(labels, n):
     return np.sort(np.argsort(-sizes, kind="stable")[:n])
 
 
-def scatter(layout, labels, probabilities, title):
-    """The layout figure: noise below, grey and small; clusters above with ids at
-    their centres (of the MAX_LABELS largest when there are more)."""
+# A cluster name longer than this is cut, with "…", so that a label stays a label.
+NAME_CHARS = 24
+
+
+def cluster_label(c, names):
+    """Cluster c's label: its id, and its name (cut to NAME_CHARS) when cluster_names gives one."""
+    name = (names or {}).get(int(c))
+    if not name:
+        return str(c)
+    return f"{c}: {name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + '…'}"
+
+
+def scatter(layout, labels, probabilities, title, names=None):
+    """The layout figure: noise below, grey and small; clusters above with ids (and
+    names, given `names`, {cluster: name}) at their centres (of the MAX_LABELS largest
+    when there are more)."""
     import matplotlib.colors
 
     fig, ax = _pyplot().subplots(figsize=(7.5, 6.5), dpi=150)
@@ -225,7 +238,8 @@ def scatter(layout, labels, probabilities, title):
     named = largest_clusters(labels, MAX_LABELS)
     ax.text(0.0, -0.02, f"{len(labels)} files, {n_clusters} clusters, {noise.mean() if len(labels) else 0:.0%} noise "
             "(small grey points); fainter points have weaker membership"
-            + (f"; ids of the {len(named)} largest clusters shown" if len(named) < n_clusters else ""),
+            + (f"; ids of the {len(named)} largest clusters shown" if len(named) < n_clusters else "")
+            + (f"; {len(names)} clusters named (cluster_names)" if names else ""),
             transform=ax.transAxes, fontsize=7.5, va="top")
     if n_clusters:
         # Fixes the axes limits (the pending autoscale), so data can become axes fractions;
@@ -233,7 +247,8 @@ def scatter(layout, labels, probabilities, title):
         ax.get_xlim()
         to_axes = ax.transData + ax.transAxes.inverted()
         bbox = ax.get_window_extent()
-        digits = len(str(n_clusters - 1))
+        texts = {c: cluster_label(c, names) for c in named}
+        digits = max(len(t) for t in texts.values()) if texts else 1
         size = np.array([(7 + 5.5 * digits) * fig.dpi / 72 / bbox.width, 13 * fig.dpi / 72 / bbox.height])
         anchors, starts, counts = [], [], []
         by_cluster = np.argsort(labels, kind="stable")
@@ -256,7 +271,7 @@ def scatter(layout, labels, probabilities, title):
         placed = place(starts, size, order=np.argsort(-np.array(counts), kind="stable"))
         for c, anchor, pos in zip(named, anchors, placed):
             far = np.hypot(*((pos - anchor) / size)) > 1.2
-            ax.annotate(str(c), anchor, xytext=pos, xycoords="axes fraction", textcoords="axes fraction",
+            ax.annotate(texts[c], anchor, xytext=pos, xycoords="axes fraction", textcoords="axes fraction",
                         ha="center", va="center", fontsize=8, weight="bold", color="black",
                         bbox=dict(boxstyle="round,pad=0.15", fc="white", ec=colours[c], lw=1.2, alpha=0.85),
                         arrowprops=dict(arrowstyle="-", color=colours[c], lw=0.8) if far else None)
@@ -283,28 +298,29 @@ def sizes_by_rank(counts, noise, title):
     return fig
 
 
-def sizes(labels, title):
-    """Files per cluster, noise first in grey, counts on the bars; above MAX_BARS
-    clusters, the sizes by rank."""
+def sizes(labels, title, names=None):
+    """Files per cluster, noise first in grey, counts on the bars, clusters by id (and
+    name, given `names`); above MAX_BARS clusters, the sizes by rank."""
     n_clusters = int(labels.max()) + 1 if len(labels) else 0
     counts = np.bincount(labels[labels >= 0], minlength=n_clusters) if n_clusters else np.zeros(0, int)
     if n_clusters > MAX_BARS:
         return sizes_by_rank(counts, int((labels < 0).sum()), title)
-    names = ["noise"] + [str(c) for c in range(n_clusters)]
+    ticks = ["noise"] + [cluster_label(c, names) for c in range(n_clusters)]
     values = np.concatenate([[int((labels < 0).sum())], counts])
     colours = [NOISE_COLOUR] + palette(n_clusters)
-    fig, ax = _pyplot().subplots(figsize=(min(4 + 0.32 * len(names), 16), 4.2), dpi=150)
-    x = np.arange(len(names))
+    fig, ax = _pyplot().subplots(figsize=(min(4 + 0.32 * len(ticks), 16), 4.2), dpi=150)
+    x = np.arange(len(ticks))
     ax.bar(x, values, color=colours, edgecolor="#444444", linewidth=0.4)
-    step = max(1, int(np.ceil(len(names) / 45)))
-    ax.set_xticks(x[::step], names[::step], fontsize=7, rotation=90 if len(names) > 25 else 0)
-    if len(names) <= 45:
+    step = max(1, int(np.ceil(len(ticks) / 45)))
+    # Names are longer than ids: turned upright, as are many ids.
+    ax.set_xticks(x[::step], ticks[::step], fontsize=7, rotation=90 if len(ticks) > 25 or names else 0)
+    if len(ticks) <= 45:
         for xi, v in zip(x, values):
             ax.annotate(str(v), (xi, v), xytext=(0, 2), textcoords="offset points",
                         ha="center", va="bottom", fontsize=6.5)
-    ax.set_xlabel("cluster")
+    ax.set_xlabel("cluster" + (f" ({len(names)} named by cluster_names)" if names else ""))
     ax.set_ylabel("files")
-    ax.set_xlim(-0.7, len(names) - 0.3)
+    ax.set_xlim(-0.7, len(ticks) - 0.3)
     ax.set_ylim(0, max(values.max(), 1) * 1.12)
     ax.spines[["top", "right"]].set_visible(False)
     ax.set_title(title, fontsize=9)
@@ -526,19 +542,25 @@ def eigengap(values, title):
     return fig
 
 
-def draw_result(clusters, layouts, settings, plots, sizes_paths, tree_paths=None):
+def draw_result(clusters, layouts, settings, plots, sizes_paths, tree_paths=None, names=None):
     """Every figure of one result, in one process: the layout plot on each of `layouts`
     ({slug: 2-D array}) to `plots` ({slug: (png, svg)}), the cluster sizes to
-    `sizes_paths` (png, svg) and, given `tree_paths`, HDBSCAN's condensed tree."""
+    `sizes_paths` (png, svg) and, given `tree_paths`, HDBSCAN's condensed tree. `names`:
+    {cluster: name} from cluster_names, or None. Returns {slug: the layout plot's
+    cluster labels}, what it wrote on the clusters."""
     from paths import parse_layout
 
     labels = clusters["labels"]
+    written = {}
     for slug, layout in layouts.items():
-        fig = scatter(layout, labels, clusters["probabilities"], describe(dict(settings, layout=parse_layout(slug))))
+        fig = scatter(layout, labels, clusters["probabilities"], describe(dict(settings, layout=parse_layout(slug))),
+                      names)
+        written[slug] = [t.get_text() for t in fig.axes[0].texts if hasattr(t, "xyann")]  # the annotations
         save(fig, *plots[slug])
-    save(sizes(labels, describe(settings)), *sizes_paths)
+    save(sizes(labels, describe(settings), names), *sizes_paths)
     if tree_paths is not None:
         save(tree(clusters["condensed_tree"], labels, describe(settings)), *tree_paths)
+    return written
 
 
 def main(snakemake, log):
@@ -556,10 +578,21 @@ def main(snakemake, log):
     layouts = {slug: np.load(path) for slug, path in zip(slugs, snakemake.input.layouts)}
     plots = {slug: (out[2 * i], out[2 * i + 1]) for i, slug in enumerate(slugs)}
     tree_paths = (out.tree_png, out.tree_svg) if "tree_png" in out.keys() else None
-    draw_result(clusters, layouts, snakemake.params.settings, plots, (out.sizes_png, out.sizes_svg), tree_paths)
     labels = clusters["labels"]
-    log.info(f"{snakemake.rule}: {len(labels)} files, {int(labels.max()) + 1 if len(labels) else 0} clusters, "
-             f"{len(slugs)} layouts")
+    n_clusters = int(labels.max()) + 1 if len(labels) else 0
+    names = None
+    if snakemake.input.get("names"):
+        import names as cluster_names
+        from _stage import read_ids
+
+        names = cluster_names.load(snakemake.input.names, snakemake.params.result, read_ids(snakemake.input.ids)[0],
+                                   n_clusters)
+    written = draw_result(clusters, layouts, snakemake.params.settings, plots, (out.sizes_png, out.sizes_svg),
+                          tree_paths, names)
+    log.info(f"{snakemake.rule}: {len(labels)} files, {n_clusters} clusters, {len(slugs)} layouts")
+    if names:
+        # The labels the layout plots carry, in the log: the PNG cannot be searched for text.
+        log.info(f"{len(names)} clusters named; layout plot labels: {' | '.join(next(iter(written.values()), []))}")
 
 
 if "snakemake" in globals():

@@ -1,6 +1,7 @@
 """The interactive map in a real browser: headless Debian Chromium driven by Playwright,
 with every request that is not a local file refused and recorded."""
 
+import json
 import os
 import re
 import shutil
@@ -11,7 +12,7 @@ import urllib.parse
 import numpy as np
 import pytest
 from conftest import APT_GET
-from test_plots import HDBSCAN, NO_AUDIO, NO_LABEL, map_data, map_script, plots_run  # noqa: F401  (shared session fixture)
+from test_plots import HDBSCAN, NO_AUDIO, NO_LABEL, SPECTRAL, map_data, map_script, plots_run  # noqa: F401  (shared session fixture)
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -131,6 +132,24 @@ def search(page, text, expect_status):
     page.wait_for_function("s => document.getElementById('status').textContent.startsWith(s)", arg=expect_status,
                            timeout=5000)
     return page.text_content("#status")
+
+
+def three_blobs(n, seed):
+    """(rng, labels, xy, ids): n files in three clusters of blobs 8 apart, ids f00, f01, ..."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    xy = rng.normal(0, 1, size=(n, 2)) + 8 * labels[:, None]
+    return rng, labels, xy, [f"f{i:02d}" for i in range(n)]
+
+
+def write_wavs(folder, ids):
+    """A short silent clip <folder>/<id>.wav for each id."""
+    import wave
+
+    folder.mkdir(exist_ok=True)
+    for i in ids:
+        with wave.open(str(folder / f"{i}.wav"), "wb") as w:
+            w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000), w.writeframes(bytes(1600))
 
 
 def test_map_in_headless_chromium(plots_run, page):  # noqa: F811
@@ -309,18 +328,11 @@ def test_map_of_200k_files_is_small_and_shows_the_right_id_on_hover(tmp_path, pa
 
 
 def test_assigned_clips_are_an_outlined_layer_found_by_search_and_played(tmp_path, page):
-    rng = np.random.default_rng(0)
     n = 60
-    labels = np.arange(n) % 3
-    xy = rng.normal(0, 1, size=(n, 2)) + 8 * labels[:, None]
-    ids = [f"f{i:02d}" for i in range(n)]
+    rng, labels, xy, ids = three_blobs(n, seed=0)
     new = {"name": "batch2", "ids": ["new clip", "n1"], "xy": np.array([[30.0, -10.0], [-10.0, 30.0]]),
            "labels": np.array([1, -1]), "probabilities": np.array([0.75, 0.0]), "outlier_scores": np.array([0.25, 1.0])}
-    import wave
-
-    (tmp_path / "audio").mkdir()
-    with wave.open(str(tmp_path / "audio" / "new clip.wav"), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000), w.writeframes(bytes(1600))
+    write_wavs(tmp_path / "audio", ["new clip"])
     path = tmp_path / "map.html"
     fig, data = map_script.build(np.asarray(xy, dtype=np.float32), labels, np.ones(n), np.zeros(n), ids, [], {},
                                  ("audio/", {"new clip", "f00"}), new=new)
@@ -345,21 +357,13 @@ def test_assigned_clips_are_an_outlined_layer_found_by_search_and_played(tmp_pat
 def test_colour_by_stability_and_listen_to_the_least_stable_first(tmp_path, page):
     """The selected result's map: a stability colouring with a colour bar, the least stable
     drawn on top, stability in the hover box, and the least stable files listed and played."""
-    rng = np.random.default_rng(0)
     n = 90
-    labels = np.arange(n) % 3
-    xy = rng.normal(0, 1, size=(n, 2)) + 8 * labels[:, None]
-    ids = [f"f{i:02d}" for i in range(n)]
+    rng, labels, xy, ids = three_blobs(n, seed=0)
     stability = np.round(rng.uniform(0.6, 1, n), 3)
     worst = [17, 4, 60]  # the three least stable, in this order
     stability[worst] = (0.05, 0.1, 0.2)
     xy[17] = (30, -10)  # far from the others (and from the menu, top left), to hover it
-    import wave
-
-    (tmp_path / "audio").mkdir()
-    for i in (ids[17], ids[60]):
-        with wave.open(str(tmp_path / "audio" / f"{i}.wav"), "wb") as w:
-            w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000), w.writeframes(bytes(1600))
+    write_wavs(tmp_path / "audio", [ids[17], ids[60]])
     path = tmp_path / "map.html"
     fig, data = map_script.build(np.asarray(xy, dtype=np.float32), labels, np.ones(n), np.zeros(n), ids, [], {},
                                  ("audio/", {ids[17], ids[60]}), stability=stability)
@@ -433,3 +437,187 @@ def test_map_of_the_selected_result_in_headless_chromium(plots_run, page):  # no
     page.wait_for_function("document.getElementById('status').textContent.startsWith('least stable 1 of 50: ')")
     assert page.problems == [], page.problems
     assert page.external == [], page.external
+
+
+def panel_rows(page):
+    """The panel's rows in view: [(cluster id, name, size)]."""
+    return page.evaluate("""() => Array.from(document.querySelectorAll('#spacer .row'))
+        .sort((a, b) => parseFloat(a.style.top) - parseFloat(b.style.top))
+        .map(r => [Number(r.dataset.cluster), r.querySelector('.c1').textContent, Number(r.querySelector('.c2').textContent)])""")
+
+
+def test_the_queue_plays_a_cluster_exemplars_first_and_the_keys_step_through_it(tmp_path, page):
+    n = 90
+    rng, labels, xy, ids = three_blobs(n, seed=1)
+    probabilities = np.round(rng.uniform(0.2, 1, n), 3)
+    exemplars = np.zeros(n, dtype=bool)
+    exemplars[[4, 31]] = True  # of clusters 1 and 1: played first in cluster 1's queue, whatever their probability
+    probabilities[4], probabilities[31] = 0.5, 0.4
+    write_wavs(tmp_path / "audio", ids)
+    path = tmp_path / "map.html"
+    fig, data = map_script.build(np.asarray(xy, dtype=np.float32), labels, probabilities, np.zeros(n), ids, [], {},
+                                 ("audio/", set(ids)), exemplars=exemplars, names={2: "door slams"},
+                                 result="mean/pca-50/hdbscan-mcs5-ms5-euclidean")
+    path.write_text(map_script.page(fig, data, "test", []), encoding="utf-8")
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready=yes]", timeout=20000)
+    # The panel lists every cluster, largest first; names from cluster_names show.
+    assert sorted(map(tuple, panel_rows(page))) == [(0, "", 30), (1, "", 30), (2, "door slams", 30)]
+    members = [k for k in range(n) if labels[k] == 1]
+    order = sorted(members, key=lambda k: (not exemplars[k], -probabilities[k], k))
+    assert order[:2] == [4, 31]
+
+    page.locator("#spacer .row[data-cluster='1'] .play").click()
+    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[order[0]]}'", timeout=5000)
+    assert page.evaluate(RING) == [pytest.approx(xy[order[0]][0])]
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[order[2]]}'", timeout=5000)
+    assert page.evaluate("document.getElementById('player').getAttribute('src')") == f"audio/{ids[order[2]]}.wav"
+    assert page.evaluate(RING) == [pytest.approx(xy[order[2]][0])] != [pytest.approx(xy[order[0]][0])]
+    assert page.text_content("#status").startswith(f"cluster 1: clip 3 of 30, {ids[order[2]]} (probability")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[order[1]]}'", timeout=5000)
+
+    # Lowest first: the weakest member first, exemplars no longer ahead.
+    page.check("#lowest-first")
+    weakest = min(members, key=lambda k: (probabilities[k], k))
+    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[weakest]}'", timeout=5000)
+    # Down: the next cluster in the panel's order (largest first, then by id: 0, 1, 2).
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('cluster 2: door slams: clip 1')")
+    # The doubtful clips: the lowest-probability member of all first.
+    page.click("#doubtful")
+    worst = min(range(n), key=lambda k: (probabilities[k], k))
+    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[worst]}'", timeout=5000)
+    assert page.text_content("#status").startswith(f"doubtful clips: clip 1 of {n}, {ids[worst]}")
+    assert page.problems == [], page.problems
+    assert page.external == [], page.external
+
+
+def test_names_and_tags_made_in_the_map_flow_back_into_the_workflow(plots_run, page, tmp_path):  # noqa: F811
+    """Name two clusters and tag three clips in the map, export, rerun with the exported
+    files: the names reach the figures, the map and clusters_hard.json, and only those
+    (and best/'s copies) are redone; the tags colour the next maps as a labels file."""
+    from _stage import read_labels
+
+    wf, config = plots_run["wf"], plots_run["config"]
+    path = wf.root / HDBSCAN / "map-pca.html"
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready=yes]", timeout=20000)
+    names = {0: "dog barks", 2: 'door "slams", loudly'}
+    for c, name in names.items():
+        page.locator(f"#spacer .row[data-cluster='{c}']").click()
+        page.fill("#cluster-name", name)
+        page.press("#cluster-name", "Enter")
+        page.wait_for_function("s => document.getElementById('status').textContent === s", arg=f"cluster {c} named {name}")
+    assert {r[0]: r[1] for r in panel_rows(page)}[0] == "dog barks"
+    tagged = {"c0_003": "wrong speaker", "c1_004": "music", "c2_005": "music"}
+    for id_, text in tagged.items():
+        search(page, id_, f"found {id_}")
+        page.fill("#tag", text)
+        page.click("#tag-clip")
+        page.wait_for_function("s => document.getElementById('status').textContent === s", arg=f"tagged {id_} {text}")
+    downloads = []
+    page.on("download", lambda d: downloads.append(d))
+    page.click("#export")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('exported 2 names and 3 tags')")
+    for _ in range(50):
+        if len(downloads) == 2:
+            break
+        page.wait_for_timeout(100)
+    files = {}
+    for d in downloads:
+        files[d.suggested_filename] = tmp_path / d.suggested_filename
+        d.save_as(files[d.suggested_filename])
+    assert sorted(files) == ["cluster_names.csv", "tags.csv"]
+    assert read_labels(files["tags.csv"]) == (["tag"], {i: {"tag": t} for i, t in tagged.items()})
+
+    named = [f"cluster_names={files['cluster_names.csv']}"]
+    try:
+        # Names redo the result's figures, map and hard JSON, and best/'s copy of the JSON and
+        # its map; nothing above them.
+        run = wf.run(*config, *named)
+        assert run.jobs == {"hard_json": 1, "figures": 1, "map": 1, "select_best": 1, "map_best": 1}
+        hard = json.loads((wf.root / HDBSCAN / "clusters_hard.json").read_text())
+        assert {e["cluster_name"] for e in hard if e["cluster"] == 0} == {"dog barks"}
+        assert {e["cluster_name"] for e in hard if e["cluster"] == 2} == {'door "slams", loudly'}
+        assert {e["cluster_name"] for e in hard if e["cluster"] not in names} == {None}
+        log = (wf.root / "results/emb/logs/figures/mean/pca-50/hdbscan-mcs5-ms5-euclidean.log").read_text()
+        assert "layout plot labels: 0: dog barks | 1 | 2: door \"slams\", loudly" in log
+        assert "cluster_name" not in (wf.root / SPECTRAL / "clusters_hard.json").read_text()
+        _, data = map_data(path)
+        assert data["names"] == {"0": "dog barks", "2": 'door "slams", loudly'}
+
+        # The new map shows them from its own data, not from what this browser kept.
+        page.evaluate("localStorage.clear()")
+        page.goto(path.as_uri())
+        page.wait_for_selector("body[data-ready=yes]", timeout=20000)
+        assert {r[0]: r[1] for r in panel_rows(page)} == {0: "dog barks", 1: "", 2: 'door "slams", loudly'}
+        on_map = page.evaluate("() => Array.from(document.querySelectorAll('#labels .maplabel')).map(e => e.textContent)")
+        assert sorted(on_map) == sorted(["dog barks", "1", 'door "slams", loudly'])
+
+        # tags.csv is a labels file: the next run colours by tag (and scores metrics against it).
+        run = wf.run(*[a for a in config if not a.startswith("labels=")], *named, f"labels={files['tags.csv']}")
+        assert run.jobs.get("metrics") == 2 and "cluster" not in run.jobs and "export" not in run.jobs
+        _, data = map_data(path)
+        assert [(c["name"], c["values"]) for c in data["columns"]] == [("tag", ["(no label)", "music", "wrong speaker"])]
+        assert "colour by tag" in path.read_text()
+
+        # A names file for another result, or naming a cluster the result lacks: one line each.
+        other = tmp_path / "other.csv"
+        other.write_text(files["cluster_names.csv"].read_text().replace("hdbscan-mcs5-ms5-euclidean", "hdbscan-mcs9-ms9-euclidean"))
+        failed = wf.run(*config, f"cluster_names={other}", check=False)
+        assert failed.returncode != 0
+        assert "cluster_names file" in failed.stderr and "which this run does not make" in failed.stderr
+        other.write_text(files["cluster_names.csv"].read_text() + "7,no such cluster\n")
+        failed = wf.run(*config, f"cluster_names={other}", check=False)
+        assert failed.returncode != 0 and "names cluster(s) 7, but mean/pca-50/hdbscan-mcs5-ms5-euclidean has clusters 0 to 2" in failed.stderr
+    finally:
+        wf.run(*config)  # the shared run as the other tests expect it
+    assert page.problems == [], page.problems
+    assert page.external == [], page.external
+
+
+def test_the_panel_sorts_filters_and_zooms_and_names_and_tags_survive_a_reload(tmp_path, page):
+    n = 120
+    rng, labels, xy, ids = three_blobs(n, seed=2)
+    labels[:10] = 3  # a small fourth cluster, far away
+    xy[:10] = rng.normal(0, 0.5, size=(10, 2)) + (40, 40)
+    path = tmp_path / "map.html"
+    write_map(path, ids, xy, labels, result="mean/pca-50/hdbscan-mcs5-ms5-euclidean")
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready=yes]", timeout=20000)
+    assert [r[0] for r in panel_rows(page)][-1] == 3  # largest first: the small cluster last
+    page.click("#panel-head [data-key=size]")  # again: smallest first
+    assert [r[0] for r in panel_rows(page)][0] == 3
+
+    # Click: the map zooms to the cluster and outlines its files.
+    page.locator("#spacer .row[data-cluster='3']").click()
+    page.wait_for_function("document.getElementById('map')._fullLayout.xaxis.range[0] > 30")
+    outlined = page.evaluate("() => document.getElementById('map').data[document.getElementById('map').data.length - 2].x.length")
+    assert outlined == 10
+    page.fill("#cluster-name", "far away")
+    page.press("#cluster-name", "Enter")
+    # Typing filters by id or name.
+    page.fill("#filter", "far")
+    page.wait_for_function("document.getElementById('panel-count').textContent === '1 of 4 clusters'")
+    assert [tuple(r) for r in panel_rows(page)] == [(3, "far away", 10)]
+    page.fill("#filter", "")
+    page.wait_for_function("document.getElementById('panel-count').textContent === '4 of 4 clusters'")
+
+    # A lasso or box selection is tagged at once (plotly's selection event, as a drag would send it).
+    page.evaluate("""() => { const gd = document.getElementById('map');
+        const t = gd.data.findIndex(d => d.name.startsWith('cluster 3'));
+        gd.emit('plotly_selected', {points: [0, 1, 2].map(p => ({curveNumber: t, pointNumber: p}))}); }""")
+    page.fill("#tag", "bad audio")
+    page.click("#tag-selection")
+    page.wait_for_function("document.getElementById('status').textContent === 'tagged 3 clips bad audio'")
+    assert page.text_content("#tag-count") == "3 clips tagged"
+
+    page.reload()
+    page.wait_for_selector("body[data-ready=yes]", timeout=20000)
+    assert page.text_content("#tag-count") == "3 clips tagged"
+    assert (3, "far away", 10) in [tuple(r) for r in panel_rows(page)]
+    assert "far away" in page.evaluate("() => Array.from(document.querySelectorAll('#labels .maplabel')).map(e => e.textContent)")
+    assert page.problems == [], page.problems

@@ -374,6 +374,21 @@ def test_variance_and_sizes_figures_show_their_numbers():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["noise", "0", "1"]
 
 
+def test_cluster_names_label_the_layout_plot_and_the_size_chart_and_the_footnote_says_so():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([-1, 0, 1, 2], 20)
+    xy = rng.normal(size=(80, 2)) + 6 * labels[:, None]
+    names = {0: "dog barks", 2: "a name far longer than a label should be"}
+    ax = plot.scatter(xy, labels, np.ones(80), "t", names).axes[0]
+    on_plot = sorted(t.get_text() for t in ax.texts if hasattr(t, "xyann"))
+    assert on_plot == ["0: dog barks", "1", "2: a name far longer than …"]
+    assert "2 clusters named (cluster_names)" in ax.texts[0].get_text()
+    ax = plot.sizes(labels, "t", names).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["noise", "0: dog barks", "1", "2: a name far longer than …"]
+    assert ax.get_xlabel() == "cluster (2 named by cluster_names)"
+    assert plot.sizes(labels, "t").axes[0].get_xlabel() == "cluster"
+
+
 def test_sizes_of_many_clusters_by_rank():
     """Past MAX_BARS clusters the sizes figure is one line of sizes by rank, largest first."""
     labels = np.concatenate([np.full(3, -1)] + [np.full(1000 // (c + 1), c) for c in range(plot.MAX_BARS + 20)])
@@ -432,7 +447,7 @@ def test_map_data_is_columns_of_typed_arrays_that_decode_to_the_inputs():
     assert [i for i, h in zip(ids, dec(data["audio"]["has"])) if h] == sorted(audio[1])
     assert data["drawn"] is None
     # No per-point data in the figure: the page's script fills the traces from the columns.
-    points = [t for t in fig.data if t.name != "search"]
+    points = [t for t in fig.data if t.name not in ("search", "chosen cluster")]
     assert points and all(t.x is None and t.y is None and t.customdata is None for t in points)
     # Each cluster colouring trace takes the points its code maps to.
     cluster = data["colourings"][0]
@@ -524,7 +539,8 @@ def test_stability_is_a_column_a_colouring_and_a_list_of_the_least_stable():
     assert unstable[:3].tolist() == [7, 40, 250]
     assert unstable.tolist() == sorted(range(n), key=lambda i: (stability[i], i))[:50]
     # The colouring: after the clusters, before the label columns; one trace, no legend
-    # entry, its colour bar on [0, 1]; the menu shows it alone (with the layer and the ring).
+    # entry, its colour bar on [0, 1]; the menu shows it alone (with the layer, the chosen
+    # cluster's outline and the ring).
     cluster, stab, speaker = data["colourings"]
     assert stab["source"] == "stability" and speaker["source"] == 0
     trace = fig.data[stab["first"]]
@@ -534,7 +550,7 @@ def test_stability_is_a_column_a_colouring_and_a_list_of_the_least_stable():
     buttons = {b.label: b.args[0]["visible"] for b in fig.layout.updatemenus[0].buttons}
     assert list(buttons) == ["colour by cluster", "colour by stability", "colour by speaker"]
     shown = [t for t, v in enumerate(buttons["colour by stability"]) if v]
-    assert shown == [stab["first"], data["layer"]["trace"], len(fig.data) - 1]
+    assert shown == [stab["first"], data["layer"]["trace"], data["highlight"], len(fig.data) - 1]
     # The label colouring after it still maps its codes to its own traces (new clips recoded).
     assert all(fig.data[speaker["first"] + t].name.startswith(("spk", "(no label)")) for t in speaker["trace_of"])
     text = map_script.page(fig, data, "t", ["speaker"])
@@ -569,3 +585,18 @@ def test_stability_adds_a_float_column_not_per_point_records():
         sizes[n] = len(map_script.page(fig, data, "t", ["speaker"]).encode())
     per_point = (sizes[4000] - sizes[2000]) / 2000
     assert per_point < 36 + 6, per_point  # one more float32 column, base64: 5.3 bytes
+
+
+def test_cluster_table_and_the_doubtful_clips():
+    labels = np.array([0, 0, 0, 1, 1, -1])
+    prob = np.array([1.0, 0.5, 0.2, 0.9, 0.7, 0.0], dtype=np.float32)
+    outl = np.array([0.0, 0.3, 0.6, 0.1, 0.2, 0.95])
+    xy = np.array([[0, 0], [1, 0], [2, 0], [10, 10], [12, 10], [50, 50]], dtype=np.float32)
+    table = map_script.cluster_table(xy, labels, prob, stability=np.array([1, 0.5, 0.5, 1, 1, 0.2]))
+    dec = map_script.decode
+    assert table["n"] == 2 and dec(table["size"]).tolist() == [3, 2]
+    assert dec(table["median_probability"]).tolist() == pytest.approx([0.5, 0.8])
+    assert dec(table["x"]).tolist() == [1, 11] and dec(table["stability"]).tolist() == [0.5, 1]
+    assert dec(table["x0"])[0] < 0.1 and dec(table["x1"])[0] > 1.9  # the zoom box: 2nd to 98th percentiles
+    # Lowest probabilities among the clustered files (noise is not a member), then the highest outlier scores.
+    assert map_script.doubtful(labels, prob, outl, k=2).tolist() == [2, 1, 5, 4]

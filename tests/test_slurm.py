@@ -96,7 +96,7 @@ def test_demo_on_slurm_matches_a_local_run_and_resumes_after_a_failed_job(cluste
     failed = snakemake(wf, *on_slurm, env=env)
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0
-    assert failed.jobs == {"reduce": 1, "neighbours": 1, "cluster": 1, "export": 1, "metrics": 1, "provenance": 1}
+    assert failed.jobs == {"reduce": 1, "neighbours": 1, "cluster": 1, "export": 1, "hard_json": 1, "metrics": 1, "provenance": 1}
     assert "Error in rule reduce:" in output and "SLURM status is: 'FAILED'" in output
     # The failure names both logs: the stage's own and the SLURM job's.
     stage_log = "results/digits/logs/reduce/mean/pca-50.log"
@@ -113,10 +113,10 @@ def test_demo_on_slurm_matches_a_local_run_and_resumes_after_a_failed_job(cluste
     pooled.unlink()
     rerun = snakemake(wf, *on_slurm, env=env)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
-    assert rerun.jobs == {"merge_pool": 1, "reduce": 1, "neighbours": 1, "cluster": 1, "export": 1, "metrics": 1, "provenance": 1}
+    assert rerun.jobs == {"merge_pool": 1, "reduce": 1, "neighbours": 1, "cluster": 1, "export": 1, "hard_json": 1, "metrics": 1, "provenance": 1}
     output = rerun.stdout + rerun.stderr
     # Everything but provenance went through sbatch; provenance ran where snakemake runs.
-    assert output.count("has been submitted with SLURM jobid") == 6
+    assert output.count("has been submitted with SLURM jobid") == 7
     assert "localrule provenance:" in output
     # What SLURM was asked for and did: each rule's threads, mem_mb (2048 = 2G) and runtime.
     rules = dict(re.findall(r"SLURM jobid (\d+) \(log: \S+/rule_(\w+)/", pooling.stdout + pooling.stderr + failed.stdout + failed.stderr + output))
@@ -128,6 +128,7 @@ def test_demo_on_slurm_matches_a_local_run_and_resumes_after_a_failed_job(cluste
     assert done == [
         ("cluster", "COMPLETED", "1", "2058M", "00:30:00"),  # 2048 + 10 x 1 MB of matrix and neighbour graph
         ("export", "COMPLETED", "1", "1G", "00:10:00"),  # 1024 + 3 x (under 1 MB of clusters, ids and matrix)
+        ("hard_json", "COMPLETED", "1", "1G", "00:10:00"),  # 1024 + 2 x (under 1 MB of clusters and ids)
         ("merge_pool", "COMPLETED", "1", "1.50G", "00:10:00"),
         ("merge_pool", "COMPLETED", "1", "1.50G", "00:10:00"),
         ("metrics", "COMPLETED", "1", "2G", "00:10:00"),

@@ -18,7 +18,7 @@ DEFAULT_RESULT = "results/emb/mean/pca-50/hdbscan-mcs5-ms5-euclidean"
 # The jobs of one full run with a single result, on the 90 blob files (both test shards used).
 STAGES = {
     "pool": 2, "merge_pool": 1, "reduce": 1, "layout": 1, "neighbours": 1, "cluster": 1, "export": 1, "figures": 1,
-    "variance": 1, "map": 1, "metrics": 1, "provenance": 1,
+    "hard_json": 1, "variance": 1, "map": 1, "metrics": 1, "provenance": 1,
 }  # fmt: skip
 
 
@@ -107,7 +107,7 @@ def test_cache_reruns_only_the_stages_below_a_change(workflow, blobs):
 
     changed = workflow.run(*base, "min_cluster_size=7")
     # One job draws the result's figures (layout plot, sizes, tree); the map is another.
-    assert changed.jobs == {"cluster": 1, "export": 1, "figures": 1, "map": 1, "metrics": 1, "provenance": 1}
+    assert changed.jobs == {"cluster": 1, "export": 1, "hard_json": 1, "figures": 1, "map": 1, "metrics": 1, "provenance": 1}
     after = workflow.files()
     assert all(after[p] == before[p] for p in before), "an existing file was rewritten"
     assert (workflow.root / "results/emb/mean/pca-50/hdbscan-mcs7-ms7-euclidean/clusters_hard.json").exists()
@@ -126,7 +126,7 @@ def test_cache_reruns_only_the_stages_below_a_change(workflow, blobs):
     # min_samples=null means min_cluster_size, so naming it explicitly is the same result.
     assert workflow.run(*base, "min_samples=5").jobs == {}
 
-    # The soft format is an export setting: only the JSONs are rewritten.
+    # The soft format is an export setting: only the soft JSON is rewritten.
     top = workflow.run(*base, "soft_top_k=2")
     assert top.jobs == {"export": 1}
     hard = read_json(workflow.root / DEFAULT_RESULT / "clusters_hard.json")
@@ -160,7 +160,7 @@ def test_sweep_from_the_command_line(workflow, blobs):
     directory, _ = blobs
     run = workflow.run("--config", f"embedding_dir={directory}", "min_cluster_size=[5,10,20]", "plot=pca")
     assert run.jobs == {
-        "pool": 2, "merge_pool": 1, "reduce": 1, "layout": 1, "cluster": 3, "export": 3, "figures": 3,
+        "pool": 2, "merge_pool": 1, "reduce": 1, "layout": 1, "cluster": 3, "export": 3, "hard_json": 3, "figures": 3,
         "variance": 1, "map": 3, "metrics": 3, "provenance": 3, "summary": 1, "select_best": 1,
         "neighbours": 1,  # one neighbour graph serves min_samples 5, 10 and 20
         "map_best": 1,  # the chosen result's map, with each file's stability

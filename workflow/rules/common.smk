@@ -22,6 +22,7 @@ import layout as layout_stage
 import manifests
 import paths
 import pool
+import names
 from _stage import InputError, manifest_digest, read_manifest
 from snakemake_exit import finish_quickly
 
@@ -109,6 +110,11 @@ TARGETS = paths.targets(OUT, COMBOS)
 if ASSIGN_TO is not None:
     TARGETS += paths.assign_targets(OUT, ASSIGN_TO, config["assign_name"])
 RESULTS = paths.results(OUT, COMBOS)
+# The cluster_names files, each for the result its first line names (scripts/names.py).
+try:
+    NAMES_FILES = names.by_result(configuration.cluster_names_files(config), {r["name"] for r in RESULTS})
+except InputError as e:
+    sys.exit(f"embclust: {e}")
 
 POOLED = f"{OUT}/pooled/{{pooling}}.npy"
 POOLED_IDS = f"{OUT}/pooled/{{pooling}}.ids.tsv"
@@ -243,6 +249,17 @@ def result_settings(wildcards):
     )
 
 
+def result_name(wildcards):
+    """The result's folder under OUT, as cluster_names files name it."""
+    return f"{wildcards.pooling}/{wildcards.reducer}/{wildcards.clusterer}"
+
+
+def cluster_names_file(wildcards):
+    """The result's cluster_names file, or nothing: only the figures, maps and hard JSON
+    read it, so a new name redraws those and nothing above them."""
+    return NAMES_FILES.get(result_name(wildcards)) or []
+
+
 def every_result(name):
     """The file `name` of every result of this run, in summary order."""
     return [f"{r['dir']}/{name}" for r in RESULTS]
@@ -368,7 +385,7 @@ def assign_inputs(wildcards):
         "ids": POOLED_IDS.format(pooling=pooling),
         "matrix": reduced_matrix(parts),
         # export.py's soft-membership code is part of this stage's logic.
-        "code": os.path.join(EMBCLUST_DIR, "scripts", "export.py"),
+        "code": shared_code("export"),
     }
     if reducer != "none":
         out["fitted"] = REDUCER.format(pooling=pooling, reducer=reducer)
@@ -431,7 +448,8 @@ def best_map_inputs(wildcards):
         layout=LAYOUT.format(**vars(chosen)),
         ids=POOLED_IDS.format(pooling=chosen.pooling),
         labels=config["labels"] or [],
-        palette=os.path.join(EMBCLUST_DIR, "scripts", "plot.py"),
+        names=cluster_names_file(chosen),
+        code=shared_code("plot", "names", "export"),
         stability=f"{BEST}/clusters_hard.json",
     )
 

@@ -1,3 +1,4 @@
+# The soft memberships: distances to exemplars in the clustered space, the heavy part.
 rule export:
     input:
         clusters=CLUSTERS,
@@ -5,7 +6,6 @@ rule export:
         # HDBSCAN's soft memberships are distances to exemplars in the clustered space.
         matrix=reduced_matrix,
     output:
-        hard=HARD_JSON,
         soft=SOFT_JSON,
     log:
         log_path("export", "pooling", "reducer", "clusterer"),
@@ -20,7 +20,32 @@ rule export:
         runtime=lambda wc, input: 10 + int(input.size_mb / 10),
     params:
         metric=lambda wildcards: paths.parse_clusterer(wildcards.clusterer)["metric"],
-        # A param, not part of the path: changing it rewrites only the JSONs.
+        # A param, not part of the path: changing it rewrites only the soft JSON.
         soft_top_k=config["soft_top_k"],
+    script:
+        "../../scripts/export.py"
+
+
+# The hard assignments, a job of its own: it carries the result's cluster names
+# (cluster_names), so a new name rewrites this file, not the soft memberships.
+rule hard_json:
+    input:
+        clusters=CLUSTERS,
+        ids=POOLED_IDS,
+        names=cluster_names_file,
+        # names.py reads and checks the names: a change there rewrites the JSON.
+        code=shared_code("names"),
+    output:
+        hard=HARD_JSON,
+    log:
+        log_path("hard_json", "pooling", "reducer", "clusterer"),
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input: 1024 + 2 * int(input.size_mb),
+        runtime=lambda wc, input: 10 + int(input.size_mb / 50),
+    params:
+        result=result_name,
     script:
         "../../scripts/export.py"

@@ -9,8 +9,11 @@ rule map:
         layout=LAYOUT,
         ids=POOLED_IDS,
         labels=lambda wildcards: config["labels"] or [],
-        # map.py takes its palette from plot.py: a change there redraws the maps.
-        palette=os.path.join(EMBCLUST_DIR, "scripts", "plot.py"),
+        # The result's cluster names (cluster_names).
+        names=cluster_names_file,
+        # map.py takes its palette from plot.py, reads the names with names.py and finds
+        # HDBSCAN's exemplars (played first) with export.py: a change there redraws the maps.
+        code=shared_code("plot", "names", "export"),
     output:
         map=report(
             MAP,
@@ -39,6 +42,8 @@ rule map:
         # in assign_dir redraw that map, not every map.
         audio=map_audio,
         assign_name=config["assign_name"],
+        # The result's folder, which the page's Export writes into cluster_names.csv.
+        result=result_name,
     script:
         "../../scripts/map.py"
 
@@ -63,3 +68,4 @@ use rule map as map_best with:
         settings=lambda wildcards: figure_settings(vars(best_wildcards(wildcards))),
         audio=lambda wildcards: map_audio(best_wildcards(wildcards)),
         selected_from=len(RESULTS),
+        result=lambda wildcards: result_name(best_wildcards(wildcards)),

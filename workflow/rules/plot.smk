@@ -8,7 +8,11 @@ rule figures:
         clusters=CLUSTERS,
         layouts=expand(LAYOUT, layout=LAYOUTS, allow_missing=True),
         # plot.py takes the selected clusters from export.py: a change there redraws the trees.
-        code=shared_code("export", "paths"),
+        code=shared_code("export", "paths", "names"),
+        # The result's cluster names (cluster_names) label the clusters; names.py reads them.
+        names=cluster_names_file,
+        # The ids, to check that the names are this result's (only when it has names).
+        ids=lambda wildcards: POOLED_IDS.format(**wildcards) if cluster_names_file(wildcards) else [],
     output:
         *figure_outputs(tree=True)[0],
         **figure_outputs(tree=True)[1],
@@ -27,6 +31,7 @@ rule figures:
     params:
         settings=figure_settings,
         layouts=LAYOUTS,
+        result=result_name,
     script:
         "../../scripts/plot.py"
 
