@@ -620,6 +620,23 @@ def shard_count(setting, n_files):
     return n
 
 
+# ---- export_shards: the soft memberships as row-range jobs (workflow/rules/export.smk) ----
+#
+# Their cost is files x clusters, and the clusters grow with the files: at a million files
+# and 20,000 clusters one job takes most of an hour. Their rows are independent, so
+# export_block jobs compute row ranges and the export job joins them.
+# export_shards: auto gives each job at most this many files (1 job up to 100,000 files,
+# 10 for a million, 100 for ten million).
+EXPORT_FILES_PER_JOB = 100_000
+
+
+def export_blocks(setting, n_files):
+    """Names of the export_block jobs' row ranges, like '2-of-10'; [] for one job (the
+    export job then computes the soft memberships itself)."""
+    n = -(-n_files // EXPORT_FILES_PER_JOB) if setting == "auto" else setting
+    return [f"{i}-of-{n}" for i in range(n)] if n > 1 else []
+
+
 # ---- manifests: each pool job's list of files --------------------------------
 #
 # At start-up the workflow writes, for each shard, a manifest: one row per file with

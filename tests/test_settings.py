@@ -588,3 +588,10 @@ def test_assign_to_is_checked_against_the_schema_and_the_results_that_exist(tmp_
         return
     with pytest.raises(settings.ConfigError, match=re.escape(refused)):
         settings.assign_result(config, "out/emb", combos, SCHEMA)
+
+
+def test_export_blocks_one_job_per_100k_files_under_auto():
+    assert settings.export_blocks("auto", 100_000) == [] and settings.export_blocks(1, 10**7) == []
+    assert settings.export_blocks("auto", 100_001) == ["0-of-2", "1-of-2"]
+    assert len(settings.export_blocks("auto", 10**6)) == 10 and len(settings.export_blocks("auto", 10**7)) == 100
+    assert settings.export_blocks(3, 90) == ["0-of-3", "1-of-3", "2-of-3"]

@@ -5,6 +5,8 @@ import os
 import sys
 import types
 
+import numpy as np
+
 # This workflow's own folder (the repository root). Not workflow.basedir: when another
 # project's Snakefile uses this one as a module, that is the other project's folder.
 # Files that Python code here opens are found from EMBCLUST_DIR; `script:`, `conda:` and
@@ -108,6 +110,9 @@ RESULT = f"{OUT}/{{pooling}}/{{reducer}}/{{clusterer}}"
 CLUSTERS = f"{RESULT}/clusters.npz"
 HARD_JSON = f"{RESULT}/clusters_hard.json"
 SOFT_JSON = f"{RESULT}/clusters_soft.json"
+# One export_block job's rows of the soft JSON (export_shards), removed once joined.
+SOFT_BLOCK = f"{RESULT}/soft-blocks/{{block}}.jsonl"
+EXPORT_BLOCKS = settings.export_blocks(config["export_shards"], sum(len(rows) for rows in SHARDS.values()))
 PLOT = f"{RESULT}/plot-{{layout}}.png"
 METRICS = f"{RESULT}/metrics.json"
 PROVENANCE = f"{RESULT}/provenance.json"
@@ -128,6 +133,7 @@ wildcard_constraints:
     layout=settings.WILDCARD_PATTERNS["layout"],
     neighbours=settings.WILDCARD_PATTERNS["neighbours"],
     shard=r"\d+-of-\d+",
+    block=r"\d+-of-\d+",
 
 
 COSINE_CHECKED = f"{OUT}/pooled/{{pooling}}.cosine-check.txt"
@@ -222,6 +228,42 @@ def result_settings(wildcards):
         labels=config["labels"],
         neighbour_graph="approximate" if APPROXIMATE_SEARCH else "exact",
     )
+
+
+def _mb(path):
+    """MiB of a file; 0 before it exists (Snakemake evaluates resources again once a
+    job's inputs are there, before it runs)."""
+    return os.path.getsize(path) / 2**20 if os.path.exists(path) else 0
+
+
+def export_mem_mb(input, soft=True):
+    """MiB for the export and export_block jobs: the ids and paths as Python strings
+    (~4x their text), the clusters file twice (read, then its tree's tables) and 512 for
+    the interpreter; computing soft memberships (soft), 1 GiB more for blocks of ~32 MB
+    and the tree nodes x clusters table (at most 800 MB, scripts/export.py). The matrix
+    is read a row block at a time, not held."""
+    return 512 + 1024 * soft + int(4 * _mb(input.ids) + 2 * _mb(input.clusters))
+
+
+# Seconds per (file, cluster, dimension) of the soft memberships, with room: see
+# docs/resources.md for the measured figures.
+SOFT_SECONDS_PER_CELL = 2e-8
+
+
+def export_runtime(input, n_jobs):
+    """Minutes for one of n_jobs jobs computing soft memberships: files x clusters x
+    width, the clusters read from the clustering's labels."""
+    if not os.path.exists(input.clusters):
+        return 10
+    labels = np.load(input.clusters)["labels"]
+    width = np.load(input.matrix, mmap_mode="r").shape[1]
+    cells = len(labels) / n_jobs * (int(labels.max(initial=-1)) + 1) * width
+    return 10 + int(cells * SOFT_SECONDS_PER_CELL / 60)
+
+
+def soft_blocks(wildcards):
+    """The export_block jobs' row ranges of a result's soft JSON (none: one job)."""
+    return [SOFT_BLOCK.format(block=block, **wildcards) for block in EXPORT_BLOCKS]
 
 
 def every_result(name):
