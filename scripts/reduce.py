@@ -42,12 +42,16 @@ def uses_gram(n, width):
 
 def mem_mb(path, size_mb, reducer):
     """The reduce job's memory request: PCA through the Gram matrix holds it (8 N^2 bytes)
-    and a column block; otherwise PCA and UMAP hold float64 copies of the matrix, and UMAP
-    its neighbour graph."""
+    and a column block; streamed covariance PCA holds its float32 scores (4 N dim bytes),
+    a row block and its centred copy, and the covariance; otherwise PCA and UMAP hold
+    float64 copies of the matrix, and UMAP its neighbour graph."""
     if reducer.startswith("pca-") and os.path.exists(path):
         n, width = np.load(path, mmap_mode="r").shape
         if uses_gram(n, width):
             return 2048 + (8 * n * n + 2 * BLOCK_BYTES) // 10**6
+        if width <= COVARIANCE_EIGH_MAX_WIDTH and n * width * 4 > STREAM_BYTES:
+            dim = min(int(reducer.split("-")[1]), width)
+            return 2048 + (4 * n * dim + 2 * BLOCK_BYTES + 16 * width * width) // 10**6
     return 2048 + 8 * int(size_mb)
 
 
