@@ -180,3 +180,5 @@ def test_memory_request_of_streamed_pca_follows_its_scores_not_the_matrix(tmp_pa
     blocks = 2048 + (2 * reduce.BLOCK_BYTES + 16 * 64**2) // 10**6
     assert reduce.mem_mb(str(tmp_path / "tall.npy"), 0.25, "pca-10") == blocks + (4 * 1000 * 10) // 10**6
     assert reduce.mem_mb(str(tmp_path / "tall.npy"), 0.25, "umap-10-euclidean-s0") == 2048
+    # Time: a million files' 4,883 MB read in 160 s, asked for with room; ten million within a day.
+    assert 25 <= reduce.runtime(4883, "pca-50") <= 40 and reduce.runtime(48828, "pca-50") < 24 * 60 / 4
