@@ -250,26 +250,27 @@ class SoftMemberships:
         with cluster lo-1. Likewise rightwards from hi."""
         tree, k = self.tree, self.n_clusters
         lo, hi = self.lo[nodes], self.hi[nodes]
-        rows = np.arange(len(nodes))
         # The selected cluster above a node contains it (NaN): it sits at lo-1.
         above = self.selected_above[nodes] >= 0
-        left, right = np.maximum(lo - 1, 0), np.minimum(hi, k - 1)
         clusters = self.clusters[self.depth_first]
-        start_left = np.where((lo > 0) & ~above, tree.split_lambda[tree.lowest_common_ancestor(nodes, clusters[left])], np.inf)
-        start_right = np.where(hi < k, tree.split_lambda[tree.lowest_common_ancestor(nodes, clusters[right])], np.inf)
-        column = np.arange(k)
-        # Leftwards: neighbour_heights[p] (between p and p+1) for p < lo-1, then the start.
-        leftwards = np.where(column < (lo - 1)[:, None], np.r_[self.neighbour_heights, np.inf], np.inf)
-        leftwards[rows[lo > 0], left[lo > 0]] = start_left[lo > 0]
-        leftwards = np.minimum.accumulate(leftwards[:, ::-1], axis=1)[:, ::-1]
-        # Rightwards: the start at hi, then neighbour_heights[p-1] for p > hi.
-        rightwards = np.where(column > hi[:, None], np.r_[np.inf, self.neighbour_heights], np.inf)
-        rightwards[rows[hi < k], right[hi < k]] = start_right[hi < k]
-        heights = np.minimum.accumulate(rightwards, axis=1)
-        np.minimum(heights, leftwards, out=heights)
-        related = (column >= lo[:, None]) & (column < hi[:, None])
-        related[rows[above], lo[above] - 1] = True
-        heights[related] = np.nan
+        start_left = tree.split_lambda[tree.lowest_common_ancestor(nodes, clusters[np.maximum(lo - 1, 0)])]
+        start_right = tree.split_lambda[tree.lowest_common_ancestor(nodes, clusters[np.minimum(hi, k - 1)])]
+        # Leftwards: neighbour_heights[p] (between p and p+1) for p < lo-1, then the start;
+        # rightwards: the start at hi, then neighbour_heights[p-1] for p > hi. Elsewhere inf.
+        leftwards, rightwards = np.empty((len(nodes), k)), np.empty((len(nodes), k))
+        leftwards[:, : k - 1] = self.neighbour_heights
+        rightwards[:, 1:] = self.neighbour_heights
+        for i, (first, stop) in enumerate(zip(lo.tolist(), hi.tolist())):
+            leftwards[i, max(first - 1, 0) :] = np.inf
+            if first > 0 and not above[i]:
+                leftwards[i, first - 1] = start_left[i]
+            rightwards[i, : stop + 1] = np.inf
+            if stop < k:
+                rightwards[i, stop] = start_right[i]
+        heights = np.minimum.accumulate(rightwards, axis=1, out=rightwards)
+        np.minimum(heights, np.minimum.accumulate(leftwards[:, ::-1], axis=1)[:, ::-1], out=heights)
+        for i, (first, stop) in enumerate(zip(lo.tolist(), hi.tolist())):
+            heights[i, first - bool(above[i]) : stop] = np.nan
         return heights[:, self.position]
 
     def node_factors(self, nodes):
