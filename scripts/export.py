@@ -292,11 +292,15 @@ class SoftMemberships:
             heights = self.node_heights(part)
             related = np.isnan(heights)
             max_lambda = self.tree.max_lambda[part][:, None] + 1e-8
+            # In place, in the table: these are the job's largest arrays after the distances.
+            f = factors[start : start + len(part)]
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                f = np.exp(np.exp(-(max_lambda / heights)))
+                np.divide(max_lambda, heights, out=f)
+                np.negative(f, out=f)
+                np.exp(f, out=f)
+                np.exp(f, out=f)
             f[related] = 0.0
-            factors[start : start + len(part)] = f
-            separated = np.where(related, -np.inf, heights)
+            separated = np.nan_to_num(heights, copy=False, nan=-np.inf, posinf=np.inf, neginf=-np.inf)
             t = separated.argmax(axis=1)
             top[start : start + len(part)] = t
             top_height[start : start + len(part)] = separated[np.arange(len(part)), t]
