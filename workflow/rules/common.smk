@@ -1,5 +1,6 @@
 # Config validation, sweeps and path templates. Slugs come from scripts/settings.py,
 # the one place that maps settings to paths and back.
+import functools
 import json
 import os
 import sys
@@ -252,14 +253,22 @@ def export_mem_mb(input, soft=True):
 SOFT_SECONDS_PER_CELL = 2e-8
 
 
+@functools.lru_cache(maxsize=16)
+def _files_and_clusters(path, mtime_ns):
+    """(files, clusters) of a clusters.npz; cached, as every export_block job of a result
+    asks (10M labels are 80 MB to read)."""
+    labels = np.load(path)["labels"]
+    return len(labels), int(labels.max(initial=-1)) + 1
+
+
 def export_runtime(input, n_jobs):
     """Minutes for one of n_jobs jobs computing soft memberships: files x clusters x
     (width + 10), the clusters read from the clustering's labels."""
     if not os.path.exists(input.clusters):
         return 10
-    labels = np.load(input.clusters)["labels"]
+    n_files, n_clusters = _files_and_clusters(input.clusters, os.stat(input.clusters).st_mtime_ns)
     width = np.load(input.matrix, mmap_mode="r").shape[1]
-    cells = len(labels) / n_jobs * (int(labels.max(initial=-1)) + 1) * (width + 10)
+    cells = n_files / n_jobs * n_clusters * (width + 10)
     return 10 + int(cells * SOFT_SECONDS_PER_CELL / 60)
 
 
