@@ -1,5 +1,5 @@
 """What each `auto` setting means for the files at hand (reduce, reduce_dim, pooling,
-trim_padding, neighbour_search), and the settings a file count cannot support.
+trim_padding, neighbour_search, export_shards), and the settings a file count cannot support.
 """
 
 from configuration import ConfigError
@@ -93,3 +93,18 @@ def check_sizes(n_files, combos):
         # reduce stage keeps what PCA can give and says so (scripts/reduce.py).
         if s["reduce"] == "umap" and s["reduce_dim"] >= n_files - 1:
             raise ConfigError(f"{where}: UMAP needs reduce_dim below {n_files - 1}, not {s['reduce_dim']}")
+
+
+# export_shards: the soft memberships as row-range jobs (workflow/rules/export.smk). Their
+# cost is files x clusters, and the clusters grow with the files: at a million files and
+# 20,000 clusters one job takes most of an hour. Their rows are independent, so
+# export_block jobs compute row ranges and the export job joins them. auto gives each job
+# at most this many files (1 job up to 100,000 files, 10 for a million, 100 for ten million).
+EXPORT_FILES_PER_JOB = 100_000
+
+
+def export_blocks(setting, n_files):
+    """Names of the export_block jobs' row ranges, like '2-of-10'; [] for one job (the
+    export job then computes the soft memberships itself)."""
+    n = -(-n_files // EXPORT_FILES_PER_JOB) if setting == "auto" else setting
+    return [f"{i}-of-{n}" for i in range(n)] if n > 1 else []

@@ -27,6 +27,7 @@ file's TOP_K best clusters, their memberships and the total over all clusters.
 
 import functools
 import json
+import shutil
 
 import numpy as np
 from _stage import Progress, read_ids
@@ -189,6 +190,39 @@ class SoftMemberships:
         self.exemplar_starts[by_count] = np.r_[0, np.cumsum(counts[by_count])[:-1]]
         self.exemplar_counts = counts
         self.count_groups = [(c, by_count[counts[by_count] == c]) for c in np.unique(counts)]
+        # Rows [-2 e, |e|^2] against [x, 1]: one product gives |e|^2 - 2 x.e.
+        self.exemplar_rows = np.hstack([-2 * self.exemplars, self.exemplar_sq[:, None]])
+        self._depth_first_ranges()
+
+    def _depth_first_ranges(self):
+        """The tables behind node_heights. In depth-first order the clusters under any
+        tree node are one contiguous range, and the merge height of a node with the
+        clusters left (or right) of that range is a running minimum over the merge
+        heights of neighbouring clusters: one pass over K per node, whatever the depth."""
+        tree, clusters = self.tree, self.clusters
+        order = np.argsort(tree.first[clusters], kind="stable")
+        self.depth_first = order  # column (label) of the cluster at each depth-first position
+        self.position = np.empty_like(order)
+        self.position[order] = np.arange(len(order))
+        firsts = tree.first[clusters[order]]
+        # Every node's clusters inside it: depth-first positions lo..hi-1.
+        self.lo = np.searchsorted(firsts, tree.first, side="left")
+        self.hi = np.searchsorted(firsts, tree.last, side="right")
+        # hdbscan selects clusters none of which contains another; then a node has at most
+        # one selected cluster above it, and it is the one just before the node's range.
+        above = np.full(tree.n_nodes, -1)
+        is_selected = np.zeros(tree.n_nodes, dtype=bool)
+        is_selected[clusters] = True
+        for node in range(1, tree.n_nodes):  # parents have lower numbers than children
+            p = tree.parent[node]
+            if p >= 0:
+                above[node] = p if is_selected[p] else above[p]
+        if (above[clusters] >= 0).any():
+            raise RuntimeError("a selected cluster lies inside another selected cluster")
+        self.selected_above = above
+        # Merge height of each pair of clusters neighbouring in depth-first order.
+        a, b = clusters[order[:-1]], clusters[order[1:]]
+        self.neighbour_heights = tree.split_lambda[tree.lowest_common_ancestor(a, b)] if len(a) else np.zeros(0)
 
     @functools.cached_property
     def _node_heights(self):
@@ -212,9 +246,7 @@ class SoftMemberships:
         x_sq = (x**2).sum(axis=1)
         # Exemplars x points, each cluster's exemplars consecutive rows; |x|^2 is the
         # same for every exemplar, so it is added after the minimum.
-        e_x = self.exemplars @ x.T
-        e_x *= -2
-        e_x += self.exemplar_sq[:, None]
+        e_x = self.exemplar_rows @ np.hstack([x, np.ones((len(x), 1))]).T
         d2 = np.empty((self.n_clusters, len(x)))
         for c, clusters in self.count_groups:
             start = self.exemplar_starts[clusters[0]]
@@ -223,18 +255,48 @@ class SoftMemberships:
         # |x|^2 + |e|^2 - 2 x.e cancels badly for near-equal points, and an exemplar's
         # distance to itself must be exactly 0 (hdbscan treats 0 apart): recompute
         # those few directly.
-        for i, c in zip(*np.nonzero(d2 < EXACT_BELOW * (x_sq[:, None] + self.exemplar_sq.max()))):
+        close_rows, close_clusters = np.nonzero(d2 < EXACT_BELOW * (x_sq[:, None] + self.exemplar_sq.max()))
+        for c in np.unique(close_clusters):
+            at = close_clusters == c
             start = self.exemplar_starts[c]
-            d2[i, c] = ((self.exemplars[start : start + self.exemplar_counts[c]] - x[i]) ** 2).sum(axis=1).min()
+            e = self.exemplars[start : start + self.exemplar_counts[c]]
+            d2[close_rows[at], c] = ((x[close_rows[at], None, :] - e[None]) ** 2).sum(axis=2).min(axis=1)
         return np.sqrt(np.maximum(d2, 0))
 
     def node_heights(self, nodes):
         """nodes x K: the lambda of the split that separates each tree node from each
-        cluster, or NaN where one contains the other."""
-        node = nodes[:, None]
-        lca = self.tree.lowest_common_ancestor(node, self.clusters[None, :])
-        related = (lca == node) | (lca == self.clusters[None, :])
-        return np.where(related, np.nan, self.tree.split_lambda[lca])
+        cluster, or NaN where one contains the other.
+
+        In depth-first order, node v's own clusters are positions lo..hi-1. For a
+        cluster at p < lo the split is the lowest common ancestor of clusters p..lo-1
+        and v, the shallowest of the pairwise ancestors of neighbours along the way,
+        which splits at the lowest lambda (lambdas only grow down the tree): a running
+        minimum from lo-1 leftwards over neighbour_heights, started at v's merge height
+        with cluster lo-1. Likewise rightwards from hi."""
+        tree, k = self.tree, self.n_clusters
+        lo, hi = self.lo[nodes], self.hi[nodes]
+        # The selected cluster above a node contains it (NaN): it sits at lo-1.
+        above = self.selected_above[nodes] >= 0
+        clusters = self.clusters[self.depth_first]
+        start_left = tree.split_lambda[tree.lowest_common_ancestor(nodes, clusters[np.maximum(lo - 1, 0)])]
+        start_right = tree.split_lambda[tree.lowest_common_ancestor(nodes, clusters[np.minimum(hi, k - 1)])]
+        # Leftwards: neighbour_heights[p] (between p and p+1) for p < lo-1, then the start;
+        # rightwards: the start at hi, then neighbour_heights[p-1] for p > hi. Elsewhere inf.
+        leftwards, rightwards = np.empty((len(nodes), k)), np.empty((len(nodes), k))
+        leftwards[:, : k - 1] = self.neighbour_heights
+        rightwards[:, 1:] = self.neighbour_heights
+        for i, (first, stop) in enumerate(zip(lo.tolist(), hi.tolist())):
+            leftwards[i, max(first - 1, 0) :] = np.inf
+            if first > 0 and not above[i]:
+                leftwards[i, first - 1] = start_left[i]
+            rightwards[i, : stop + 1] = np.inf
+            if stop < k:
+                rightwards[i, stop] = start_right[i]
+        heights = np.minimum.accumulate(rightwards, axis=1, out=rightwards)
+        np.minimum(heights, np.minimum.accumulate(leftwards[:, ::-1], axis=1)[:, ::-1], out=heights)
+        for i, (first, stop) in enumerate(zip(lo.tolist(), hi.tolist())):
+            heights[i, first - bool(above[i]) : stop] = np.nan
+        return heights[:, self.position]
 
     def node_factors(self, nodes):
         """What the tree part of a point's memberships takes from its tree node, for
@@ -255,11 +317,15 @@ class SoftMemberships:
             heights = self.node_heights(part)
             related = np.isnan(heights)
             max_lambda = self.tree.max_lambda[part][:, None] + 1e-8
+            # In place, in the table: these are the job's largest arrays after the distances.
+            f = factors[start : start + len(part)]
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                f = np.exp(np.exp(-(max_lambda / heights)))
+                np.divide(max_lambda, heights, out=f)
+                np.negative(f, out=f)
+                np.exp(f, out=f)
+                np.exp(f, out=f)
             f[related] = 0.0
-            factors[start : start + len(part)] = f
-            separated = np.where(related, -np.inf, heights)
+            separated = np.nan_to_num(heights, copy=False, nan=-np.inf, posinf=np.inf, neginf=-np.inf)
             t = separated.argmax(axis=1)
             top[start : start + len(part)] = t
             top_height[start : start + len(part)] = separated[np.arange(len(part)), t]
@@ -317,16 +383,28 @@ class SoftMemberships:
             m *= (in_any / m.sum(axis=1))[:, None]
         return m, in_any
 
-    def blocks(self, log=None):
-        """(rows, memberships, in_any) for consecutive blocks of all points."""
+    def blocks(self, log=None, part=(0, 1)):
+        """(rows, memberships, in_any) for consecutive blocks of the points of `part`
+        (i, n), the i-th of n row ranges (rows_of_part). Blocks start at multiples of
+        the block size whatever the range, and rows outside it are dropped: every row is
+        computed in the same block, in the same BLAS call, as when the whole job computes
+        all rows, so the numbers are the same to the last bit."""
         n, size = len(self.x), self.block_size()
-        progress = Progress(log, n, "soft memberships") if log else None
-        for start in range(0, n, size):
+        first, stop = rows_of_part(part, n)
+        progress = Progress(log, stop - first, "soft memberships") if log else None
+        for start in range(first // size * size, stop, size):
             rows = np.arange(start, min(start + size, n))
             m, in_any = self.block(rows)
-            yield rows, m, in_any
+            keep = (rows >= first) & (rows < stop)
+            yield rows[keep], m[keep], in_any[keep]
             if progress:
-                progress.update(rows[-1] + 1)
+                progress.update(min(start + size, stop) - first)
+
+
+def rows_of_part(part, n):
+    """(start, stop) of part (i, n_parts) of n rows: the i-th of n_parts near-equal ranges."""
+    i, n_parts = part
+    return i * n // n_parts, (i + 1) * n // n_parts
 
 
 def selected_clusters(condensed_tree, labels):
@@ -342,24 +420,43 @@ def selected_clusters(condensed_tree, labels):
     return selected.tolist()
 
 
-def soft_blocks(x, clusters, log=None):
+def soft_blocks(x, clusters, log=None, part=(0, 1)):
     """(rows, memberships, in_any) blocks for a cluster stage result: HDBSCAN's from
-    its condensed tree, spectral clustering's neighbour vote from the stored matrix."""
+    its condensed tree, spectral clustering's neighbour vote from the stored matrix.
+    `part` (i, n): only the i-th of n row ranges (rows_of_part)."""
     labels = clusters["labels"]
+    first, stop = rows_of_part(part, len(labels))
     if clusters.get("soft") is not None:  # spectral: rows sum to 1
         soft = clusters["soft"]
         size = max(1, BLOCK_ELEMENTS // max(1, soft.shape[1]))
-        for start in range(0, len(labels), size):
-            m = soft[start : start + size]
+        for start in range(first, stop, size):
+            m = soft[start : min(start + size, stop)]
             yield np.arange(start, start + len(m)), m, m.sum(axis=1)
         return
     if labels.max(initial=-1) < 0:
-        for start in range(0, len(labels), 65536):
-            n = min(65536, len(labels) - start)
+        for start in range(first, stop, 65536):
+            n = min(65536, stop - start)
             yield np.arange(start, start + n), np.zeros((n, 0)), np.zeros(n)
         return
     tree = clusters["condensed_tree"]
-    yield from SoftMemberships(x, tree, selected_clusters(tree, labels)).blocks(log)
+    yield from SoftMemberships(x, tree, selected_clusters(tree, labels)).blocks(log, part)
+
+
+class PreparedRows:
+    """The clustered matrix prepared for the metric (neighbours.prepare, row by row) as
+    rows are read from it: a job holds its blocks' rows and the exemplars, not a float64
+    copy of every file (80 bytes a dimension per file: 4 GB at 10M files in 50)."""
+
+    def __init__(self, matrix, metric):
+        self.matrix, self.metric = matrix, metric
+
+    def __len__(self):
+        return len(self.matrix)
+
+    def __getitem__(self, rows):
+        from neighbours import prepare
+
+        return prepare(self.matrix[rows], self.metric)
 
 
 # ---- the JSONs ----------------------------------------------------------------------
@@ -432,22 +529,57 @@ def write_hard(snakemake, log):
     log.info(f"wrote {len(ids)} entries" + (f", {len(names)} clusters named" if names is not None else ""))
 
 
+def write_json_lines(entries, path):
+    """The lines write_json_array writes between its brackets for these entries (an
+    export_block job's share of the soft JSON); nothing for no entries."""
+    with open(path, "w") as f:
+        f.write(",\n".join(json.dumps(entry) for entry in entries))
+
+
+def join_json_lines(parts, path):
+    """The JSON array of the entries in `parts` (write_json_lines files, in row order):
+    the bytes write_json_array writes for all their entries at once."""
+    with open(path, "w") as out:
+        first = True
+        for part in parts:
+            with open(part) as f:
+                text = f.read(1)
+                if not text:
+                    continue
+                out.write(("[\n" if first else ",\n") + text)
+                shutil.copyfileobj(f, out, 2**24)
+            first = False
+        out.write("[]\n" if first else "\n]\n")
+
+
+def soft_part(snakemake, log, ids, paths, clusters, part):
+    """The soft JSON entries of row range `part` (i, n) of the clustered files."""
+    labels = clusters["labels"]
+    n_clusters = int(labels.max(initial=-1)) + 1
+    form, k = soft_format(snakemake.params.soft_top_k, n_clusters)
+    log.info(f"{len(ids)} files, {n_clusters} clusters: soft memberships " + ("of every cluster" if form == "dense" else f"of each file's top {k} clusters") + (f", row range {part[0] + 1} of {part[1]}" if part[1] > 1 else ""))
+    x = PreparedRows(np.load(snakemake.input.matrix, mmap_mode="r"), snakemake.params.metric) if clusters.get("soft") is None else None
+    return soft_entries(ids, paths, soft_blocks(x, clusters, log, part), form, k)
+
+
 def main(snakemake, log):
     if snakemake.rule == "hard_json":
         return write_hard(snakemake, log)
-    from neighbours import prepare
-
     ids, paths = read_ids(snakemake.input.ids)
     clusters = dict(np.load(snakemake.input.clusters))
     labels = clusters["labels"]
     if len(ids) != len(labels):
         raise RuntimeError(f"{len(ids)} ids but {len(labels)} labels")
-    n_clusters = int(labels.max(initial=-1)) + 1
-    form, k = soft_format(snakemake.params.soft_top_k, n_clusters)
-    log.info(f"{len(ids)} files, {n_clusters} clusters: soft memberships " + ("of every cluster" if form == "dense" else f"of each file's top {k} clusters"))
-    x = prepare(np.load(snakemake.input.matrix, mmap_mode="r"), snakemake.params.metric) if clusters.get("soft") is None else None
-    write_json_array(soft_entries(ids, paths, soft_blocks(x, clusters, log), form, k), snakemake.output.soft)
-    log.info(f"wrote {len(ids)} entries")
+    if snakemake.rule == "export_block":  # one row range of the soft JSON
+        i, n = map(int, snakemake.wildcards.block.split("-of-"))
+        write_json_lines(soft_part(snakemake, log, ids, paths, clusters, (i, n)), snakemake.output.part)
+        return
+    if snakemake.input.blocks:  # export_shards > 1: the export_block jobs computed them
+        join_json_lines(snakemake.input.blocks, snakemake.output.soft)
+        log.info(f"joined {len(snakemake.input.blocks)} row ranges of soft memberships")
+    else:
+        write_json_array(soft_part(snakemake, log, ids, paths, clusters, (0, 1)), snakemake.output.soft)
+    log.info(f"wrote the soft memberships of {len(ids)} files")
 
 
 if "snakemake" in globals():

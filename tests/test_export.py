@@ -97,3 +97,38 @@ def test_entries_in_both_formats_stream_to_valid_json(tmp_path):
     assert len((tmp_path / "top.json").read_text().splitlines()) == 5  # one entry a line
     write_json_array(iter([]), tmp_path / "empty.json")
     assert json.loads((tmp_path / "empty.json").read_text()) == []
+
+
+def test_row_ranges_give_the_whole_jobs_numbers_and_bytes(monkeypatch, tmp_path):
+    """Row ranges (export_shards) cut across blocks: each range computes the blocks
+    that overlap it and keeps its rows, so the parts hold the whole job's numbers to the
+    last bit, and their joined lines are the whole job's JSON byte for byte (an empty
+    range, more ranges than rows in a block, included)."""
+    import hdbscan
+    from export import join_json_lines, rows_of_part, write_json_lines
+
+    x = clusters_of_many_sizes(1000, 30, 5, seed=2)
+    library = hdbscan.HDBSCAN(min_cluster_size=5).fit(x)
+    tree = library.condensed_tree_._raw_tree
+    monkeypatch.setattr(export, "BLOCK_ELEMENTS", 20000)
+    soft = SoftMemberships(x, tree, selected_clusters(tree, library.labels_))
+    assert 50 < soft.block_size() < 300  # ranges of 1000 // 7 rows start inside blocks
+    whole = list(soft.blocks())
+    ids, paths = [f"f{i:04d}" for i in range(len(x))], [f"d/f{i:04d}.npy" for i in range(len(x))]
+    write_json_array(soft_entries(ids, paths, iter(whole), "top", 3), tmp_path / "whole.json")
+    for n_parts in (7, 1001):
+        assert rows_of_part((n_parts - 1, n_parts), len(x))[1] == len(x)
+        parts = [list(soft.blocks(part=(i, n_parts))) for i in range(n_parts)]
+        rows = np.concatenate([r for part in parts for r, _, _ in part])
+        np.testing.assert_array_equal(rows, np.arange(len(x)))
+        m = np.vstack([m for part in parts for _, m, _ in part])
+        assert np.array_equal(m, np.vstack([m for _, m, _ in whole]))
+        files = []
+        for i, part in enumerate(parts):
+            files.append(tmp_path / f"{i}-of-{n_parts}.jsonl")
+            write_json_lines(soft_entries(ids, paths, iter(part), "top", 3), files[-1])
+        join_json_lines(files, tmp_path / "joined.json")
+        assert (tmp_path / "joined.json").read_bytes() == (tmp_path / "whole.json").read_bytes()
+    assert rows_of_part((0, 1001), len(x)) == (0, 0)
+    join_json_lines([tmp_path / "0-of-1001.jsonl"], tmp_path / "none.json")
+    assert json.loads((tmp_path / "none.json").read_text()) == []

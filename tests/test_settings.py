@@ -641,3 +641,10 @@ def test_each_rule_names_the_shared_modules_its_script_imports():
     # Every module that settings.py was split into is classed above.
     shared = {p.stem for p in (REPO / "scripts").glob("*.py")} & (START_UP_MODULES | STAGE_SHARED_MODULES)
     assert shared == START_UP_MODULES | STAGE_SHARED_MODULES
+
+
+def test_export_blocks_one_job_per_100k_files_under_auto():
+    assert auto_settings.export_blocks("auto", 100_000) == [] and auto_settings.export_blocks(1, 10**7) == []
+    assert auto_settings.export_blocks("auto", 100_001) == ["0-of-2", "1-of-2"]
+    assert len(auto_settings.export_blocks("auto", 10**6)) == 10 and len(auto_settings.export_blocks("auto", 10**7)) == 100
+    assert auto_settings.export_blocks(3, 90) == ["0-of-3", "1-of-3", "2-of-3"]

@@ -783,3 +783,23 @@ def test_after_a_kill_the_next_run_needs_unlock_as_the_readme_says(workflow, blo
     done = workflow.run(*args)
     assert done.jobs["pool"] == 2
     assert len(read_json(workflow.root / DEFAULT_RESULT / "clusters_hard.json")) == len(truth)
+
+
+def test_split_export_writes_the_same_bytes_as_one_job(workflow, blobs):
+    """export_shards=3: three export_block jobs over row ranges, joined by the export job
+    into the JSONs one export job writes, byte for byte (both algorithms, both formats);
+    the row ranges are removed once joined."""
+    directory, _ = blobs
+    shutil.copytree(directory, workflow.root / "emb")
+    base = ["--config", "embedding_dir=emb", "algorithm=[hdbscan,spectral]", "n_clusters=3", "plot=none", "selection=none"]
+    jsons = lambda: {p: v[1] for p, v in workflow.files().items() if p.endswith(("clusters_hard.json", "clusters_soft.json"))}  # noqa: E731
+    whole = {}
+    for top_k in ("auto", "2"):
+        workflow.run(*base, "export_shards=1", f"soft_top_k={top_k}")
+        whole[top_k] = jsons()
+    assert len(whole["auto"]) == 4 and whole["auto"] != whole["2"]
+    for top_k in ("auto", "2"):
+        split = workflow.run(*base, "export_shards=3", f"soft_top_k={top_k}")
+        assert split.jobs == {"export_block": 6, "export": 2}
+        assert jsons() == whole[top_k]
+    assert not list(workflow.root.rglob("soft-blocks/*"))

@@ -20,7 +20,7 @@ rule reduce:
     resources:
         # From the matrix's shape: wide PCA needs memory for N x N, not for the matrix.
         mem_mb=lambda wc, input: reduce_stage.mem_mb(input.matrix, input.size_mb, wc.reducer),
-        runtime=lambda wc, input: 20 + int(input.size_mb / 20),
+        runtime=lambda wc, input: reduce_stage.runtime(input.size_mb, wc.reducer),
     params:
         reducer=lambda wildcards: paths.parse_reducer(wildcards.reducer),
     script:
