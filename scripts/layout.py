@@ -85,7 +85,7 @@ def sampled_layout(matrix, params, graph, log=None):
         log.info(f"UMAP of a sample of {SAMPLE_SIZE} of {n} files, the others placed by their neighbours")
     distances, indices = nearest_neighbours(x[sample], UMAP_NEIGHBOURS)
     coordinates = np.zeros((n, 2))
-    coordinates[sample] = layout(matrix[sample], params, {"indices": indices, "distances": distances})
+    coordinates[sample] = layout(matrix[sample], params, {"indices": indices, "distances": distances}, log)
     # Neighbours count as near in the layout within twice the median laid-out distance between sampled neighbours.
     spread = np.sqrt(((coordinates[sample][:, None, :] - coordinates[sample][indices[:, 1:]]) ** 2).sum(axis=2))
     placed = np.zeros(n, dtype=bool)
@@ -105,11 +105,13 @@ def principal_init(matrix, seed, log=None):
     INIT_BOX, plus INIT_NOISE of seeded noise, as UMAP treats its own initialisations.
     A matrix of one column, or of identical rows, gives zeros where it has no
     component, and the noise separates the points."""
+    from _stage import Log
     from reduce import pca
 
     kept = min(2, matrix.shape[1])
     scores = np.zeros((matrix.shape[0], 2))
-    scores[:, :kept] = pca(np.asarray(matrix), kept, log)[0]
+    # A big matrix's PCA is streamed and logs its progress: a silent log when there is none.
+    scores[:, :kept] = pca(np.asarray(matrix), kept, log or Log())[0]
     scores = np.nan_to_num(scores)  # identical rows: 0 / 0 in PCA's normalisation
     largest = np.abs(scores).max()
     if largest > 0:

@@ -169,3 +169,16 @@ def test_principal_init_is_the_scaled_first_two_components():
     np.testing.assert_allclose(np.abs(one[:, 0]).max(), INIT_BOX, rtol=1e-4)
     assert np.abs(one[:, 1]).max() < 1e-3
     assert np.abs(principal_init(np.ones((20, 3), dtype=np.float32), seed=0)).max() < 1e-3
+
+
+def test_principal_init_of_a_matrix_too_big_to_copy_streams_its_pca(monkeypatch):
+    """Above reduce.STREAM_BYTES the PCA is streamed and logs progress: the layout's
+    init needs no log of its own for that, and gives scikit-learn's components."""
+    import reduce
+    from layout import principal_init
+
+    x, _ = blobs(300)
+    monkeypatch.setattr(reduce, "STREAM_BYTES", 1000)
+    streamed = principal_init(x, seed=0)
+    monkeypatch.setattr(reduce, "STREAM_BYTES", 1 << 30)
+    np.testing.assert_allclose(np.abs(streamed), np.abs(principal_init(x, seed=0)), atol=1e-3)
