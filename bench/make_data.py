@@ -11,6 +11,16 @@ around the clip's vector; `--frames 0` writes pooled `(D,)` vectors.
     python bench/make_data.py --out /tmp/embclust-bench/frames --n 2000 --frames 1500 --dtype float16
     python bench/make_data.py --out /tmp/embclust-bench/nested-1M --n 1000000 --dim 8 --dtype float16 --subdirs 1000
 
+`--generator pareto` is a second generator, written apart from the first so that a
+method tuned on one can be checked on the other (issue 24): `clusters` sizes drawn
+from a Pareto law of shape `--pareto-shape` (1.5: a few clusters hold most clips,
+most hold a handful) and rounded to whole clips, at least one each; centres uniform
+in a `latent`-dim cube (default 24 here), each clip its centre plus isotropic
+Gaussian spread, noise clips uniform over the cube; an orthonormal map (not a
+Gaussian one) to `dim` dims. `--latent`, `--noise` and `--spread` apply to both.
+
+    python bench/make_data.py --generator pareto --out /tmp/embclust-bench/data/pareto-50k --n 50000 --clusters 2000 --noise 0.1
+
 `--subdirs K` spreads the files over K subfolders `<out>/d000/...` (clip i in
 folder i mod K), as a million clips would be stored.
 
@@ -47,6 +57,29 @@ def clip_vectors(n, clusters, latent, dim, noise, spread, seed, power=0.0):
     return labels, (z @ projection).astype(np.float32)
 
 
+def pareto_vectors(n, clusters, latent, dim, noise, spread, seed, shape=1.5):
+    """(labels [n], vectors [n, dim] float32) from the second generator (see the
+    docstring): exact Pareto cluster sizes, a uniform cube, an orthonormal map."""
+    rng = np.random.default_rng([seed, 24])  # a stream of its own, never make_data's first one
+    n_members = n - int(round(n * noise))
+    # Classical Pareto (minimum 1) weights; sizes by largest remainder so they sum to n_members.
+    weights = 1 + rng.pareto(shape, clusters)
+    share = weights / weights.sum() * (n_members - clusters)
+    sizes = 1 + np.floor(share).astype(np.int64)
+    sizes[np.argsort(share - np.floor(share))[::-1][: n_members - sizes.sum()]] += 1
+    labels = np.concatenate([np.repeat(np.arange(clusters), sizes), np.full(n - n_members, -1)])
+    labels = labels[rng.permutation(n)]
+    half = 10.0
+    centres = rng.uniform(-half, half, size=(clusters, latent))
+    z = np.where(
+        (labels >= 0)[:, None],
+        centres[np.maximum(labels, 0)] + rng.normal(0, spread, size=(n, latent)),
+        rng.uniform(-half, half, size=(n, latent)),
+    )
+    basis, _ = np.linalg.qr(rng.normal(size=(dim, latent)))  # dim x latent, orthonormal columns
+    return labels, (z @ basis.T).astype(np.float32)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="directory to write (created)")
@@ -54,17 +87,24 @@ def main(argv=None):
     p.add_argument("--frames", default="0", help="0 = pooled (D,); T = (T, D); LO-HI = T uniform in [LO, HI]")
     p.add_argument("--dtype", default="float32", choices=["float16", "float32"])
     p.add_argument("--dim", type=int, default=1280)
-    p.add_argument("--latent", type=int, default=16)
+    p.add_argument("--generator", default="make_data", choices=["make_data", "pareto"], help="which generator (see above)")
+    p.add_argument("--latent", type=int, default=None, help="latent dims (default 16; pareto 24)")
     p.add_argument("--clusters", type=int, default=40)
     p.add_argument("--power", type=float, default=0.0, help="cluster sizes ~ rank ** -power (0: equal, 1: Zipf)")
     p.add_argument("--noise", type=float, default=0.05, help="share of noise files")
     p.add_argument("--spread", type=float, default=1.0, help="std of a cluster in latent units")
     p.add_argument("--frame-noise", type=float, default=1.0, help="std of per-frame noise")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pareto-shape", type=float, default=1.5, help="pareto generator: the size law's shape")
     p.add_argument("--subdirs", type=int, default=0, help="spread the files over this many subfolders (0 = none)")
     a = p.parse_args(argv)
 
-    labels, vectors = clip_vectors(a.n, a.clusters, a.latent, a.dim, a.noise, a.spread, a.seed, a.power)
+    if a.generator == "pareto":
+        latent = 24 if a.latent is None else a.latent
+        labels, vectors = pareto_vectors(a.n, a.clusters, latent, a.dim, a.noise, a.spread, a.seed, a.pareto_shape)
+    else:
+        latent = 16 if a.latent is None else a.latent
+        labels, vectors = clip_vectors(a.n, a.clusters, latent, a.dim, a.noise, a.spread, a.seed, a.power)
     if "-" in a.frames:
         lo, hi = map(int, a.frames.split("-"))
     else:

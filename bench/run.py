@@ -17,7 +17,8 @@ Figures (each run, in this order, as chosen by --figures):
   many-clusters  50,000 pooled files from 2,000 power-law clusters plus 10% noise,
           the defaults with plot=umap from scratch: time, peak memory, soft JSON size,
           and ARI against plain hdbscan.HDBSCAN(approx_min_span_tree=False) run on
-          the workflow's own PCA-50 matrix
+          the workflow's own reduced matrix; --many-generator pareto draws the files
+          from make_data.py's second generator (Pareto(1.5) sizes, a 24-dim cube)
   dryrun  `snakemake -n` on a directory of --dry-n small pooled files
   startup fresh-process cost of each stage's imports, and numba JIT of umap
 
@@ -336,24 +337,30 @@ def fig_many_clusters(a, W):
     import numpy as np
     from sklearn.metrics import adjusted_rand_score
 
-    n, k = a.many_n, a.many_clusters
-    emb = os.path.join(W, "data", f"pooled-{n}-k{k}")
-    print(f"many-clusters: {n} pooled (1280,) float32 files, {k} power-law clusters, 10% noise", flush=True)
-    make_data(emb, n, extra=["--clusters", str(k), "--latent", "32", "--noise", "0.1", "--power", "1"])
-    out = os.path.join(W, f"out-many-{n}-k{k}")
+    n, k, generator = a.many_n, a.many_clusters, a.many_generator
+    if generator == "pareto":
+        emb = os.path.join(W, "data", f"pareto-{n}-k{k}")
+        extra = ["--generator", "pareto", "--clusters", str(k), "--noise", "0.1"]
+    else:
+        emb = os.path.join(W, "data", f"pooled-{n}-k{k}")
+        extra = ["--clusters", str(k), "--latent", "32", "--noise", "0.1", "--power", "1"]
+    print(f"many-clusters: {n} pooled (1280,) float32 files, {k} {generator} clusters, 10% noise", flush=True)
+    make_data(emb, n, extra=extra)
+    out = os.path.join(W, f"out-many-{os.path.basename(emb)}")
     shutil.rmtree(out, ignore_errors=True)
     # The defaults as they are (reduce: auto picks the reducer for N), not the baseline's PCA-50.
     defaults = [SNAKEMAKE, "--cores", "2", "--config", f"embedding_dir={emb}", f"output_dir={out}"]
-    w = measure(defaults, os.path.join(W, "logs", f"many-{n}-k{k}.log"))
+    w = measure(defaults, os.path.join(W, "logs", f"many-{os.path.basename(emb)}.log"))
     result = glob.glob(f"{out}/{os.path.basename(emb)}/mean/*/hdbscan-mcs5-ms5-euclidean")[0]
     reduced = os.path.dirname(result)
-    ref_labels = os.path.join(W, f"hdbscan-reference-{n}-k{k}.npy")
-    ref = measure([PY, "-c", HDBSCAN_REFERENCE, f"{reduced}/reduced.npy", ref_labels], os.path.join(W, "logs", f"many-reference-{n}-k{k}.log"))
+    ref_labels = os.path.join(W, f"hdbscan-reference-{os.path.basename(emb)}.npy")
+    ref = measure([PY, "-c", HDBSCAN_REFERENCE, f"{reduced}/reduced.npy", ref_labels], os.path.join(W, "logs", f"many-reference-{os.path.basename(emb)}.log"))
     ours = [e["cluster"] for e in json.load(open(f"{result}/clusters_hard.json"))]
     return {
         "figure": "many-clusters",
         "n": n,
         "true_clusters": k,
+        "generator": generator,
         "workflow": w,
         "jobs": job_times(w["log"]),
         "reference": ref,
@@ -484,7 +491,7 @@ def table(records):
             w = r["workflow"]
             ok = w["wall_s"] <= 240 and w["tree_rss_mb"] <= 4096 and r["ari_vs_hdbscan"] >= 0.99 and r["soft_json_mb"] < 200
             rows.append(
-                f"| many clusters: defaults, plot=umap, from scratch | {r['n']} pooled, {r['true_clusters']} power-law clusters + 10% noise "
+                f"| many clusters: defaults, plot=umap, from scratch | {r['n']} pooled, {r['true_clusters']} {r.get('generator', 'power-law')} clusters + 10% noise "
                 f"| {run_cell(w)}; {r['n_clusters']} clusters found; soft JSON {r['soft_json_mb']:.1f} MB, map {r['map_mb']:.1f} MB; ARI vs truth {r['ari_vs_truth']:.4f} "
                 f"| hdbscan.HDBSCAN(approx_min_span_tree=False) on the same {r.get('reducer', 'pca-50')} matrix: {r['reference']['wall_s']:.0f} s; ARI vs it **{r['ari_vs_hdbscan']:.4f}** "
                 f"| | ≤ 240 s, ≤ 4 GB, ARI ≥ 0.99, soft JSON < 200 MB | {'met' if ok else 'not met'} | {w['at']} |"
@@ -545,6 +552,7 @@ def main(argv=None):
     p.add_argument("--scale-n", type=int, default=200000)
     p.add_argument("--many-n", type=int, default=50000)
     p.add_argument("--many-clusters", type=int, default=2000)
+    p.add_argument("--many-generator", default="make_data", choices=["make_data", "pareto"], help="many-clusters: make_data.py's --generator")
     p.add_argument("--dry-n", type=int, default=100000)
     p.add_argument("--workdir", default="/tmp/embclust-bench")
     p.add_argument("--fresh", action="store_true", help="forget earlier results.json")

@@ -334,6 +334,10 @@ def clustering_sentences(s, n_items, n_clusters_used, seed_words, cited, no_gap=
     ]
 
 
+# What initialised a UMAP layout (scripts/layout.py, principal_init).
+PRINCIPAL_INIT = "initialised from the clustered vectors' two leading principal components scaled to a ±10 box"
+
+
 def layout_sentence(layouts, seed_words, cited, n_items=0, graph="exact"):
     from layout import SAMPLE_SIZE
     from layout import UMAP_NEIGHBOURS
@@ -349,13 +353,13 @@ def layout_sentence(layouts, seed_words, cited, n_items=0, graph="exact"):
                 parts.append(
                     f"UMAP (McInnes, Healy & Melville, 2018) of a random sample of {SAMPLE_SIZE:,} vectors "
                     f"({UMAP_NEIGHBOURS} exact nearest neighbours within the sample, {layout['metric']}, "
-                    f"random_state={layout['seed']}), every other vector placed at the inverse-distance weighted mean "
+                    f"random_state={layout['seed']}; {PRINCIPAL_INIT}), every other vector placed at the inverse-distance weighted mean "
                     f"of the positions of its placed neighbours in the {graph} {layout['metric']} neighbour graph"
                 )
             else:
                 parts.append(
                     f"UMAP (McInnes, Healy & Melville, 2018; {UMAP_NEIGHBOURS} nearest neighbours from the {graph} "
-                    f"{layout['metric']} neighbour graph, random_state={layout['seed']})"
+                    f"{layout['metric']} neighbour graph, random_state={layout['seed']}; {PRINCIPAL_INIT})"
                 )
     if not parts:
         return None

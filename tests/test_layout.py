@@ -127,3 +127,58 @@ def test_placing_averages_only_neighbours_near_the_nearest_one_in_the_layout():
     np.testing.assert_allclose(near, [10.0, 0.0])  # nearest placed is row 1; row 0 is 10 away in the layout
     between = place_from_graph(coordinates, placed, indices, distances, x)[2]
     assert 0 < between[0] < 10  # without a radius: the streak
+
+
+def test_umap_layout_starts_from_principal_components_not_the_spectral_init(monkeypatch):
+    """issue 24: the spectral init's eigensolver stalled for minutes on many small
+    clusters. A graph of 60 components of 5 files each (which makes umap lay out each
+    component's spectrum apart) must never reach it, and the layout still keeps each
+    component together, the same on every run."""
+    import umap.umap_
+
+    def no_spectral(*args, **kwargs):
+        raise AssertionError("the layout called UMAP's spectral initialisation")
+
+    monkeypatch.setattr(umap.umap_, "spectral_layout", no_spectral)
+    rng = np.random.default_rng(3)
+    truth = np.repeat(np.arange(60), 5)
+    x = (rng.normal(0, 50, size=(60, 6))[truth] + rng.normal(0, 0.1, size=(300, 6))).astype(np.float32)
+    params = {"method": "umap", "metric": "euclidean", "seed": 0}
+    graph = neighbour_graph(prepare(x, "euclidean"), 32)
+    first = layout(x, params, graph)
+    assert silhouette_score(first, truth) > 0.5
+    np.testing.assert_array_equal(first, layout(x, params, graph))
+
+
+def test_principal_init_is_the_scaled_first_two_components():
+    from layout import INIT_BOX, principal_init
+    from sklearn.decomposition import PCA
+
+    x, _ = blobs()
+    init = principal_init(x, seed=0)
+    assert init.dtype == np.float32 and init.shape == (len(x), 2)
+    np.testing.assert_allclose(np.abs(init).max(), INIT_BOX, rtol=1e-4)
+    scores = PCA(2, svd_solver="full").fit_transform(x)
+    expected = scores * INIT_BOX / np.abs(scores).max()
+    # Up to each component's sign, and the 1e-4 noise UMAP adds to its own inits.
+    np.testing.assert_allclose(np.abs(init), np.abs(expected), atol=1e-3)
+    np.testing.assert_array_equal(init, principal_init(x, seed=0))
+    assert not np.array_equal(init, principal_init(x, seed=1))
+    # One column: the second coordinate is the noise alone; identical rows: noise alone.
+    one = principal_init(x[:, :1], seed=0)
+    np.testing.assert_allclose(np.abs(one[:, 0]).max(), INIT_BOX, rtol=1e-4)
+    assert np.abs(one[:, 1]).max() < 1e-3
+    assert np.abs(principal_init(np.ones((20, 3), dtype=np.float32), seed=0)).max() < 1e-3
+
+
+def test_principal_init_of_a_matrix_too_big_to_copy_streams_its_pca(monkeypatch):
+    """Above reduce.STREAM_BYTES the PCA is streamed and logs progress: the layout's
+    init needs no log of its own for that, and gives scikit-learn's components."""
+    import reduce
+    from layout import principal_init
+
+    x, _ = blobs(300)
+    monkeypatch.setattr(reduce, "STREAM_BYTES", 1000)
+    streamed = principal_init(x, seed=0)
+    monkeypatch.setattr(reduce, "STREAM_BYTES", 1 << 30)
+    np.testing.assert_allclose(np.abs(streamed), np.abs(principal_init(x, seed=0)), atol=1e-3)

@@ -301,6 +301,9 @@ def test_methods_of_a_million_files_say_what_was_approximate():
     assert "32 approximate nearest neighbours in euclidean distance were found by NN-descent (Dong, Charikar & Li, 2011" in body
     assert "the minimum spanning tree of mutual reachability distances over those edges" in body and "exact minimum" not in body
     assert "UMAP (McInnes, Healy & Melville, 2018) of a random sample of 100,000 vectors" in body
+    small = methods(HDBSCAN_SETTINGS, PCA_16_OF_50, 30, 16, versions(), "0.2.0", [{"method": "umap", "metric": "euclidean", "seed": 0}])
+    for text in (body, small):  # what started the UMAP layout (issue 24)
+        assert "initialised from the clustered vectors' two leading principal components scaled to a ±10 box" in text
     assert "Dong, W., Charikar, M., & Li, K. (2011)" in references
     exact = methods(dict(HDBSCAN_SETTINGS, neighbour_graph="exact"), PCA_16_OF_50, 30, 16, versions(), "0.2.0")
     assert "NN-descent" not in exact and "Dong, W." not in exact
