@@ -20,6 +20,7 @@ the map's sizes and the number of clusters. Writes <workdir>/million.md and .jso
 """
 
 import argparse
+import csv
 import glob
 import json
 import os
@@ -34,6 +35,29 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import PY, REPO, SNAKEMAKE, job_times, now, rss, wait_sampling  # noqa: E402
 
 
+def true_clusters(labels_csv):
+    """{id: the generator's cluster}, -1 for noise (make_data.py's <out>.labels.csv)."""
+    with open(labels_csv) as f:
+        return {row["id"]: int(row["true_cluster"]) for row in csv.DictReader(f)}
+
+
+def agreement(truth, hard_json):
+    """ARI of the result's clusters against the generator's, over all files and over the
+    files that are not noise, and the share of the noise files labelled noise."""
+    import numpy as np
+    from sklearn.metrics import adjusted_rand_score
+
+    got = {entry["id"]: entry["cluster"] for entry in json.load(open(hard_json))}
+    ids = sorted(got)
+    t, g = np.array([truth[i] for i in ids]), np.array([got[i] for i in ids])
+    members = t >= 0
+    return {
+        "ari_all": round(adjusted_rand_score(t, g), 4),
+        "ari_members": round(adjusted_rand_score(t[members], g[members]), 4),
+        "noise_found_as_noise": round(float((g[~members] < 0).mean()), 4) if (~members).any() else None,
+    }
+
+
 def make_data(data, n, clusters, subdirs):
     if os.path.exists(data + ".labels.csv"):
         return
@@ -45,7 +69,8 @@ def make_data(data, n, clusters, subdirs):
 
 
 # Rules whose script is named otherwise (figures and variance both run plot.py: one peak for both).
-RULE_SCRIPTS = {"figures": "plot", "figures_spectral": "plot", "variance": "plot", "summary": "summary"}
+RULE_SCRIPTS = {"figures": "plot", "figures_spectral": "plot", "variance": "plot", "summary": "summary",
+                "export_block": "export", "hard_json": "export"}  # export.py's jobs share one peak
 
 
 def stage_of(cmdline):
@@ -95,7 +120,10 @@ def main(argv=None):
     print(f"data ready in {time.perf_counter() - t:.0f} s: {data}", flush=True)
     subprocess.run(["rm", "-rf", out], check=True)
     config = ["--config", f"embedding_dir={data}", f"output_dir={out}", "plot=umap", *a.config]
-    record = {"n": a.n, "clusters": a.clusters, "subdirs": a.subdirs, "at": now(), "load_before": os.getloadavg()}
+    # The data's own clusters (--data may hold a set made with other --clusters).
+    truth = true_clusters(data + ".labels.csv")
+    clusters = len(set(truth.values()) - {-1})
+    record = {"n": a.n, "clusters": clusters, "subdirs": a.subdirs, "at": now(), "load_before": os.getloadavg()}
     wall, rc, _, main_mb = run_sampled([SNAKEMAKE, "-n", *config], os.path.join(a.workdir, "dryrun.log"))
     record["dryrun"] = {"wall_s": round(wall, 1), "rc": rc, "snakemake_rss_mb": round(main_mb)}
     print(f"snakemake -n: {wall:.1f} s, {main_mb:.0f} MB (rc {rc})", flush=True)
@@ -115,9 +143,10 @@ def main(argv=None):
         record["soft_json_mb"] = round(os.path.getsize(f"{result}/clusters_soft.json") / 1e6, 1)
         record["map_mb"] = round(sum(os.path.getsize(f) for f in glob.glob(f"{result}/map-*.html")) / 1e6, 1)
         record["n_clusters"] = json.load(open(f"{result}/metrics.json")).get("n_clusters")
+        record.update(agreement(truth, f"{result}/clusters_hard.json"))
     json.dump(record, open(os.path.join(a.workdir, "million.json"), "w"), indent=1)
     lines = [
-        f"{a.n:,} files, {a.clusters:,} power-law clusters + 10% noise, {a.subdirs} subfolders; {record['at']}; "
+        f"{a.n:,} files, {clusters:,} power-law clusters + 10% noise, {a.subdirs} subfolders; {record['at']}; "
         f"load {record['load_before'][0]:.1f} before, {record['load_after'][0]:.1f} after",
         "",
         f"`snakemake -n`: {record['dryrun']['wall_s']} s, {record['dryrun']['snakemake_rss_mb']} MB",
@@ -128,7 +157,9 @@ def main(argv=None):
     ]
     for stage, v in record["stages"].items():
         lines.append(f"| {stage} | {v['jobs']} | {v['job_s']:.0f} | {v['peak_rss_mb'] or ''} |")
-    lines += ["", f"soft JSON {record.get('soft_json_mb')} MB, map {record.get('map_mb')} MB, {record.get('n_clusters')} clusters"]
+    lines += ["", f"soft JSON {record.get('soft_json_mb')} MB, map {record.get('map_mb')} MB, {record.get('n_clusters')} clusters found; "
+              f"ARI against the generator's clusters {record.get('ari_all')} over all files, {record.get('ari_members')} over "
+              f"the files that are not noise; {record.get('noise_found_as_noise')} of the noise files labelled noise"]
     text = "\n".join(lines)
     open(os.path.join(a.workdir, "million.md"), "w").write(text + "\n")
     print(text)
