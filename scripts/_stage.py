@@ -146,6 +146,38 @@ def read_json_files(paths):
     return out
 
 
+# The packages whose numba functions cache_compiled_code keeps on disk.
+NUMBA_PACKAGES = ("umap", "pynndescent")
+
+
+def cache_compiled_code():
+    """Keep umap-learn's and pynndescent's compiled numba functions on disk.
+
+    Both mark only some of their functions cache=True, so every job compiled the rest
+    again: about 26 s of the first NN-descent in a process and 6 s of a UMAP layout on
+    these 2 cores (bench/README.md, "Compiled once"). With caching on, a later job loads
+    the same machine code, so the numbers do not change. Numba compiles what it cannot
+    cache (pynndescent's nn_descent takes its distance as an argument: about 11 s) as
+    before, and caches nothing where it finds no writable cache directory."""
+    import warnings
+
+    import pynndescent  # noqa: F401  (imported so that its modules are in sys.modules)
+    import umap  # noqa: F401
+    from numba.core.dispatcher import Dispatcher
+    from numba.core.errors import NumbaWarning
+
+    warnings.filterwarnings("ignore", message="Cannot cache compiled function", category=NumbaWarning)
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split(".")[0] not in NUMBA_PACKAGES:
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, Dispatcher):
+                try:
+                    value.enable_caching()
+                except RuntimeError:  # no cache directory it can write
+                    return
+
+
 def run(snakemake, main):
     """Run main(snakemake, log) with stderr in the job log: an InputError becomes one
     line on the terminal, any other failure one line there plus its traceback in the log.

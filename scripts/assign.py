@@ -193,7 +193,10 @@ def place_umap(new, pooled, embedding, n_neighbors, metric, log=None):
     The neighbours are exact, where umap's transform searches approximately above 4,096
     clustered rows."""
     from neighbours import prepare
+    from _stage import cache_compiled_code
     from umap.umap_ import compute_membership_strengths, smooth_knn_dist
+
+    cache_compiled_code()
 
     search = NearestTraining(prepare(pooled, metric))
     distances, indices = search.query(prepare(new, metric), n_neighbors, log)

@@ -131,7 +131,9 @@ def layout(matrix, params, graph=None, log=None):
 
         return PCA(n_components=2, svd_solver="full").fit_transform(matrix).astype(np.float32)
     import umap
+    from _stage import cache_compiled_code
 
+    cache_compiled_code()
     n_neighbors = min(UMAP_NEIGHBOURS, n - 1)
     knn = known_neighbours(graph, n_neighbors, params["metric"]) if graph is not None else (None, None, None)
     init = principal_init(matrix, params["seed"], log)

@@ -226,6 +226,9 @@ def umap(matrix, dim, metric, seed):
     if dim >= n - 1:
         raise InputError(f"reduce_dim={dim} is too large for UMAP on {n} files (needs fewer than {n - 1})")
     import umap as umap_learn
+    from _stage import cache_compiled_code
+
+    cache_compiled_code()
 
     model = umap_learn.UMAP(n_components=dim, n_neighbors=umap_neighbours(n), metric=metric, random_state=seed)
     return model.fit_transform(matrix).astype(np.float32)

@@ -54,3 +54,29 @@ def test_a_failure_with_room_for_the_log_keeps_its_traceback_there(tmp_path):
     assert proc.stderr == f"embclust export: failed: FileNotFoundError: [Errno 2] No such file or directory: '{tmp_path}/missing/out.json' (traceback in {log})\n"
     text = log.read_text()
     assert text.startswith("exporting\nTraceback (most recent call last):") and "FileNotFoundError" in text
+
+
+# umap-learn's smooth_knn_dist is not cache=True: without cache_compiled_code every job compiled it.
+CACHED_UMAP = textwrap.dedent(
+    """
+    import numpy as np
+    from _stage import cache_compiled_code
+
+    cache_compiled_code()
+    from umap.umap_ import smooth_knn_dist
+
+    smooth_knn_dist(np.ones((20, 4), dtype=np.float32), 4.0)
+    print(sum(smooth_knn_dist.stats.cache_hits.values()))
+    """
+)
+
+
+def test_the_next_process_loads_umaps_compiled_code_from_disk(tmp_path):
+    """cache_compiled_code: the first process compiles and stores, the second loads."""
+    env = {"PATH": "/usr/bin:/bin", "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "PYTHONPATH": str(REPO / "scripts")}
+    hits = [
+        subprocess.run([sys.executable, "-c", CACHED_UMAP], env=env, capture_output=True, text=True, check=True).stdout.split()
+        for _ in range(2)
+    ]
+    assert hits == [["0"], ["1"]]
+    assert any((tmp_path / "numba").rglob("*smooth_knn_dist*.nbi"))
