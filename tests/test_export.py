@@ -41,16 +41,24 @@ def test_soft_memberships_equal_hdbscans(n, centres, width):
 
 
 def test_blocks_bound_memory(monkeypatch):
-    """Blocks hold about BLOCK_ELEMENTS numbers whatever the file count."""
+    """Blocks hold about BLOCK_ELEMENTS memberships whatever the file count, and their
+    products about PRODUCT_ELEMENTS (files x exemplars, whole clusters)."""
     import hdbscan
 
     x = clusters_of_many_sizes(1200, 40, 5, seed=1)
     library = hdbscan.HDBSCAN(min_cluster_size=5).fit(x)
     tree = library.condensed_tree_._raw_tree
     monkeypatch.setattr(export, "BLOCK_ELEMENTS", 5000)
+    monkeypatch.setattr(export, "PRODUCT_ELEMENTS", 3000)
+    monkeypatch.setattr(export, "PRODUCT_ROWS", 50)
     ours = SoftMemberships(x, tree, selected_clusters(tree, library.labels_))
+    products = []
+    monkeypatch.setattr(export._memberships, "nearest_d2", lambda xe, *args: products.append(xe.shape))
+    monkeypatch.setattr(export._memberships, "memberships", lambda *args: None)
     sizes = [len(rows) for rows, _, _ in ours.blocks()]
-    assert len(sizes) > 5 and max(sizes) * max(len(ours.exemplars), ours.n_clusters) <= 5000
+    assert len(sizes) > 5 and max(sizes) * ours.n_clusters <= 5000
+    widest = max(c for _, c, _, _ in ours.runs)
+    assert len(products) > 2 * len(sizes) and max(r * (e - widest) for r, e in products) <= export.PRODUCT_ELEMENTS
 
 
 def test_node_heights_on_a_hand_made_tree():
@@ -110,7 +118,9 @@ def test_row_ranges_give_the_whole_jobs_numbers_and_bytes(monkeypatch, tmp_path)
     x = clusters_of_many_sizes(1000, 30, 5, seed=2)
     library = hdbscan.HDBSCAN(min_cluster_size=5).fit(x)
     tree = library.condensed_tree_._raw_tree
-    monkeypatch.setattr(export, "BLOCK_ELEMENTS", 20000)
+    monkeypatch.setattr(export, "BLOCK_ELEMENTS", 5000)
+    monkeypatch.setattr(export, "PRODUCT_ELEMENTS", 2000)  # several products a block...
+    monkeypatch.setattr(export, "PRODUCT_ROWS", 40)  # ...and of its rows
     soft = SoftMemberships(x, tree, selected_clusters(tree, library.labels_))
     assert 50 < soft.block_size() < 300  # ranges of 1000 // 7 rows start inside blocks
     whole = list(soft.blocks())
