@@ -62,16 +62,23 @@ def memberships(d2, column, label, related_lo, related_hi, start_left, start_rig
     exp(exp(-max_lambda / h)) is recomputed only there."""
     k = d2.shape[1]
     inverse, w = np.empty(k), np.empty(k)
-    zero_at, zero_f = np.empty(k, dtype=np.int64), np.empty(k)
     for i in range(d2.shape[0]):
         row = d2[i]
+        zeros = 0
         for p in range(k):
             inverse[p] = row[column[p]]
-        for p in range(k):  # apart, so that it vectorises
-            inverse[p] = 1.0 / np.sqrt(inverse[p])
+            zeros += inverse[p] == 0.0
+        if zeros:
+            # On exemplars (distance 0): the distance part is shared equally among the
+            # clusters at distance 0, none elsewhere.
+            for p in range(k):
+                inverse[p] = 1.0 if inverse[p] == 0.0 else 0.0
+        else:
+            for p in range(k):  # apart, so that it vectorises
+                inverse[p] = 1.0 / np.sqrt(inverse[p])
         ml, lam_i = max_lambda[i], lam[i]
         lo, hi = related_lo[i], related_hi[i]
-        total, zeros = 0.0, 0
+        total = 0.0
         # Related clusters: the merge height is the point's own lambda.
         f = np.exp(np.exp(-(ml / lam_i)))
         first_related = k
@@ -79,45 +86,46 @@ def memberships(d2, column, label, related_lo, related_hi, start_left, start_rig
             first_related = min(first_related, label[p])
             w[p] = f * inverse[p]
             total += w[p]
-            if w[p] == np.inf:
-                zero_at[zeros], zero_f[zeros] = p, f
-                zeros += 1
-        # The first of the highest merge heights among the other clusters (label order).
+        # The highest merge height among the other clusters is where each walk starts,
+        # and stays so while the walk passes no lower split: the first cluster (label
+        # order) of those is the top.
         top_h, top = -np.inf, 0
-        h, last_h = start_left[i], np.nan
-        for p in range(lo - 1, -1, -1):
-            if p < lo - 1:
+        if lo > 0:
+            h = start_left[i]
+            f = np.exp(np.exp(-(ml / h)))
+            p, top_h, top = lo - 1, h, k
+            while p >= 0 and (p == lo - 1 or neighbour_heights[p] >= h):
+                top = min(top, label[p])
+                w[p] = f * inverse[p]
+                total += w[p]
+                p -= 1
+            last_h = h
+            while p >= 0:
                 h = min(h, neighbour_heights[p])
-            if h != last_h:
-                last_h, f = h, np.exp(np.exp(-(ml / h)))
-            if h > top_h or (h == top_h and label[p] < top):
-                top_h, top = h, label[p]
-            w[p] = f * inverse[p]
-            total += w[p]
-            if w[p] == np.inf:
-                zero_at[zeros], zero_f[zeros] = p, f
-                zeros += 1
-        h, last_h = start_right[i], np.nan
-        for p in range(hi, k):
-            if p > hi:
+                if h != last_h:
+                    last_h, f = h, np.exp(np.exp(-(ml / h)))
+                w[p] = f * inverse[p]
+                total += w[p]
+                p -= 1
+        if hi < k:
+            h = start_right[i]
+            f = np.exp(np.exp(-(ml / h)))
+            p, first = hi, k
+            while p < k and (p == hi or neighbour_heights[p - 1] >= h):
+                first = min(first, label[p])
+                w[p] = f * inverse[p]
+                total += w[p]
+                p += 1
+            if h > top_h or (h == top_h and first < top):
+                top_h, top = h, first
+            last_h = h
+            while p < k:
                 h = min(h, neighbour_heights[p - 1])
-            if h != last_h:
-                last_h, f = h, np.exp(np.exp(-(ml / h)))
-            if h > top_h or (h == top_h and label[p] < top):
-                top_h, top = h, label[p]
-            w[p] = f * inverse[p]
-            total += w[p]
-            if w[p] == np.inf:
-                zero_at[zeros], zero_f[zeros] = p, f
-                zeros += 1
-        # On exemplars (distance 0): the distance part is shared equally among the
-        # clusters at distance 0, none elsewhere.
-        if zeros:
-            w[:] = 0.0
-            total = 0.0
-            for z in range(zeros):
-                w[zero_at[z]] = zero_f[z]
-                total += zero_f[z]
+                if h != last_h:
+                    last_h, f = h, np.exp(np.exp(-(ml / h)))
+                w[p] = f * inverse[p]
+                total += w[p]
+                p += 1
         # P(in any cluster): the highest merge height over all clusters, the point's own
         # lambda for the related ones (the first cluster if tied).
         if hi > lo and (lam_i > top_h or (lam_i == top_h and first_related < top)):
