@@ -45,9 +45,52 @@ def nearest_d2(xe, x, x_sq, exemplars, e_sq, e0, c, n, column, limit, out):
             out[i, column + j] = max(d2, 0.0)
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _weigh(w, inverse, start, stop, f):
+    """w[p] = f * inverse[p] for p in start..stop-1; returns their sum (four running
+    sums, in a fixed order)."""
+    s0 = s1 = s2 = s3 = 0.0
+    p = start
+    while p + 4 <= stop:
+        w[p], w[p + 1], w[p + 2], w[p + 3] = f * inverse[p], f * inverse[p + 1], f * inverse[p + 2], f * inverse[p + 3]
+        s0 += w[p]
+        s1 += w[p + 1]
+        s2 += w[p + 2]
+        s3 += w[p + 3]
+        p += 4
+    while p < stop:
+        w[p] = f * inverse[p]
+        s0 += w[p]
+        p += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def lower_neighbours(heights):
+    """(lower_before, lower_after): for each q, the nearest q' < q (-1 if none) and q' > q
+    (len(heights) if none) with heights[q'] < heights[q]."""
+    n = len(heights)
+    before, after = np.full(n, -1, dtype=np.int64), np.full(n, n, dtype=np.int64)
+    stack, top = np.empty(n, dtype=np.int64), 0
+    for q in range(n):
+        while top > 0 and heights[stack[top - 1]] >= heights[q]:
+            top -= 1
+        before[q] = stack[top - 1] if top > 0 else -1
+        stack[top] = q
+        top += 1
+    top = 0
+    for q in range(n - 1, -1, -1):
+        while top > 0 and heights[stack[top - 1]] >= heights[q]:
+            top -= 1
+        after[q] = stack[top - 1] if top > 0 else n
+        stack[top] = q
+        top += 1
+    return before, after
+
+
 @numba.njit(cache=True, error_model="numpy")
 def memberships(d2, column, label, related_lo, related_hi, start_left, start_right, neighbour_heights,
-                max_lambda, lam, cluster_max_lambda, in_any):
+                lower_before, lower_after, max_lambda, lam, cluster_max_lambda, in_any):
     """hdbscan's membership vectors of a block of points from their squared distances to
     each cluster's nearest exemplar, d2[i, column[p]] for the cluster at depth-first
     position p, which the memberships overwrite in label order (d2[i, label[p]]); also
@@ -58,8 +101,9 @@ def memberships(d2, column, label, related_lo, related_hi, start_left, start_rig
     related_lo[i]..related_hi[i]-1; walking away from them, the merge height h with each
     further cluster is a running minimum over neighbour_heights, started at start_left[i]
     (leftwards) and start_right[i] (rightwards). It changes only where the walk passes a
-    shallower split (at most the tree's depth times), so the tree factor
-    exp(exp(-max_lambda / h)) is recomputed only there."""
+    shallower split (at most the tree's depth times): the walk jumps from one change to
+    the next (lower_neighbours), computes the tree factor exp(exp(-max_lambda / h)) once
+    for each stretch, and weighs the stretch's clusters in one plain loop."""
     k = d2.shape[1]
     inverse, w = np.empty(k), np.empty(k)
     for i in range(d2.shape[0]):
@@ -78,54 +122,46 @@ def memberships(d2, column, label, related_lo, related_hi, start_left, start_rig
                 inverse[p] = 1.0 / np.sqrt(inverse[p])
         ml, lam_i = max_lambda[i], lam[i]
         lo, hi = related_lo[i], related_hi[i]
-        total = 0.0
         # Related clusters: the merge height is the point's own lambda.
-        f = np.exp(np.exp(-(ml / lam_i)))
+        total = _weigh(w, inverse, lo, hi, np.exp(np.exp(-(ml / lam_i))))
         first_related = k
         for p in range(lo, hi):
             first_related = min(first_related, label[p])
-            w[p] = f * inverse[p]
-            total += w[p]
-        # The highest merge height among the other clusters is where each walk starts,
-        # and stays so while the walk passes no lower split: the first cluster (label
-        # order) of those is the top.
+        # Leftwards from lo - 1 the merge height starts at start_left and drops to
+        # neighbour_heights[q] at each q with a lower value than all between it and lo - 1:
+        # stretches of equal height found by jumping along lower_before. The first
+        # stretch holds the highest height (the top: its first cluster in label order).
         top_h, top = -np.inf, 0
         if lo > 0:
-            h = start_left[i]
-            f = np.exp(np.exp(-(ml / h)))
-            p, top_h, top = lo - 1, h, k
-            while p >= 0 and (p == lo - 1 or neighbour_heights[p] >= h):
+            h, q = start_left[i], lo - 2
+            while q >= 0 and neighbour_heights[q] >= h:
+                q = lower_before[q]
+            top_h, top = h, k
+            for p in range(q + 1, lo):
                 top = min(top, label[p])
-                w[p] = f * inverse[p]
-                total += w[p]
-                p -= 1
-            last_h = h
-            while p >= 0:
-                h = min(h, neighbour_heights[p])
-                if h != last_h:
-                    last_h, f = h, np.exp(np.exp(-(ml / h)))
-                w[p] = f * inverse[p]
-                total += w[p]
-                p -= 1
+            end = lo
+            while True:
+                total += _weigh(w, inverse, q + 1, end, np.exp(np.exp(-(ml / h))))
+                if q < 0:
+                    break
+                h, end, q = neighbour_heights[q], q + 1, lower_before[q]
+        # Rightwards from hi likewise: the height drops after each q with a lower value
+        # than all between hi and it.
         if hi < k:
-            h = start_right[i]
-            f = np.exp(np.exp(-(ml / h)))
-            p, first = hi, k
-            while p < k and (p == hi or neighbour_heights[p - 1] >= h):
+            h, q = start_right[i], hi
+            while q < k - 1 and neighbour_heights[q] >= h:
+                q = lower_after[q]
+            first = k
+            for p in range(hi, min(q + 1, k)):
                 first = min(first, label[p])
-                w[p] = f * inverse[p]
-                total += w[p]
-                p += 1
             if h > top_h or (h == top_h and first < top):
                 top_h, top = h, first
-            last_h = h
-            while p < k:
-                h = min(h, neighbour_heights[p - 1])
-                if h != last_h:
-                    last_h, f = h, np.exp(np.exp(-(ml / h)))
-                w[p] = f * inverse[p]
-                total += w[p]
-                p += 1
+            start = hi
+            while True:
+                total += _weigh(w, inverse, start, min(q + 1, k), np.exp(np.exp(-(ml / h))))
+                if q >= k - 1:
+                    break
+                h, start, q = neighbour_heights[q], q + 1, lower_after[q]
         # P(in any cluster): the highest merge height over all clusters, the point's own
         # lambda for the related ones (the first cluster if tied).
         if hi > lo and (lam_i > top_h or (lam_i == top_h and first_related < top)):

@@ -244,6 +244,7 @@ class SoftMemberships:
         # Merge height of each pair of clusters neighbouring in depth-first order.
         a, b = clusters[order[:-1]], clusters[order[1:]]
         self.neighbour_heights = tree.split_lambda[tree.lowest_common_ancestor(a, b)] if len(a) else np.zeros(0)
+        self.lower_before, self.lower_after = _memberships.lower_neighbours(self.neighbour_heights)
         # Where each node's walk outwards starts (block): its related clusters are positions
         # related_lo..hi-1 (the selected cluster above it, if any, at lo-1), and its merge
         # heights with the clusters just outside them, left and right.
@@ -347,7 +348,7 @@ class SoftMemberships:
         m, in_any = self._nearest_d2(self.x[rows]), np.empty(len(rows))
         _memberships.memberships(
             m, self.column, self.depth_first, self.related_lo[node], self.hi[node], self.start_left[node], self.start_right[node],
-            self.neighbour_heights, self.tree.max_lambda[node] + 1e-8, self.point_lambda[rows], self.cluster_max_lambda, in_any)
+            self.neighbour_heights, self.lower_before, self.lower_after, self.tree.max_lambda[node] + 1e-8, self.point_lambda[rows], self.cluster_max_lambda, in_any)
         return m, in_any
 
     def blocks(self, log=None, part=(0, 1)):
