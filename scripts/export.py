@@ -16,9 +16,10 @@ tests), vectorised: for a point x and selected cluster j,
     membership     m_j = r_j o_j / sum_k r_k o_k  x  P(x in any cluster)
 
 Exemplars are the points of each cluster's leaves at their leaves' highest
-lambda, as in hdbscan's PredictionData. The merge heights come from a lowest-
-common-ancestor table over the cluster tree (one lookup per point and cluster);
-the distances from one BLAS product per block against all exemplars.
+lambda, as in hdbscan's PredictionData. The distances' cross terms come from BLAS
+products; the rest is one compiled pass per point over the clusters in depth-first
+order (scripts/_memberships.py), where the merge heights are running minima that
+change at most the tree's depth times.
 
 With many clusters the full vector is too big to write (50k files x 2,000
 clusters is 10^8 numbers), so above DENSE_MAX_CLUSTERS the soft JSON holds each
@@ -45,9 +46,9 @@ BLOCK_ELEMENTS = 4_000_000
 # cluster's exemplars reads it from cache; narrower products run slower in BLAS).
 PRODUCT_ROWS = 256
 PRODUCT_ELEMENTS = 131_072
-# The tree nodes x clusters tables (merge heights, tree factors) are built whole up
-# to this size (800 MB in float64; a million files in 5,000 clusters have about
-# 10,000 nodes), in chunks of BLOCK_ELEMENTS.
+# The tree nodes x clusters table of merge heights (the assign stage's) is built whole
+# up to this size (800 MB in float64; a million files in 5,000 clusters have about
+# 10,000 nodes).
 NODE_TABLE_ELEMENTS = 100_000_000
 # Squared distances below this share of |x|^2 + |e|^2 are recomputed exactly.
 EXACT_BELOW = 1e-6
@@ -197,26 +198,26 @@ class SoftMemberships:
         cluster's exemplars is c - 1 vectorised passes over the run. self.runs: (first
         exemplar, c, number of clusters, first column); _nearest_d2 writes the clusters in
         this order, the cluster at depth-first position p in column self.column[p]."""
-        order = np.lexsort((np.arange(len(position)), position))
+        order = np.argsort(position, kind="stable")
         exemplars, position = exemplars[order], position[order]
         counts = np.bincount(position, minlength=self.n_clusters)
-        first = np.r_[0, np.cumsum(counts)[:-1]]
+        first = np.r_[0, np.cumsum(counts)[:-1]]  # each position's first exemplar
         width = max(1, PRODUCT_ELEMENTS // PRODUCT_ROWS)
-        layout, self.runs, e0, runs_positions = [], [], 0, []
+        layout, self.runs, e0 = [], [], 0
+        self.column = np.empty(self.n_clusters, dtype=np.int64)
         for c in np.unique(counts):
             positions = np.flatnonzero(counts == c)
             for run in np.array_split(positions, -(-len(positions) * c // width)):
+                column = len(layout) and self.runs[-1][3] + self.runs[-1][2]
                 layout.append((first[run][None, :] + np.arange(c)[:, None]).ravel())
-                self.runs.append((e0, int(c), len(run), len(np.concatenate(runs_positions)) if runs_positions else 0))
-                runs_positions.append(run)
+                self.runs.append((e0, int(c), len(run), column))
+                self.column[run] = column + np.arange(len(run))
                 e0 += len(run) * c
-        self.column = np.empty(self.n_clusters, dtype=np.int64)
-        self.column[np.concatenate(runs_positions)] = np.arange(self.n_clusters)
         self.exemplars = np.ascontiguousarray(exemplars[np.concatenate(layout)], dtype=np.float64)
         self.exemplar_sq = (self.exemplars**2).sum(axis=1)
 
     def _depth_first_ranges(self):
-        """The tables behind node_heights. In depth-first order the clusters under any
+        """The tables behind node_heights and block. In depth-first order the clusters under any
         tree node are one contiguous range, and the merge height of a node with the
         clusters left (or right) of that range is a running minimum over the merge
         heights of neighbouring clusters: one pass over K per node, whatever the depth."""
