@@ -30,7 +30,6 @@ import functools
 import json
 import shutil
 
-import _memberships
 import numpy as np
 from _stage import Progress, read_ids
 
@@ -55,6 +54,15 @@ EXACT_BELOW = 1e-6
 
 
 # ---- hdbscan's soft memberships, vectorised -----------------------------------------
+
+
+def memberships_code():
+    """scripts/_memberships.py, imported when memberships are computed: it brings numba
+    (a quarter of a second), which hard_json, plot.py and map.py, importing this module
+    for other things, do without."""
+    import _memberships
+
+    return _memberships
 
 
 class ClusterTree:
@@ -245,7 +253,7 @@ class SoftMemberships:
         # Merge height of each pair of clusters neighbouring in depth-first order.
         a, b = clusters[order[:-1]], clusters[order[1:]]
         self.neighbour_heights = tree.split_lambda[tree.lowest_common_ancestor(a, b)] if len(a) else np.zeros(0)
-        self.lower_before, self.lower_after = _memberships.lower_neighbours(self.neighbour_heights)
+        self.lower_before, self.lower_after = memberships_code().lower_neighbours(self.neighbour_heights)
         # Where each node's walk outwards starts (block): its related clusters are positions
         # related_lo..hi-1 (the selected cluster above it, if any, at lo-1), and its merge
         # heights with the clusters just outside them, left and right.
@@ -283,12 +291,12 @@ class SoftMemberships:
         # distance to itself must be exactly 0 (hdbscan treats 0 apart): below this the
         # kernel recomputes the pair directly.
         limit = EXACT_BELOW * (x_sq + self.exemplar_sq.max())
-        d2 = np.empty((len(x), self.n_clusters))
+        d2, kernels = np.empty((len(x), self.n_clusters)), memberships_code()
         for r in range(0, len(x), PRODUCT_ROWS):
             rows = slice(r, r + PRODUCT_ROWS)
             for e0, c, n, column in self.runs:
                 xe = x[rows] @ self.exemplars[e0 : e0 + c * n].T
-                _memberships.nearest_d2(xe, x[rows], x_sq[rows], self.exemplars, self.exemplar_sq, e0, c, n, column, limit[rows], d2[rows])
+                kernels.nearest_d2(xe, x[rows], x_sq[rows], self.exemplars, self.exemplar_sq, e0, c, n, column, limit[rows], d2[rows])
         return d2
 
     def exemplar_distances(self, rows, x=None):
@@ -347,7 +355,7 @@ class SoftMemberships:
         rest is one compiled pass per point over the clusters (_memberships)."""
         node = self.point_node[rows]
         m, in_any = self._nearest_d2(self.x[rows]), np.empty(len(rows))
-        _memberships.memberships(
+        memberships_code().memberships(
             m, self.column, self.depth_first, self.related_lo[node], self.hi[node], self.start_left[node], self.start_right[node],
             self.neighbour_heights, self.lower_before, self.lower_after, self.tree.max_lambda[node] + 1e-8, self.point_lambda[rows], self.cluster_max_lambda, in_any)
         return m, in_any
@@ -437,7 +445,7 @@ def top_clusters(m, k, decimals=None):
     k = min(k, m.shape[1])
     ids, values = np.zeros((len(m), k), dtype=np.int64), np.zeros((len(m), k))
     if k:
-        _memberships.top_clusters(np.ascontiguousarray(m, dtype=np.float64), k, 0.0 if decimals is None else 10.0**decimals, ids, values)
+        memberships_code().top_clusters(np.ascontiguousarray(m, dtype=np.float64), k, 0.0 if decimals is None else 10.0**decimals, ids, values)
     return ids, values
 
 

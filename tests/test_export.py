@@ -84,8 +84,8 @@ def test_blocks_bound_memory(monkeypatch):
     monkeypatch.setattr(export, "PRODUCT_ROWS", 50)
     ours = SoftMemberships(x, tree, selected_clusters(tree, library.labels_))
     products = []
-    monkeypatch.setattr(export._memberships, "nearest_d2", lambda xe, *args: products.append(xe.shape))
-    monkeypatch.setattr(export._memberships, "memberships", lambda *args: None)
+    monkeypatch.setattr(export.memberships_code(), "nearest_d2", lambda xe, *args: products.append(xe.shape))
+    monkeypatch.setattr(export.memberships_code(), "memberships", lambda *args: None)
     sizes = [len(rows) for rows, _, _ in ours.blocks()]
     assert len(sizes) > 5 and max(sizes) * ours.n_clusters <= 5000
     widest = max(c for _, c, _, _ in ours.runs)
