@@ -4,8 +4,10 @@ They live in a module of their own because snakemake runs export.py from a fresh
 each job, and numba's cache (cache=True) is keyed to the source file: imported from here,
 a job loads the compiled code instead of compiling it again (a few seconds).
 
-Every loop runs one row at a time in a fixed order, single-threaded: a row's numbers do
-not depend on the other rows of its block, nor on the number of threads.
+Every loop runs one row at a time in a fixed order, single-threaded, so the numbers do
+not depend on the number of threads. (The BLAS products before them might depend on a
+block's other rows: that is why blocks start at the same rows whatever the row range,
+export.SoftMemberships.blocks.)
 """
 
 import numba
