@@ -16,9 +16,10 @@ tests), vectorised: for a point x and selected cluster j,
     membership     m_j = r_j o_j / sum_k r_k o_k  x  P(x in any cluster)
 
 Exemplars are the points of each cluster's leaves at their leaves' highest
-lambda, as in hdbscan's PredictionData. The merge heights come from a lowest-
-common-ancestor table over the cluster tree (one lookup per point and cluster);
-the distances from one BLAS product per block against all exemplars.
+lambda, as in hdbscan's PredictionData. The distances' cross terms come from BLAS
+products; the rest is one compiled pass per point over the clusters in depth-first
+order (scripts/_memberships.py), where the merge heights are running minima that
+change at most the tree's depth times.
 
 With many clusters the full vector is too big to write (50k files x 2,000
 clusters is 10^8 numbers), so above DENSE_MAX_CLUSTERS the soft JSON holds each
@@ -37,17 +38,31 @@ DECIMALS = 6  # probabilities are rounded so the JSON is stable and compact
 DENSE_MAX_CLUSTERS = 50
 # ...and above it each file's TOP_K largest.
 TOP_K = 10
-# Rows per block: keeps the block's files x exemplars distances near 32 MB.
+# Rows per block: keeps the block's files x clusters memberships near 32 MB.
 BLOCK_ELEMENTS = 4_000_000
-# The tree nodes x clusters tables (merge heights, tree factors) are built whole up
-# to this size (800 MB in float64; a million files in 5,000 clusters have about
-# 10,000 nodes), in chunks of BLOCK_ELEMENTS.
+# One BLAS product of the distances: up to PRODUCT_ROWS files against about
+# PRODUCT_ELEMENTS / PRODUCT_ROWS exemplars (1 MB, so that the minimum over each
+# cluster's exemplars reads it from cache; narrower products run slower in BLAS).
+PRODUCT_ROWS = 256
+PRODUCT_ELEMENTS = 131_072
+# The tree nodes x clusters table of merge heights (the assign stage's) is built whole
+# up to this size (800 MB in float64; a million files in 5,000 clusters have about
+# 10,000 nodes).
 NODE_TABLE_ELEMENTS = 100_000_000
 # Squared distances below this share of |x|^2 + |e|^2 are recomputed exactly.
 EXACT_BELOW = 1e-6
 
 
 # ---- hdbscan's soft memberships, vectorised -----------------------------------------
+
+
+def memberships_code():
+    """scripts/_memberships.py, imported when memberships are computed: it brings numba
+    (a quarter of a second), which hard_json, plot.py and map.py, importing this module
+    for other things, do without."""
+    import _memberships
+
+    return _memberships
 
 
 class ClusterTree:
@@ -179,23 +194,38 @@ class SoftMemberships:
         counts = np.bincount(exemplar_cluster[keep], minlength=len(self.clusters))
         if (counts == 0).any():
             raise RuntimeError(f"{int((counts == 0).sum())} selected clusters have no exemplars")
-        # Exemplars ordered by their cluster's exemplar count, then cluster: the clusters
-        # with c exemplars each are one (clusters, c, points) block, whose minimum over
-        # its middle axis is one vectorised pass (reduceat over ragged groups is not).
-        order = np.lexsort((exemplar_cluster[keep], counts[exemplar_cluster[keep]]))
-        self.exemplars = x[points["child"][keep][order]]
-        self.exemplar_sq = (self.exemplars**2).sum(axis=1)
-        by_count = np.lexsort((np.arange(len(counts)), counts))
-        self.exemplar_starts = np.empty(len(counts), dtype=np.int64)
-        self.exemplar_starts[by_count] = np.r_[0, np.cumsum(counts[by_count])[:-1]]
-        self.exemplar_counts = counts
-        self.count_groups = [(c, by_count[counts[by_count] == c]) for c in np.unique(counts)]
-        # Rows [-2 e, |e|^2] against [x, 1]: one product gives |e|^2 - 2 x.e.
-        self.exemplar_rows = np.hstack([-2 * self.exemplars, self.exemplar_sq[:, None]])
         self._depth_first_ranges()
+        self._exemplar_runs(x[points["child"][keep]], self.position[exemplar_cluster[keep]])
+        self.cluster_max_lambda = self.tree.max_lambda[self.clusters]
+
+    def _exemplar_runs(self, exemplars, position):
+        """Lay the exemplars (each with its cluster's depth-first position) out for
+        _nearest_d2: in runs of clusters with the same number of exemplars c, each run
+        about PRODUCT_ELEMENTS / PRODUCT_ROWS exemplars, slot by slot (the first exemplar
+        of each cluster of the run, then the second...), so that the minimum over a
+        cluster's exemplars is c - 1 vectorised passes over the run. self.runs: (first
+        exemplar, c, number of clusters, first column); _nearest_d2 writes the clusters in
+        this order, the cluster at depth-first position p in column self.column[p]."""
+        order = np.argsort(position, kind="stable")
+        exemplars, position = exemplars[order], position[order]
+        counts = np.bincount(position, minlength=self.n_clusters)
+        first = np.r_[0, np.cumsum(counts)[:-1]]  # each position's first exemplar
+        width = max(1, PRODUCT_ELEMENTS // PRODUCT_ROWS)
+        layout, self.runs, e0 = [], [], 0
+        self.column = np.empty(self.n_clusters, dtype=np.int64)
+        for c in np.unique(counts):
+            positions = np.flatnonzero(counts == c)
+            for run in np.array_split(positions, -(-len(positions) * c // width)):
+                column = len(layout) and self.runs[-1][3] + self.runs[-1][2]
+                layout.append((first[run][None, :] + np.arange(c)[:, None]).ravel())
+                self.runs.append((e0, int(c), len(run), column))
+                self.column[run] = column + np.arange(len(run))
+                e0 += len(run) * c
+        self.exemplars = np.ascontiguousarray(exemplars[np.concatenate(layout)], dtype=np.float64)
+        self.exemplar_sq = (self.exemplars**2).sum(axis=1)
 
     def _depth_first_ranges(self):
-        """The tables behind node_heights. In depth-first order the clusters under any
+        """The tables behind node_heights and block. In depth-first order the clusters under any
         tree node are one contiguous range, and the merge height of a node with the
         clusters left (or right) of that range is a running minimum over the merge
         heights of neighbouring clusters: one pass over K per node, whatever the depth."""
@@ -223,6 +253,17 @@ class SoftMemberships:
         # Merge height of each pair of clusters neighbouring in depth-first order.
         a, b = clusters[order[:-1]], clusters[order[1:]]
         self.neighbour_heights = tree.split_lambda[tree.lowest_common_ancestor(a, b)] if len(a) else np.zeros(0)
+        self.lower_before, self.lower_after = memberships_code().lower_neighbours(self.neighbour_heights)
+        # Where each node's walk outwards starts (block): its related clusters are positions
+        # related_lo..hi-1 (the selected cluster above it, if any, at lo-1), and its merge
+        # heights with the clusters just outside them, left and right.
+        k, nodes, by_position = len(clusters), np.arange(tree.n_nodes), clusters[order]
+        self.related_lo = self.lo - (above >= 0)
+        self.start_left = np.full(tree.n_nodes, np.nan)
+        self.start_right = np.full(tree.n_nodes, np.nan)
+        left, right = self.related_lo > 0, self.hi < k
+        self.start_left[left] = tree.split_lambda[tree.lowest_common_ancestor(nodes[left], by_position[self.related_lo[left] - 1])]
+        self.start_right[right] = tree.split_lambda[tree.lowest_common_ancestor(nodes[right], by_position[self.hi[right]])]
 
     @functools.cached_property
     def _node_heights(self):
@@ -237,31 +278,34 @@ class SoftMemberships:
         return len(self.clusters)
 
     def block_size(self):
-        return max(1, BLOCK_ELEMENTS // max(len(self.exemplars), self.n_clusters))
+        return max(1, BLOCK_ELEMENTS // self.n_clusters)
+
+    def _nearest_d2(self, x):
+        """Squared distance from each point to each cluster's nearest exemplar, rows x K,
+        the cluster at depth-first position p in column self.column[p]. The cross terms
+        x.e come from one BLAS product per PRODUCT_ROWS points and run of clusters
+        (_exemplar_runs); then _memberships takes each cluster's minimum."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        x_sq = (x**2).sum(axis=1)
+        # |x|^2 + |e|^2 - 2 x.e cancels badly for near-equal points, and an exemplar's
+        # distance to itself must be exactly 0 (hdbscan treats 0 apart): below this the
+        # kernel recomputes the pair directly.
+        limit = EXACT_BELOW * (x_sq + self.exemplar_sq.max())
+        d2, kernels = np.empty((len(x), self.n_clusters)), memberships_code()
+        for r in range(0, len(x), PRODUCT_ROWS):
+            rows = slice(r, r + PRODUCT_ROWS)
+            for e0, c, n, column in self.runs:
+                xe = x[rows] @ self.exemplars[e0 : e0 + c * n].T
+                kernels.nearest_d2(xe, x[rows], x_sq[rows], self.exemplars, self.exemplar_sq, e0, c, n, column, limit[rows], d2[rows])
+        return d2
 
     def exemplar_distances(self, rows, x=None):
         """Distance from each point to its nearest exemplar of each cluster, rows x K;
         `x`: other points than the clustered ones (the assign stage's new clips)."""
-        x = self.x[rows] if x is None else x
-        x_sq = (x**2).sum(axis=1)
-        # Exemplars x points, each cluster's exemplars consecutive rows; |x|^2 is the
-        # same for every exemplar, so it is added after the minimum.
-        e_x = self.exemplar_rows @ np.hstack([x, np.ones((len(x), 1))]).T
-        d2 = np.empty((self.n_clusters, len(x)))
-        for c, clusters in self.count_groups:
-            start = self.exemplar_starts[clusters[0]]
-            d2[clusters] = e_x[start : start + c * len(clusters)].reshape(len(clusters), c, -1).min(axis=1)
-        d2 = d2.T + x_sq[:, None]
-        # |x|^2 + |e|^2 - 2 x.e cancels badly for near-equal points, and an exemplar's
-        # distance to itself must be exactly 0 (hdbscan treats 0 apart): recompute
-        # those few directly.
-        close_rows, close_clusters = np.nonzero(d2 < EXACT_BELOW * (x_sq[:, None] + self.exemplar_sq.max()))
-        for c in np.unique(close_clusters):
-            at = close_clusters == c
-            start = self.exemplar_starts[c]
-            e = self.exemplars[start : start + self.exemplar_counts[c]]
-            d2[close_rows[at], c] = ((x[close_rows[at], None, :] - e[None]) ** 2).sum(axis=2).min(axis=1)
-        return np.sqrt(np.maximum(d2, 0))
+        d2 = self._nearest_d2(self.x[rows] if x is None else x)
+        d = np.empty_like(d2)
+        d[:, self.depth_first] = np.sqrt(d2[:, self.column])
+        return d
 
     def node_heights(self, nodes):
         """nodes x K: the lambda of the split that separates each tree node from each
@@ -298,89 +342,22 @@ class SoftMemberships:
             heights[i, first - bool(above[i]) : stop] = np.nan
         return heights[:, self.position]
 
-    def node_factors(self, nodes):
-        """What the tree part of a point's memberships takes from its tree node, for
-        `nodes`: (factors nodes x K, the first cluster of highest merge height among
-        the clusters separated from the node and that height (-inf if none), and the
-        clusters related to each node (containing it or inside it) as CSR
-        (indptr, cluster indices ascending)). A factor is exp(exp(-max_lambda / h))
-        for a separated cluster, 0 for a related one: there h is the point's own
-        lambda, filled in per point by `block`."""
-        k = self.n_clusters
-        factors = np.empty((len(nodes), k))
-        top = np.empty(len(nodes), dtype=np.int64)
-        top_height = np.empty(len(nodes))
-        related_rows, related_clusters = [], []
-        chunk = max(1, BLOCK_ELEMENTS // max(k, 1))
-        for start in range(0, len(nodes), chunk):
-            part = nodes[start : start + chunk]
-            heights = self.node_heights(part)
-            related = np.isnan(heights)
-            max_lambda = self.tree.max_lambda[part][:, None] + 1e-8
-            # In place, in the table: these are the job's largest arrays after the distances.
-            f = factors[start : start + len(part)]
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                np.divide(max_lambda, heights, out=f)
-                np.negative(f, out=f)
-                np.exp(f, out=f)
-                np.exp(f, out=f)
-            f[related] = 0.0
-            separated = np.nan_to_num(heights, copy=False, nan=-np.inf, posinf=np.inf, neginf=-np.inf)
-            t = separated.argmax(axis=1)
-            top[start : start + len(part)] = t
-            top_height[start : start + len(part)] = separated[np.arange(len(part)), t]
-            r, c = np.nonzero(related)  # row-major: clusters ascending within a node
-            related_rows.append(r + start)
-            related_clusters.append(c)
-        rows = np.concatenate(related_rows) if related_rows else np.zeros(0, dtype=np.int64)
-        indptr = np.r_[0, np.cumsum(np.bincount(rows, minlength=len(nodes)))]
-        clusters = np.concatenate(related_clusters) if related_clusters else np.zeros(0, dtype=np.int64)
-        return factors, top, top_height, indptr, clusters
-
-    @functools.cached_property
-    def _node_factors(self):
-        """node_factors of every tree node, when the table is small enough to hold."""
-        if self.tree.n_nodes * self.n_clusters > NODE_TABLE_ELEMENTS:
-            return None
-        return self.node_factors(np.arange(self.tree.n_nodes))
-
     def block(self, rows):
         """(memberships rows x K, probability of being in any cluster per row).
 
         hdbscan's normalisations (of the distance part, of the tree part, of their
-        product) cancel into one: m_j = (1/d_j) o_j / sum_k (1/d_k) o_k, with o_j the
-        unnormalised tree factor, most of it read from the per-node table. A point at
-        distance 0 from exemplars of z clusters gets 1/z of the distance part in each
-        of them and none elsewhere (hdbscan's 1/d there is the largest float / K)."""
-        point_node = self.point_node[rows]
-        if self._node_factors is not None:
-            factors, top, top_height, indptr, related = self._node_factors
-            at = point_node
-        else:
-            nodes, at = np.unique(point_node, return_inverse=True)
-            factors, top, top_height, indptr, related = self.node_factors(nodes)
-        lam = self.point_lambda[rows]
-        m = factors[at]
-        # Clusters related to a point's node: the merge height is the point's own lambda.
-        counts = indptr[at + 1] - indptr[at]
-        row_of = np.repeat(np.arange(len(rows)), counts)
-        position = np.repeat(indptr[at] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-        max_lambda = self.tree.max_lambda[point_node] + 1e-8
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            m[row_of, related[position]] = np.exp(np.exp(-(max_lambda[row_of] / lam[row_of])))
-            d = self.exemplar_distances(rows)
-            zero = d == 0
-            inverse = np.reciprocal(d, out=d)
-            on_exemplar = zero.any(axis=1)
-            inverse[on_exemplar] = zero[on_exemplar]
-            m *= inverse
-            # P(in any cluster): the highest merge height over all clusters (the first if tied).
-            first_related = np.where(counts > 0, related[np.minimum(indptr[at], len(related) - 1)], self.n_clusters)
-            own = (counts > 0) & ((lam > top_height[at]) | ((lam == top_height[at]) & (first_related < top[at])))
-            best = np.where(own, first_related, top[at])
-            height = np.where(own, lam, top_height[at])
-            in_any = height / np.maximum(self.tree.max_lambda[self.clusters[best]], lam)
-            m *= (in_any / m.sum(axis=1))[:, None]
+        product) cancel into one: m_j = (1/d_j) o_j / sum_k (1/d_k) o_k, with
+        o_j = exp(exp(-max_lambda / h_j)) the unnormalised tree factor (h_j the merge
+        height of the point's tree node and cluster j, the point's own lambda where one
+        contains the other). A point at distance 0 from exemplars of z clusters gets 1/z
+        of the distance part in each of them and none elsewhere (hdbscan's 1/d there is
+        the largest float / K). One BLAS product gives the distances' cross terms; the
+        rest is one compiled pass per point over the clusters (_memberships)."""
+        node = self.point_node[rows]
+        m, in_any = self._nearest_d2(self.x[rows]), np.empty(len(rows))
+        memberships_code().memberships(
+            m, self.column, self.depth_first, self.related_lo[node], self.hi[node], self.start_left[node], self.start_right[node],
+            self.neighbour_heights, self.lower_before, self.lower_after, self.tree.max_lambda[node] + 1e-8, self.point_lambda[rows], self.cluster_max_lambda, in_any)
         return m, in_any
 
     def blocks(self, log=None, part=(0, 1)):
@@ -462,15 +439,14 @@ class PreparedRows:
 # ---- the JSONs ----------------------------------------------------------------------
 
 
-def top_clusters(m, k):
-    """(cluster ids, memberships), each rows x min(k, K), largest first (ties: lower id)."""
+def top_clusters(m, k, decimals=None):
+    """(cluster ids, memberships), each rows x min(k, K), largest first (ties: lower id),
+    of m rounded to `decimals` as np.round rounds (one compiled pass over each row)."""
     k = min(k, m.shape[1])
-    if k == 0:
-        return np.zeros((len(m), 0), dtype=np.int64), np.zeros((len(m), 0))
-    part = np.argpartition(-m, k - 1, axis=1)[:, :k] if k < m.shape[1] else np.tile(np.arange(m.shape[1]), (len(m), 1))
-    values = np.take_along_axis(m, part, axis=1)
-    order = np.lexsort((part, -values), axis=1)
-    return np.take_along_axis(part, order, axis=1), np.take_along_axis(values, order, axis=1)
+    ids, values = np.zeros((len(m), k), dtype=np.int64), np.zeros((len(m), k))
+    if k:
+        memberships_code().top_clusters(np.ascontiguousarray(m, dtype=np.float64), k, 0.0 if decimals is None else 10.0**decimals, ids, values)
+    return ids, values
 
 
 def soft_format(setting, n_clusters):
@@ -483,12 +459,11 @@ def soft_format(setting, n_clusters):
 def soft_entries(ids, paths, blocks, form, k):
     """One soft JSON entry per file, generated block by block."""
     for rows, m, in_any in blocks:
-        m = np.round(m, DECIMALS)
         if form == "dense":
-            for i, row in zip(rows, m.tolist()):
+            for i, row in zip(rows, np.round(m, DECIMALS).tolist()):
                 yield {"id": ids[i], "path": paths[i], "probabilities": row}
             continue
-        top, values = top_clusters(m, k)
+        top, values = top_clusters(m, k, DECIMALS)
         for i, c, v, p in zip(rows, top.tolist(), values.tolist(), np.round(in_any, DECIMALS).tolist()):
             yield {"id": ids[i], "path": paths[i], "top_clusters": c, "top_probabilities": v, "in_any_cluster": p}
 

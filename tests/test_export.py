@@ -19,12 +19,17 @@ def clusters_of_many_sizes(n, centres, width, seed):
     return x
 
 
-@pytest.mark.parametrize("n, centres, width", [(1500, 6, 10), (3000, 120, 6)])
-def test_soft_memberships_equal_hdbscans(n, centres, width):
+@pytest.mark.parametrize("n, centres, width, product_rows", [(1500, 6, 10, 256), (3000, 120, 6, 256), (3000, 120, 6, 70)])
+def test_soft_memberships_equal_hdbscans(n, centres, width, product_rows, monkeypatch):
     """On the tree hdbscan built itself, the same numbers as its
     all_points_membership_vectors, to 1e-6, with exemplars that are exact duplicates
-    (distance 0, which hdbscan treats apart) included."""
+    (distance 0, which hdbscan treats apart) included; noise points (about 5%) too. The
+    last case cuts the distances into products of 70 points against runs of a few
+    clusters each."""
     import hdbscan
+
+    monkeypatch.setattr(export, "PRODUCT_ROWS", product_rows)
+    monkeypatch.setattr(export, "PRODUCT_ELEMENTS", product_rows * (64 if product_rows < 256 else 512))
 
     x = clusters_of_many_sizes(n, centres, width, seed=centres)
     x[1] = x[0]  # an exact duplicate pair
@@ -38,19 +43,53 @@ def test_soft_memberships_equal_hdbscans(n, centres, width):
     np.testing.assert_allclose(soft, hdbscan.all_points_membership_vectors(library), atol=1e-6, rtol=0)
     np.testing.assert_allclose(np.concatenate([p for _, _, p in blocks]), soft.sum(axis=1), atol=1e-12)
     np.testing.assert_array_equal(np.concatenate([r for r, _, _ in blocks]), np.arange(len(x)))
+    assert (library.labels_ < 0).sum() > n // 50  # noise points
+    if product_rows < 256:
+        assert len(ours.runs) > 5 and len({c for _, c, _, _ in ours.runs}) > 1
+
+
+def test_one_cluster_and_points_on_exemplars_equal_hdbscans():
+    """A single selected cluster (hdbscan's allow_single_cluster), and points placed
+    exactly on exemplars (their distance part is all in the clusters they sit on):
+    hdbscan's numbers to 1e-6, as are the exemplar distances the assign stage uses."""
+    import hdbscan
+
+    rng = np.random.default_rng(3)
+    x = np.r_[rng.normal(0, 1, size=(400, 3)), rng.uniform(-8, 8, size=(40, 3))]
+    for single, clusters in ((True, 1), (False, 3)):
+        library = hdbscan.HDBSCAN(min_cluster_size=5, prediction_data=True, allow_single_cluster=single).fit(x)
+        assert library.labels_.max() + 1 == clusters and (library.labels_ < 0).sum() > 20
+        tree = library.condensed_tree_._raw_tree
+        ours = SoftMemberships(x, tree, selected_clusters(tree, library.labels_))
+        on_exemplars = [np.flatnonzero((x == e).all(axis=1))[0] for e in ours.exemplars[:5]]
+        assert np.array_equal(ours.exemplar_distances(on_exemplars).min(axis=1), np.zeros(5))
+        soft = np.vstack([m for _, m, _ in ours.blocks()])
+        reference = hdbscan.all_points_membership_vectors(library).reshape(soft.shape)
+        np.testing.assert_allclose(soft, reference, atol=1e-6, rtol=0)
+        exemplars = library.exemplars_
+        d = np.stack([np.sqrt(((x[:, None, :] - e[None]) ** 2).sum(axis=2)).min(axis=1) for e in exemplars], axis=1)
+        np.testing.assert_allclose(ours.exemplar_distances(np.arange(len(x))), d, atol=1e-9, rtol=0)
 
 
 def test_blocks_bound_memory(monkeypatch):
-    """Blocks hold about BLOCK_ELEMENTS numbers whatever the file count."""
+    """Blocks hold about BLOCK_ELEMENTS memberships whatever the file count, and their
+    products about PRODUCT_ELEMENTS (files x exemplars, whole clusters)."""
     import hdbscan
 
     x = clusters_of_many_sizes(1200, 40, 5, seed=1)
     library = hdbscan.HDBSCAN(min_cluster_size=5).fit(x)
     tree = library.condensed_tree_._raw_tree
     monkeypatch.setattr(export, "BLOCK_ELEMENTS", 5000)
+    monkeypatch.setattr(export, "PRODUCT_ELEMENTS", 3000)
+    monkeypatch.setattr(export, "PRODUCT_ROWS", 50)
     ours = SoftMemberships(x, tree, selected_clusters(tree, library.labels_))
+    products = []
+    monkeypatch.setattr(export.memberships_code(), "nearest_d2", lambda xe, *args: products.append(xe.shape))
+    monkeypatch.setattr(export.memberships_code(), "memberships", lambda *args: None)
     sizes = [len(rows) for rows, _, _ in ours.blocks()]
-    assert len(sizes) > 5 and max(sizes) * max(len(ours.exemplars), ours.n_clusters) <= 5000
+    assert len(sizes) > 5 and max(sizes) * ours.n_clusters <= 5000
+    widest = max(c for _, c, _, _ in ours.runs)
+    assert len(products) > 2 * len(sizes) and max(r * (e - widest) for r, e in products) <= export.PRODUCT_ELEMENTS
 
 
 def test_node_heights_on_a_hand_made_tree():
@@ -83,6 +122,21 @@ def test_top_clusters_largest_first_ties_to_the_lower_id():
     assert top_clusters(m, 10)[0].shape == (2, 4)
 
 
+def test_top_clusters_of_rounded_memberships_as_numpy_sorts_them():
+    """The compiled selection against np.round and a full sort (value descending, then
+    id): many values round to the same number, ties at the k-th place included."""
+    rng = np.random.default_rng(5)
+    m = rng.random((300, 40)) ** 8 / 20
+    m[:, ::7] = 0.5
+    m[::3] = np.round(m[::3], 3)
+    for k in (1, 3, 10):
+        ids, values = top_clusters(m, k, export.DECIMALS)
+        rounded = np.round(m, export.DECIMALS)
+        order = np.lexsort((np.broadcast_to(np.arange(40), m.shape), -rounded), axis=1)[:, :k]
+        np.testing.assert_array_equal(ids, order)
+        np.testing.assert_array_equal(values, np.take_along_axis(rounded, order, axis=1))
+
+
 def test_entries_in_both_formats_stream_to_valid_json(tmp_path):
     ids, paths = ["a", "b", "c"], ["d/a.npy", "d/b.npy", "d/c.npy"]
     m = np.array([[0.7, 0.2, 0.05], [0.1, 0.1, 0.1], [0.0, 0.4, 0.5]])
@@ -110,7 +164,9 @@ def test_row_ranges_give_the_whole_jobs_numbers_and_bytes(monkeypatch, tmp_path)
     x = clusters_of_many_sizes(1000, 30, 5, seed=2)
     library = hdbscan.HDBSCAN(min_cluster_size=5).fit(x)
     tree = library.condensed_tree_._raw_tree
-    monkeypatch.setattr(export, "BLOCK_ELEMENTS", 20000)
+    monkeypatch.setattr(export, "BLOCK_ELEMENTS", 5000)
+    monkeypatch.setattr(export, "PRODUCT_ELEMENTS", 2000)  # several products a block...
+    monkeypatch.setattr(export, "PRODUCT_ROWS", 40)  # ...and of its rows
     soft = SoftMemberships(x, tree, selected_clusters(tree, library.labels_))
     assert 50 < soft.block_size() < 300  # ranges of 1000 // 7 rows start inside blocks
     whole = list(soft.blocks())

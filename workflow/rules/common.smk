@@ -438,7 +438,7 @@ def assign_inputs(wildcards):
         "ids": POOLED_IDS.format(pooling=pooling),
         "matrix": reduced_matrix(parts),
         # export.py's soft-membership code is part of this stage's logic.
-        "code": shared_code("export"),
+        "code": shared_code("export", "_memberships"),
     }
     if reducer != "none":
         out["fitted"] = REDUCER.format(pooling=pooling, reducer=reducer)

@@ -10,6 +10,8 @@ rule export_block:
         ids=POOLED_IDS,
         # HDBSCAN's soft memberships are distances to exemplars in the clustered space.
         matrix=reduced_matrix,
+        # export.py's compiled membership loops: a change there recomputes them.
+        code=shared_code("_memberships"),
     output:
         part=temp(SOFT_BLOCK),
     log:
@@ -34,6 +36,7 @@ rule export:
         ids=POOLED_IDS,
         matrix=reduced_matrix,
         blocks=soft_blocks,
+        code=shared_code("_memberships"),
     output:
         soft=SOFT_JSON,
     log:
