@@ -276,17 +276,17 @@ def _mb(path):
 def export_mem_mb(input, soft=True):
     """MiB for the export and export_block jobs: the ids and paths as Python strings
     (~4x their text), the clusters file twice (read, then its tree's tables) and 512 for
-    the interpreter; computing soft memberships (soft), 1 GiB more for blocks of ~32 MB
-    and the tree nodes x clusters table (at most 800 MB, scripts/export.py). The matrix
+    the interpreter; computing soft memberships (soft), 1 GiB more for blocks of ~32 MB,
+    the exemplars and numba (scripts/export.py). The matrix
     is read a row block at a time, not held."""
     return 512 + 1024 * soft + int(4 * _mb(input.ids) + 2 * _mb(input.clusters))
 
 
 # Seconds per file, cluster and (dimension + 10) of the soft memberships: the distances to
-# exemplars grow with the width, the tree part does not. Measured 1.1e-8 at 200,000 files
-# x 9,561 clusters x 50 dimensions on a 2-core machine at load 11 (680 ns per file and
-# cluster), about 3x less unloaded; asked for with room.
-SOFT_SECONDS_PER_CELL = 2e-8
+# exemplars grow with the width, the tree part does not. Measured 4e-10 at 200,000 files
+# x 20,000 clusters x 50 dimensions with one BLAS thread on a loaded 2-core machine (25 ns
+# per file and cluster, bench/README.md); asked for with 7x room for slower nodes.
+SOFT_SECONDS_PER_CELL = 3e-9
 
 
 @functools.lru_cache(maxsize=16)
