@@ -115,7 +115,7 @@ def hover(page, xy):
     return x, y
 
 
-def tip_text(page, expect, timeout=5000):
+def tip_text(page, expect, timeout=20000):
     """The hover box's text once its id is `expect` (or whatever it shows after the timeout)."""
     try:
         page.wait_for_function(
@@ -130,7 +130,7 @@ def search(page, text, expect_status):
     page.fill("#search", text)
     page.press("#search", "Enter")
     page.wait_for_function("s => document.getElementById('status').textContent.startsWith(s)", arg=expect_status,
-                           timeout=5000)
+                           timeout=20000)
     return page.text_content("#status")
 
 
@@ -172,7 +172,7 @@ def test_map_in_headless_chromium(plots_run, page):  # noqa: F811
 
     # Clicking plays that clip, by a relative link that resolves to the wav file.
     page.mouse.click(x, y)
-    page.wait_for_function(f"document.getElementById('player').dataset.id === '{target}'", timeout=5000)
+    page.wait_for_function(f"document.getElementById('player').dataset.id === '{target}'", timeout=20000)
     src = page.evaluate("document.getElementById('player').getAttribute('src')")
     assert src == urllib.parse.quote(os.path.relpath(root / "audio" / f"{target}.wav", path.parent))
     assert src.startswith("../") and src.endswith(f"audio/{target}.wav")
@@ -349,7 +349,7 @@ def test_assigned_clips_are_an_outlined_layer_found_by_search_and_played(tmp_pat
     x, y = hover(page, new["xy"][0])
     assert tip_text(page, "new clip").startswith("new clip")
     page.mouse.click(x, y)
-    page.wait_for_function("document.getElementById('player').dataset.id === 'new clip'", timeout=5000)
+    page.wait_for_function("document.getElementById('player').dataset.id === 'new clip'", timeout=20000)
     assert page.evaluate("document.getElementById('player').getAttribute('src')") == "audio/new%20clip.wav"
     assert page.problems == [], page.problems
 
@@ -394,7 +394,7 @@ def test_colour_by_stability_and_listen_to_the_least_stable_first(tmp_path, page
     assert items.count() == 50 and items.nth(0).inner_text().startswith(f"{ids[17]} 0.050, cluster 2")
     assert [items.nth(k).locator("button").inner_text() for k in range(3)] == [ids[k] for k in worst]
     page.click("#next-unstable")
-    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[17]}'", timeout=5000)
+    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[17]}'", timeout=20000)
     assert page.text_content("#status") == f"least stable 1 of 50: {ids[17]} (stability 0.050, cluster 2), playing"
     assert page.evaluate("document.getElementById('player').getAttribute('src')") == f"audio/{ids[17]}.wav"
     assert page.evaluate(RING) == [pytest.approx(xy[17][0])]
@@ -403,7 +403,7 @@ def test_colour_by_stability_and_listen_to_the_least_stable_first(tmp_path, page
     assert page.text_content("#status").endswith("(stability 0.100, cluster 1), no audio")
     assert page.evaluate(RING) == [pytest.approx(xy[4][0])] and tip_text(page, ids[4]).startswith(ids[4])
     items.nth(2).locator("button").click()
-    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[60]}'", timeout=5000)
+    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[60]}'", timeout=20000)
     assert page.text_content("#status").startswith(f"least stable 3 of 50: {ids[60]} (stability 0.200")
     assert page.locator("#unstable li.current").inner_text().startswith(ids[60])
     # Search says the stability too; back to clusters, the colour bar goes.
@@ -431,7 +431,7 @@ def test_map_of_the_selected_result_in_headless_chromium(plots_run, page):  # no
     page.mouse.move(5, 5)
     page.click("#map .updatemenu-header-group")
     page.locator("#map .updatemenu-dropdown-button", has_text="colour by stability").click()
-    page.wait_for_selector("#map .colorbar", timeout=5000)
+    page.wait_for_selector("#map .colorbar", timeout=20000)
     assert page.evaluate(DRAWN) == len(truth)
     page.click("#next-unstable")
     page.wait_for_function("document.getElementById('status').textContent.startsWith('least stable 1 of 50: ')")
@@ -468,28 +468,28 @@ def test_the_queue_plays_a_cluster_exemplars_first_and_the_keys_step_through_it(
     assert order[:2] == [4, 31]
 
     page.locator("#spacer .row[data-cluster='1'] .play").click()
-    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[order[0]]}'", timeout=5000)
+    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[order[0]]}'", timeout=20000)
     assert page.evaluate(RING) == [pytest.approx(xy[order[0]][0])]
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowRight")
-    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[order[2]]}'", timeout=5000)
+    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[order[2]]}'", timeout=20000)
     assert page.evaluate("document.getElementById('player').getAttribute('src')") == f"audio/{ids[order[2]]}.wav"
     assert page.evaluate(RING) == [pytest.approx(xy[order[2]][0])] != [pytest.approx(xy[order[0]][0])]
     assert page.text_content("#status").startswith(f"cluster 1: clip 3 of 30, {ids[order[2]]} (probability")
     page.keyboard.press("ArrowLeft")
-    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[order[1]]}'", timeout=5000)
+    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[order[1]]}'", timeout=20000)
 
     # Lowest first: the weakest member first, exemplars no longer ahead.
     page.check("#lowest-first")
     weakest = min(members, key=lambda k: (probabilities[k], k))
-    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[weakest]}'", timeout=5000)
+    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[weakest]}'", timeout=20000)
     # Down: the next cluster in the panel's order (largest first, then by id: 0, 1, 2).
     page.keyboard.press("ArrowDown")
     page.wait_for_function("document.getElementById('status').textContent.startsWith('cluster 2: door slams: clip 1')")
     # The doubtful clips: the lowest-probability member of all first.
     page.click("#doubtful")
     worst = min(range(n), key=lambda k: (probabilities[k], k))
-    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[worst]}'", timeout=5000)
+    page.wait_for_function(f"document.getElementById('player').dataset.id === '{ids[worst]}'", timeout=20000)
     assert page.text_content("#status").startswith(f"doubtful clips: clip 1 of {n}, {ids[worst]}")
     assert page.problems == [], page.problems
     assert page.external == [], page.external
