@@ -440,15 +440,16 @@ def fig_startup(a, W):
         t = time.perf_counter()
         subprocess.run([PY, "-c", code], check=True, cwd=REPO, capture_output=True)
         out[name] = round(time.perf_counter() - t, 2)
-    r = subprocess.run([PY, "-c", JIT], check=True, cwd=REPO, capture_output=True, text=True)
-    out["umap first fit of 300 points (numba JIT)"] = round(float(r.stdout.split()[-1]), 2)
+
+    def printed_seconds(code):
+        r = subprocess.run([PY, "-c", code], check=True, cwd=REPO, capture_output=True, text=True)
+        return round(float(r.stdout.split()[-1]), 2)
+
     for name, code in [("umap first fit of 300 points", JIT), ("NN-descent first search of 2,000 points", NN_DESCENT)]:
-        if name.startswith("NN"):
-            out[name] = round(float(subprocess.run([PY, "-c", code], check=True, cwd=REPO, capture_output=True, text=True).stdout.split()[-1]), 2)
+        out[f"{name} (numba JIT)"] = printed_seconds(code)
         # Twice: the first process may fill the cache, the second is what a later job pays.
-        for _ in range(2):
-            r = subprocess.run([PY, "-c", WITH_CACHE + code], check=True, cwd=REPO, capture_output=True, text=True)
-        out[name + ", compiled code cached"] = round(float(r.stdout.split()[-1]), 2)
+        printed_seconds(WITH_CACHE + code)
+        out[f"{name}, compiled code cached"] = printed_seconds(WITH_CACHE + code)
     print("  " + json.dumps(out), flush=True)
     return {"figure": "startup", "at": now(), "seconds": out}
 

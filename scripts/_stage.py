@@ -4,6 +4,7 @@ Only I/O plumbing lives here, never results logic, because Snakemake reruns a
 stage when its own script changes but not when an imported module does.
 """
 
+import functools
 import sys
 import time
 import traceback
@@ -150,6 +151,7 @@ def read_json_files(paths):
 NUMBA_PACKAGES = ("umap", "pynndescent")
 
 
+@functools.cache  # once a process: later calls (layout's samples, each stage) find it done
 def cache_compiled_code():
     """Keep umap-learn's and pynndescent's compiled numba functions on disk.
 

@@ -211,16 +211,16 @@ class SoftMemberships:
         counts = np.bincount(position, minlength=self.n_clusters)
         first = np.r_[0, np.cumsum(counts)[:-1]]  # each position's first exemplar
         width = max(1, PRODUCT_ELEMENTS // PRODUCT_ROWS)
-        layout, self.runs, e0 = [], [], 0
+        layout, self.runs, e0, column = [], [], 0, 0
         self.column = np.empty(self.n_clusters, dtype=np.int64)
         for c in np.unique(counts):
             positions = np.flatnonzero(counts == c)
             for run in np.array_split(positions, -(-len(positions) * c // width)):
-                column = len(layout) and self.runs[-1][3] + self.runs[-1][2]
                 layout.append((first[run][None, :] + np.arange(c)[:, None]).ravel())
                 self.runs.append((e0, int(c), len(run), column))
                 self.column[run] = column + np.arange(len(run))
                 e0 += len(run) * c
+                column += len(run)
         self.exemplars = np.ascontiguousarray(exemplars[np.concatenate(layout)], dtype=np.float64)
         self.exemplar_sq = (self.exemplars**2).sum(axis=1)
 
